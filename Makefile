@@ -1,0 +1,48 @@
+# Two commands on a fresh clone: `make demo`, then `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export ECOM_RAW_DIR ?= data/raw
+export ECOM_CHDB_PATH ?= data/warehouse
+export DBT_TARGET ?= dev
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+
+.PHONY: help install demo test lint dev docs soak bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything (done by the other targets too)
+
+demo: $(STAMP) ## fresh demo: generate 90 days, load, dbt build, print a summary
+	$(BIN)/ecom generate --days 90
+	$(BIN)/ecom run; status=$$?; test $$status -eq 0 -o $$status -eq 3
+	$(BIN)/python -m ecom.demo
+
+test: $(STAMP) ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff and sqlfluff
+	$(BIN)/ruff check src tests orchestration
+	$(BIN)/sqlfluff lint models macros
+
+dev: $(STAMP) ## Dagster UI and daemon on http://127.0.0.1:3000
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
+
+docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080
+	$(BIN)/dbt docs generate --profiles-dir .
+	$(BIN)/dbt docs serve --profiles-dir . --host 127.0.0.1 --port 8080 --no-browser
+
+clean: ## remove generated data, dbt target and the environment
+	rm -rf data target logs $(VENV)

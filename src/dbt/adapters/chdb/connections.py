@@ -1,0 +1,79 @@
+"""Credentials and connections for the embedded engine.
+
+dbt-clickhouse's HTTP client wrapper is reused as is; only the clickhouse-connect client it
+wraps is built with the chdb interface, on the data directory named by `path`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ProgrammingError
+from dbt.adapters.clickhouse.connections import ClickHouseConnectionManager
+from dbt.adapters.clickhouse.credentials import ClickHouseCredentials
+from dbt.adapters.clickhouse.httpclient import ChHttpClient
+from dbt.adapters.exceptions import FailedToConnectError
+
+from ecom.lock import WarehouseLocked, ensure_unlocked
+
+# Settings the engine's session does not know: dbt-clickhouse sets them for servers.
+_SERVER_ONLY_SETTINGS = ("session_id",)
+
+
+@dataclass
+class ChdbCredentials(ClickHouseCredentials):
+    """`type: chdb`: the data directory replaces host, port and user."""
+
+    path: str = "data/warehouse"
+    host: str = "chdb"
+
+    @property
+    def type(self) -> str:
+        return "chdb"
+
+    @property
+    def unique_field(self) -> str:
+        return os.path.realpath(self.path)
+
+    def _connection_keys(self) -> tuple[str, ...]:
+        return ("path", "schema", "custom_settings", "use_lw_deletes")
+
+
+class ChdbClient(ChHttpClient):
+    """dbt-clickhouse's client wrapper around a chdb-backed clickhouse-connect client."""
+
+    def _create_client(self, credentials: ChdbCredentials):
+        path = os.path.abspath(credentials.path)
+        os.makedirs(path, exist_ok=True)
+        try:
+            ensure_unlocked(path)
+        except WarehouseLocked as exc:
+            raise FailedToConnectError(str(exc)) from None
+        settings = {k: v for k, v in self._conn_settings.items() if k not in _SERVER_ONLY_SETTINGS}
+        try:
+            return clickhouse_connect.get_client(interface="chdb", path=path, settings=settings)
+        except ProgrammingError as exc:
+            raise FailedToConnectError(f"cannot open the embedded warehouse at {path}: {exc}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ChdbConnectionManager(ClickHouseConnectionManager):
+    TYPE = "chdb"
+
+    @classmethod
+    def open(cls, connection):
+        if connection.state == "open":
+            return connection
+        credentials = cls.get_credentials(connection.credentials)
+        try:
+            connection.handle = ChdbClient(credentials)
+            connection.state = "open"
+        except FailedToConnectError:
+            connection.handle = None
+            connection.state = "fail"
+            raise
+        return connection

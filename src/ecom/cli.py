@@ -1,0 +1,216 @@
+"""`ecom`: generate raw exports, land them in bronze, build the layers, query and report.
+
+Every option that names a place or a target also reads its environment variable (SPEC
+section 2), so `ecom`, dbt and Dagster agree. Results go to stdout, progress and errors to
+stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from ecom.config import Settings, project_dir
+from ecom.lock import WarehouseLocked
+
+DEMO_START = date(2026, 9, 1)
+
+
+class _Date(click.ParamType):
+    name = "YYYY-MM-DD"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, date):
+            return value
+        try:
+            return datetime.strptime(value, "%Y-%m-%d").date()
+        except ValueError:
+            self.fail(f"{value!r} is not a date like 2026-09-01", param, ctx)
+
+
+DATE = _Date()
+
+
+def _settings(raw_dir: Path | None = None) -> Settings:
+    settings = Settings.from_env()
+    if raw_dir is not None:
+        settings = Settings(**{**settings.__dict__, "raw_dir": raw_dir})
+    return settings
+
+
+class EcomGroup(click.Group):
+    """Turns the expected failures into one plain line on stderr instead of a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except WarehouseLocked as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=EcomGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ecom-analytics")
+def main() -> None:
+    """E-commerce sales analytics on ClickHouse.
+
+    \b
+    Raw CSV exports --load--> bronze --dbt--> silver --dbt--> gold --> report, docs
+    The target comes from DBT_TARGET (dev: embedded ClickHouse at ECOM_CHDB_PATH;
+    server, cluster: CLICKHOUSE_HOST and friends).
+    """
+
+
+@main.command()
+@click.option("--start", type=DATE, default=DEMO_START.isoformat(), show_default=True, help="First day to write.")
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True, help="Number of days.")
+@click.option("--orders-per-day", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Average orders on an ordinary day (weekdays and Q4 vary around it).")
+@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
+@click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True,
+              help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
+@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+              show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate: float, out: Path,
+             quiet: bool) -> None:
+    """Write raw source exports: one CSV per entity per day, plus a manifest of the dirt injected.
+
+    Later days continue the same world, so `--start` right after an earlier run's last day
+    simulates daily arrivals.
+    """
+    from ecom.generate import generate as run_generator
+
+    manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
+                             dirty_rate=dirty_rate, progress=not quiet)
+    end = start + timedelta(days=days - 1)
+    click.echo(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
+    if isinstance(manifest, dict) and manifest.get("summary"):
+        click.echo(manifest["summary"])
+
+
+def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool) -> int:
+    from tqdm import tqdm
+
+    from ecom.load import discover, load, print_summary
+    from ecom.warehouse import session
+
+    if not settings.raw_dir.is_dir():
+        click.echo(f"error: raw directory {settings.raw_dir} does not exist; run `ecom generate` "
+                   "or set ECOM_RAW_DIR", err=True)
+        return 1
+    files = discover(settings.raw_dir, start, end)
+    with session(settings, wait_seconds=wait) as client, tqdm(
+        total=len(files), unit="file", desc="landing", disable=quiet or None, file=sys.stderr
+    ) as bar:
+        def on_file(outcome):
+            bar.update(1)
+            if outcome.status == "rejected":
+                bar.write(f"rejected {outcome.file.relative}: {outcome.reason}: {outcome.detail}", file=sys.stderr)
+
+        result = load(settings, client, start, end, on_file=on_file, files=files)
+    print_summary(result)
+    return result.exit_code
+
+
+@main.command("load")
+@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+              show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
+@click.option("--start", type=DATE, help="Only files of this day or later.")
+@click.option("--end", type=DATE, help="Only files of this day or earlier.")
+@click.option("--wait", type=float, default=0, show_default=True,
+              help="Seconds to wait for another process to release the embedded warehouse.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def load_command(raw_dir: Path, start: date | None, end: date | None, wait: float, quiet: bool) -> None:
+    """Land every raw file not landed yet into bronze, exactly once.
+
+    Exit status: 0 all landed (or nothing new), 3 some files were rejected in this run (the good
+    ones still landed; reasons in bronze.ingest_log), 1 on failure.
+    """
+    sys.exit(_run_load(_settings(raw_dir), start, end, wait, quiet))
+
+
+def dbt(*args: str, settings: Settings | None = None) -> int:
+    """Run the dbt CLI of this environment on the project, streaming its output."""
+    root = project_dir()
+    executable = Path(sys.executable).with_name("dbt")
+    command = [str(executable) if executable.exists() else "dbt", *args,
+               "--project-dir", str(root), "--profiles-dir", str(root)]
+    env = dict(os.environ)
+    if settings is not None:
+        env.setdefault("DBT_TARGET", settings.target)
+        env["ECOM_CHDB_PATH"] = str(settings.chdb_path.resolve())
+    return subprocess.call(command, cwd=root, env=env, stdout=sys.stderr)
+
+
+@main.command()
+@click.option("--date", "day", type=DATE, help="The one day to run.")
+@click.option("--start", type=DATE, help="First day of a range.")
+@click.option("--end", type=DATE, help="Last day of a range.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild every incremental model from all of bronze.")
+@click.option("--wait", type=float, default=0, show_default=True,
+              help="Seconds to wait for another process to release the embedded warehouse.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(day: date | None, start: date | None, end: date | None, full_refresh: bool, wait: float,
+        quiet: bool) -> None:
+    """Load the raw files of a day (or a range, or all), then `dbt build`; no Dagster needed."""
+    if day and (start or end):
+        raise click.UsageError("give either --date or --start/--end")
+    if day:
+        start = end = day
+    settings = _settings()
+    code = _run_load(settings, start, end, wait, quiet)
+    if code == 1:
+        sys.exit(1)
+    build = ["build", "--target", settings.target] + (["--full-refresh"] if full_refresh else [])
+    if dbt(*build, settings=settings) != 0:
+        click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
+        sys.exit(1)
+    click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
+    sys.exit(code)
+
+
+def format_table(columns: list[str], rows: list[tuple], limit: int | None = None) -> str:
+    """A plain-text table, numbers right-aligned."""
+    shown = rows if limit is None else rows[:limit]
+    cells = [["NULL" if v is None else str(v) for v in row] for row in shown]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
+               for i in range(len(columns))]
+
+    def line(values: list[str]) -> str:
+        return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric,
+                                                                                  strict=True)).rstrip()
+
+    out = [line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in cells)]
+    more = len(rows) - len(shown)
+    out.append(f"({len(rows)} rows{f', first {len(shown)} shown' if more else ''})")
+    return "\n".join(out)
+
+
+@main.command()
+@click.argument("query")
+@click.option("--limit", type=int, default=200, show_default=True, help="Rows to print at most.")
+def sql(query: str, limit: int) -> None:
+    """Run QUERY on the warehouse of the current target and print a table."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from ecom.load import _engine_message
+    from ecom.warehouse import session
+
+    with session(_settings()) as client:
+        try:
+            result = client.query(query)
+        except DatabaseError as exc:
+            click.echo(f"error: {_engine_message(exc)}", err=True)
+            sys.exit(1)
+    click.echo(format_table(list(result.column_names), list(result.result_rows), limit))
+
+
+if __name__ == "__main__":
+    main()

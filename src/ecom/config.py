@@ -1,0 +1,77 @@
+"""One place that decides where things are and which warehouse target is used.
+
+Every setting comes from the environment (SPEC section 2), so the CLI, dbt (through
+profiles.yml) and Dagster agree without passing anything around.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TARGETS = ("dev", "server", "cluster")
+
+
+def project_dir() -> Path:
+    """The dbt project root: ECOM_PROJECT_DIR, else the nearest dbt_project.yml above the cwd."""
+    if env := os.environ.get("ECOM_PROJECT_DIR"):
+        return Path(env).resolve()
+    for candidate in (Path.cwd(), *Path.cwd().parents):
+        if (candidate / "dbt_project.yml").is_file():
+            return candidate
+    source_checkout = Path(__file__).resolve().parents[2]
+    if (source_checkout / "dbt_project.yml").is_file():
+        return source_checkout
+    raise SystemExit(
+        "error: no dbt_project.yml in the current directory or above; "
+        "run from the repository root or set ECOM_PROJECT_DIR"
+    )
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    raw_dir: Path = Path("data/raw")
+    chdb_path: Path = Path("data/warehouse")
+    target: str = "dev"
+    host: str = "localhost"
+    port: int | None = None
+    user: str = "default"
+    password: str = field(default="", repr=False)
+    secure: bool = False
+    cluster: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        target = env.get("DBT_TARGET", "dev").strip() or "dev"
+        if target not in TARGETS:
+            raise SystemExit(f"error: DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+        port = env.get("CLICKHOUSE_PORT", "").strip()
+        if port and not port.isdigit():
+            raise SystemExit(f"error: CLICKHOUSE_PORT={port!r} is not a port number")
+        return cls(
+            raw_dir=Path(env.get("ECOM_RAW_DIR", "data/raw")),
+            chdb_path=Path(env.get("ECOM_CHDB_PATH", "data/warehouse")),
+            target=target,
+            host=env.get("CLICKHOUSE_HOST", "localhost"),
+            port=int(port) if port else None,
+            user=env.get("CLICKHOUSE_USER", "default"),
+            password=env.get("CLICKHOUSE_PASSWORD", ""),
+            secure=_flag(env.get("CLICKHOUSE_SECURE")),
+            cluster=(env.get("CLICKHOUSE_CLUSTER") or None) if target == "cluster" else None,
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return self.target == "dev"
+
+    def describe(self) -> str:
+        if self.embedded:
+            return f"embedded ClickHouse at {self.chdb_path.resolve()}"
+        where = f"{'https' if self.secure else 'http'}://{self.host}:{self.port or (8443 if self.secure else 8123)}"
+        return f"ClickHouse {where}" + (f" cluster {self.cluster}" if self.cluster else "")

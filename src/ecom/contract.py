@@ -1,0 +1,57 @@
+"""The raw source contract (SPEC section 4): entities, their columns and where files live."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "customer_id", "first_name", "last_name", "email", "phone", "birth_date", "signup_at",
+        "country", "city", "postal_code", "segment", "marketing_opt_in", "updated_at",
+    ),
+    "products": (
+        "product_id", "sku", "product_name", "category", "subcategory", "brand", "unit_cost_usd",
+        "list_price", "currency", "is_active", "updated_at",
+    ),
+    "orders": (
+        "order_id", "customer_id", "order_ts", "status", "channel", "currency", "shipping_fee",
+        "order_discount", "coupon_code", "shipping_country", "is_test", "updated_at",
+    ),
+    "order_items": ("order_id", "line_number", "product_id", "quantity", "unit_price", "line_discount"),
+    "payments": ("payment_id", "order_id", "payment_ts", "method", "amount", "currency", "status", "updated_at"),
+}
+ENTITIES: tuple[str, ...] = tuple(COLUMNS)
+
+# Lineage columns every bronze table carries after the source columns.
+LINEAGE: tuple[tuple[str, str], ...] = (
+    ("_source_file", "String"),
+    ("_row_number", "UInt64"),
+    ("_file_sha256", "String"),
+    ("_file_date", "Date"),
+    ("_batch_id", "String"),
+    ("_ingested_at", "DateTime64(3, 'UTC')"),
+)
+
+_NAME = re.compile(r"^(?P<entity>[a-z_]+)_(?P<ymd>\d{8})(?:_part\d+)?\.csv$")
+
+
+def relative_path(entity: str, day: date, part: int = 1) -> Path:
+    suffix = "" if part == 1 else f"_part{part}"
+    return Path(entity, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{entity}_{day:%Y%m%d}{suffix}.csv")
+
+
+def parse_name(relative: Path) -> tuple[str, date] | None:
+    """(entity, partition date) of `<entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv`, else None."""
+    parts = relative.parts
+    match = _NAME.match(relative.name)
+    if len(parts) != 5 or not match or match["entity"] != parts[0] or parts[0] not in COLUMNS:
+        return None
+    ymd = match["ymd"]
+    if (ymd[:4], ymd[4:6], ymd[6:]) != parts[1:4]:
+        return None
+    try:
+        return parts[0], date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+    except ValueError:
+        return None

@@ -1,0 +1,75 @@
+"""The embedded engine's data-directory lock, told in one plain line.
+
+chDB, like a ClickHouse server, holds an exclusive `flock` on `<path>/status` while a process
+has the warehouse open, and writes that process's PID into the file. Probing the lock before
+opening turns the engine's stack trace into a sentence that names the path, the holder and
+what to do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from pathlib import Path
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process has the embedded warehouse open."""
+
+
+def _holder_pid(status: Path) -> int | None:
+    try:
+        match = re.search(r"PID:\s*(\d+)", status.read_text(errors="replace"))
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def lock_holder(path: str | os.PathLike) -> int | None:
+    """PID of another process holding the warehouse at `path`, or None when it is free."""
+    status = Path(path) / "status"
+    try:
+        fd = os.open(status, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _holder_pid(status)
+        return None if pid == os.getpid() else (pid or -1)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def describe_holder(pid: int) -> str:
+    if pid < 0:
+        return "another process"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmd = ""
+    return f"process {pid}" + (f" ({cmd[:80]})" if cmd else "")
+
+
+def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
+    """Return when no other process holds the warehouse; raise WarehouseLocked otherwise.
+
+    With `wait_seconds` > 0, poll until the lock is released or the time is up.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        pid = lock_holder(path)
+        if pid is None:
+            return
+        if time.monotonic() >= deadline:
+            raise WarehouseLocked(
+                f"warehouse {os.path.abspath(path)} is in use by {describe_holder(pid)}; "
+                "wait for it to finish or stop it (chDB allows one process at a time), "
+                "or point ECOM_CHDB_PATH at another directory"
+            )
+        time.sleep(0.2)
