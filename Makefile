@@ -11,7 +11,7 @@ export ECOM_CHDB_PATH ?= data/warehouse
 export DBT_TARGET ?= dev
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: help install demo test lint dev docs soak bench clean
+.PHONY: help install browser demo test lint dev docs soak bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,12 +24,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install everything (done by the other targets too)
 
+# Browser tests drive Debian's headless Chromium; install it when missing (needs root or sudo).
+browser: ## install Debian's chromium and chromium-driver for the browser tests
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
 demo: $(STAMP) ## fresh demo: generate 90 days, load, dbt build, print a summary
 	$(BIN)/ecom generate --days 90
 	$(BIN)/ecom run; status=$$?; test $$status -eq 0 -o $$status -eq 3
 	$(BIN)/python -m ecom.demo
 
-test: $(STAMP) ## the whole test suite (what CI runs)
+test: $(STAMP) browser ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) ## ruff and sqlfluff

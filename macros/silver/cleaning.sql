@@ -1,0 +1,87 @@
+{#- Standardising raw strings (SPEC section 6). Each returns NULL when the value cannot be
+    read, so the caller can decide between quarantine and keeping the row. -#}
+
+{#- The three accepted timestamp forms, strictly: ISO 8601 with `Z` or an offset (optional
+    fraction), `YYYY-MM-DD HH:MM:SS` in UTC, `DD/MM/YYYY HH:MM` in UTC (day first, never
+    month first). Anything else, or an impossible date such as 30 February, is NULL. -#}
+{% macro parse_timestamp(column) -%}
+multiIf(
+    match(trimBoth({{ column }}), '^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})$'),
+        parseDateTime64BestEffortOrNull(trimBoth({{ column }}), 3, 'UTC'),
+    match(trimBoth({{ column }}), '^[0-9]{4}-[0-9]{2}-[0-9]{2} ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$'),
+        parseDateTime64BestEffortOrNull(trimBoth({{ column }}), 3, 'UTC'),
+    match(trimBoth({{ column }}), '^[0-9]{2}/[0-9]{2}/[0-9]{4} ([01][0-9]|2[0-3]):[0-5][0-9]$'),
+        toDateTime64(parseDateTimeOrNull(trimBoth({{ column }}), '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
+    null
+)
+{%- endmacro %}
+
+{#- A timestamp more than one day after the end of its file's partition day. -#}
+{% macro is_future(timestamp, file_date='_file_date') -%}
+({{ timestamp }} > toDateTime64({{ file_date }}, 3, 'UTC') + interval 2 day)
+{%- endmacro %}
+
+{#- Money and other decimals: a dot as separator, surrounding spaces ignored. -#}
+{% macro parse_decimal(column, scale=2) -%}
+toDecimal64OrNull(trimBoth({{ column }}), {{ scale }})
+{%- endmacro %}
+
+{% macro parse_integer(column) -%}
+toInt32OrNull(trimBoth({{ column }}))
+{%- endmacro %}
+
+{#- true/false/1/0/yes/no in any case; anything else NULL. -#}
+{% macro parse_bool(column) -%}
+multiIf(
+    lowerUTF8(trimBoth({{ column }})) in ('true', '1', 'yes', 't', 'y'), true,
+    lowerUTF8(trimBoth({{ column }})) in ('false', '0', 'no', 'f', 'n'), false,
+    null
+)
+{%- endmacro %}
+
+{#- Codes and statuses: trimmed, lower-cased, inner spaces to underscores. -#}
+{% macro clean_code(column) -%}
+replaceRegexpAll(lowerUTF8(trimBoth({{ column }})), '[ -]+', '_')
+{%- endmacro %}
+
+{% macro nullif_blank(column) -%}
+nullIf(trimBoth({{ column }}), '')
+{%- endmacro %}
+
+{#- Currency: trimmed, upper-cased, symbols mapped through the currency seed; '' when unknown. -#}
+{% macro currency_lookup() -%}
+(
+    select (groupArray(raw_value), groupArray(currency_code))
+    from (
+        select currency_code as raw_value, currency_code from {{ ref('currencies') }}
+        union all
+        select symbol as raw_value, currency_code from {{ ref('currencies') }} where symbol != ''
+    )
+)
+{%- endmacro %}
+
+{% macro to_currency(column, lookup='currency_map') -%}
+transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, '')
+{%- endmacro %}
+
+{#- Country: alpha-2, alpha-3 or English name in any case to alpha-2 through the seed; 'ZZ' when unknown. -#}
+{% macro country_lookup() -%}
+(
+    select (groupArray(raw_value), groupArray(country_code))
+    from (
+        select country_code as raw_value, country_code from {{ ref('countries') }}
+        union all
+        select alpha3 as raw_value, country_code from {{ ref('countries') }}
+        union all
+        select upperUTF8(country_name) as raw_value, country_code from {{ ref('countries') }}
+    )
+)
+{%- endmacro %}
+
+{% macro to_country(column, lookup='country_map') -%}
+transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, 'ZZ')
+{%- endmacro %}
+
+{% macro valid_email(email) -%}
+match({{ email }}, '^[a-z0-9._%+-]+@[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}$')
+{%- endmacro %}

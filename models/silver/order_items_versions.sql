@@ -1,0 +1,56 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        engine='MergeTree()',
+        order_by='(order_id, _ingested_at, _row_number)',
+        partition_by='toYYYYMM(_file_date)',
+    )
+}}
+{#- Every landed order line once, typed, with its verdict (see orders_versions). Lines have no
+    updated_at: a re-sent line wins by later ingestion, then later row. -#}
+
+with
+
+bronze_rows as (
+    select {{ raw_with_lineage('order_items') }}
+    from ({{ new_bronze_rows('order_items') }})
+),
+
+typed as (
+    select
+        *,
+        trimBoth(raw_order_id) as order_id,
+        toUInt32OrNull(trimBoth(raw_line_number)) as line_number,
+        trimBoth(raw_product_id) as product_id,
+        {{ parse_integer('raw_quantity') }} as quantity,
+        {{ parse_decimal('raw_unit_price') }} as unit_price,
+        coalesce({{ parse_decimal('raw_line_discount') }}, toDecimal64(0, 2)) as line_discount,
+        trimBoth(raw_line_discount) != '' and {{ parse_decimal('raw_line_discount') }} is null
+            as has_bad_discount_number
+    from bronze_rows
+),
+
+checked as (
+    select
+        * except (has_bad_discount_number),
+        multiIf(
+            order_id = '' or product_id = '' or trimBoth(raw_line_number) = '', 'missing_key',
+            line_number is null or quantity is null or unit_price is null or has_bad_discount_number,
+            'bad_number',
+            quantity <= 0, 'non_positive_quantity',
+            unit_price <= 0, 'non_positive_price',
+            line_discount < 0 or line_discount > quantity * unit_price, 'bad_discount',
+            ''
+        ) as reason
+    from typed
+),
+
+final as (
+    select
+        *,
+        {{ is_duplicate() }} as _is_duplicate
+    from checked
+)
+
+select * from final

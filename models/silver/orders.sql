@@ -1,0 +1,43 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='order_id',
+        engine='MergeTree()',
+        order_by='(order_id)',
+        partition_by='toYYYYMM(order_date)',
+    )
+}}
+{#- One row per order at its latest valid version. delete+insert on the key: a daily run
+    replaces only the orders that changed (status moves re-send an order days later). -#}
+
+with
+
+latest as (
+    {{ latest_valid_versions('orders', ['order_id']) }}
+),
+
+final as (
+    select
+        order_id,
+        customer_id,
+        customer_id is null as is_guest,
+        assumeNotNull(order_ts) as order_ts,
+        toDate(assumeNotNull(order_ts)) as order_date,
+        toLowCardinality(order_status) as order_status,
+        toLowCardinality(channel) as channel,
+        toLowCardinality(currency_code) as currency_code,
+        shipping_fee,
+        order_discount,
+        coupon_code,
+        toLowCardinality(shipping_country_code) as shipping_country_code,
+        assumeNotNull(updated_at) as updated_at,
+        _source_file,
+        _row_number,
+        _file_date,
+        _batch_id,
+        _ingested_at
+    from latest
+)
+
+select * from final

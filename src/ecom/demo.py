@@ -1,0 +1,65 @@
+"""What `make demo` prints at the end: what landed, what was rejected, headline figures, where to look."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from ecom.cli import format_table
+from ecom.config import Settings, project_dir
+from ecom.contract import ENTITIES
+from ecom.warehouse import session
+
+
+def _exists(client: Client, database: str, table: str) -> bool:
+    return bool(client.command(
+        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        parameters={"d": database, "t": table},
+    ))
+
+
+def summary(client: Client) -> str:
+    lines = ["", "Bronze (rows as landed):"]
+    rows = [(entity, int(client.command(f"SELECT count() FROM bronze.`{entity}`"))) for entity in ENTITIES]
+    lines.append(format_table(["table", "rows"], rows))
+    rejected = client.query(
+        "SELECT file_path, reason, error FROM bronze.ingest_log WHERE status = 'rejected' ORDER BY file_path"
+    ).result_rows
+    lines += ["", f"Rejected files: {len(rejected)} (kept in the raw directory; reasons in bronze.ingest_log)"]
+    lines += [f"  {path}: {reason}: {error}" for path, reason, error in rejected]
+    if _exists(client, "gold", "mart_daily_sales"):
+        head = client.query(
+            "SELECT min(order_date), max(order_date), sum(revenue_orders), round(sum(net_revenue_usd), 2), "
+            "round(sum(net_revenue_usd) / nullIf(sum(revenue_orders), 0), 2), sum(new_customers) "
+            "FROM gold.mart_daily_sales"
+        ).result_rows[0]
+        lines += ["", "Gold headline (gold.mart_daily_sales):",
+                  f"  {head[0]} .. {head[1]}: {head[2]:,} revenue orders, net revenue USD {head[3]:,}, "
+                  f"AOV USD {head[4]}, {head[5]:,} new customers"]
+    if _exists(client, "silver", "reconciliation"):
+        unbalanced = int(client.command("SELECT countIf(NOT is_balanced) FROM silver.reconciliation"))
+        lines.append(f"  reconciliation: {'balanced for every entity and day' if not unbalanced else f'{unbalanced} entity-days NOT balanced'}")
+    return "\n".join(lines)
+
+
+def where_to_look() -> str:
+    root = project_dir()
+    report = root / "data" / "report" / "index.html"
+    return "\n".join([
+        "",
+        "Where to look:",
+        f"  dashboard   {report}" + ("" if report.exists() else " (ecom report writes it)"),
+        "  dbt docs    make docs  -> http://127.0.0.1:8080",
+        "  Dagster UI  make dev   -> http://127.0.0.1:3000",
+        '  SQL         .venv/bin/ecom sql "select * from gold.mart_daily_sales order by order_date desc limit 7"',
+    ])
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    with session(settings) as client:
+        print(summary(client))
+    print(where_to_look())
+
+
+if __name__ == "__main__":
+    main()
