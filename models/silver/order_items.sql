@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert',
         unique_key=['order_id', 'line_number'],
         engine='MergeTree()',
         order_by='(order_id, line_number)',

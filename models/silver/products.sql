@@ -1,7 +1,7 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delete_insert',
         unique_key='product_id',
         engine='MergeTree()',
         order_by='(product_id)',

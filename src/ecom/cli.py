@@ -7,6 +7,7 @@ stderr.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,9 +17,13 @@ from pathlib import Path
 import click
 
 from ecom.config import Settings, project_dir
-from ecom.lock import WarehouseLocked
+from ecom.lock import WarehouseUnavailable
 
 DEMO_START = date(2026, 9, 1)
+
+# clickhouse-connect logs driver failures on its own; the CLI reports them in one line instead.
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
+logging.getLogger("clickhouse_connect").propagate = False
 
 
 class _Date(click.ParamType):
@@ -49,7 +54,7 @@ class EcomGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except WarehouseLocked as exc:
+        except WarehouseUnavailable as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 

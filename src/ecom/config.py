@@ -73,5 +73,6 @@ class Settings:
     def describe(self) -> str:
         if self.embedded:
             return f"embedded ClickHouse at {self.chdb_path.resolve()}"
-        where = f"{'https' if self.secure else 'http'}://{self.host}:{self.port or (8443 if self.secure else 8123)}"
+        port = self.port or (8443 if self.secure else 8123)
+        where = f"{'https' if self.secure else 'http'}://{self.host}:{port}"
         return f"ClickHouse {where}" + (f" cluster {self.cluster}" if self.cluster else "")

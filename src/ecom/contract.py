@@ -20,7 +20,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "order_discount", "coupon_code", "shipping_country", "is_test", "updated_at",
     ),
     "order_items": ("order_id", "line_number", "product_id", "quantity", "unit_price", "line_discount"),
-    "payments": ("payment_id", "order_id", "payment_ts", "method", "amount", "currency", "status", "updated_at"),
+    "payments": (
+        "payment_id", "order_id", "payment_ts", "method", "amount", "currency", "status", "updated_at",
+    ),
 }
 ENTITIES: tuple[str, ...] = tuple(COLUMNS)
 

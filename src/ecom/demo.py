@@ -37,7 +37,8 @@ def summary(client: Client) -> str:
                   f"AOV USD {head[4]}, {head[5]:,} new customers"]
     if _exists(client, "silver", "reconciliation"):
         unbalanced = int(client.command("SELECT countIf(NOT is_balanced) FROM silver.reconciliation"))
-        lines.append(f"  reconciliation: {'balanced for every entity and day' if not unbalanced else f'{unbalanced} entity-days NOT balanced'}")
+        verdict = "balanced for every entity and day" if not unbalanced else f"{unbalanced} entity-days NOT balanced"
+        lines.append(f"  reconciliation: {verdict}")
     return "\n".join(lines)
 
 

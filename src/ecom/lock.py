@@ -15,7 +15,11 @@ import time
 from pathlib import Path
 
 
-class WarehouseLocked(RuntimeError):
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be opened now; the message says why and what to do, in one line."""
+
+
+class WarehouseLocked(WarehouseUnavailable):
     """Another process has the embedded warehouse open."""
 
 
@@ -50,9 +54,10 @@ def describe_holder(pid: int) -> str:
     if pid < 0:
         return "another process"
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
         cmd = ""
+    cmd = " ".join(cmd.replace("\0", " ").split())  # one line, even for `python -c` with newlines
     return f"process {pid}" + (f" ({cmd[:80]})" if cmd else "")
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
 from ecom.config import Settings
-from ecom.lock import ensure_unlocked
+from ecom.lock import WarehouseUnavailable, ensure_unlocked
 
 
 def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Client:
@@ -19,14 +21,35 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
         path = settings.chdb_path.resolve()
         path.mkdir(parents=True, exist_ok=True)
         ensure_unlocked(path, wait_seconds)
-        return clickhouse_connect.get_client(interface="chdb", path=str(path))
-    return clickhouse_connect.get_client(
-        host=settings.host,
-        port=settings.port or (8443 if settings.secure else 8123),
-        username=settings.user,
-        password=settings.password,
-        secure=settings.secure,
-    )
+        try:
+            return clickhouse_connect.get_client(interface="chdb", path=str(path))
+        except ProgrammingError:
+            # Another process took the lock between the probe and the open: say so plainly.
+            ensure_unlocked(path)
+            raise
+    try:
+        return clickhouse_connect.get_client(
+            host=settings.host,
+            port=settings.port or (8443 if settings.secure else 8123),
+            username=settings.user,
+            password=settings.password,
+            secure=settings.secure,
+        )
+    except (OperationalError, DatabaseError) as exc:
+        raise WarehouseUnavailable(
+            f"cannot open {settings.describe()} (target {settings.target}): {_reason(exc)}; check "
+            "CLICKHOUSE_HOST, CLICKHOUSE_PORT, CLICKHOUSE_SECURE, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD"
+        ) from None
+
+
+def _reason(exc: Exception) -> str:
+    """The gist of a connection failure, without the HTTP library's retry story."""
+    text = " ".join(str(exc).split())
+    if errno := re.search(r"\[Errno -?\d+\] ([^\"')(]+)", text):
+        return errno.group(1).strip().rstrip(".")
+    if code := re.search(r"DB::Exception: (.+?)(?: \(version |\. Stack trace|$)", text):
+        return code.group(1)[:200]
+    return text[:200]
 
 
 @contextmanager

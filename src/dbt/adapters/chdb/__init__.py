@@ -5,6 +5,7 @@ Everything SQL is dbt-clickhouse's; only the connection differs. Macros dispatch
 """
 
 from dbt.adapters.base import AdapterPlugin
+
 from dbt.adapters.chdb.connections import ChdbConnectionManager, ChdbCredentials
 from dbt.adapters.chdb.impl import ChdbAdapter
 from dbt.include import chdb

@@ -55,6 +55,10 @@ class ChdbClient(ChHttpClient):
         try:
             return clickhouse_connect.get_client(interface="chdb", path=path, settings=settings)
         except ProgrammingError as exc:
+            try:
+                ensure_unlocked(path)  # another process took the lock since the probe
+            except WarehouseLocked as locked:
+                raise FailedToConnectError(str(locked)) from None
             raise FailedToConnectError(f"cannot open the embedded warehouse at {path}: {exc}") from None
 
     def close(self) -> None:

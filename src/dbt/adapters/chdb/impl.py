@@ -1,5 +1,6 @@
-from dbt.adapters.chdb.connections import ChdbConnectionManager
 from dbt.adapters.clickhouse.impl import ClickHouseAdapter
+
+from dbt.adapters.chdb.connections import ChdbConnectionManager
 
 
 class ChdbAdapter(ClickHouseAdapter):

@@ -1,0 +1,167 @@
+"""The `ecom` command line as a user runs it (the installed console script), and its settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ecom_env, run_ecom
+from ecom.cli import main
+from ecom.config import Settings
+from ecom.lock import WarehouseUnavailable
+from ecom.warehouse import connect
+
+ORDER_ITEMS_HEADER = "order_id,line_number,product_id,quantity,unit_price,line_discount\n"
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+
+
+def test_help_of_the_group_and_of_every_command(env):
+    top = run_ecom("--help", env=env)
+    assert top.returncode == 0
+    assert {"generate", "load", "run", "sql"} <= set(main.commands)
+    for name in main.commands:
+        assert name in top.stdout
+    expected_options = {
+        "generate": ["--start", "--days", "--orders-per-day", "--seed", "--dirty-rate", "--out"],
+        "load": ["--raw-dir", "--start", "--end", "--wait"],
+        "run": ["--date", "--start", "--end"],
+        "sql": ["QUERY"],
+    }
+    for name in main.commands:
+        result = run_ecom(name, "--help", env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"Usage: ecom {name}" in result.stdout
+        for option in expected_options.get(name, []):
+            assert option in result.stdout, (name, option)
+
+
+def test_sql_prints_a_table(env):
+    result = run_ecom("sql", "select 1 as x, 'two' as label, number as n from numbers(3) order by n", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [cell.strip() for cell in lines[0].split("|")] == ["x", "label", "n"]
+    assert set(lines[1]) <= {"-", "+"}
+    assert [[cell.strip() for cell in line.split("|")] for line in lines[2:5]] == [
+        ["1", "two", "0"], ["1", "two", "1"], ["1", "two", "2"]
+    ]
+    assert lines[-1] == "(3 rows)"
+
+
+def test_a_bad_query_is_one_line_on_stderr(env):
+    result = run_ecom("sql", "select no_such_column", env=env, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert "no_such_column" in line and "Stack trace" not in line
+
+
+def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
+    raw = Path(env["ECOM_RAW_DIR"])
+    good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"
+    good.parent.mkdir(parents=True)
+    good.write_text(ORDER_ITEMS_HEADER + 'O-1,1,P-1,2,9.99,\nO-1,2,"P,2",1,5.00,0.50\n')
+
+    first = run_ecom("load", "--quiet", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "landed 1 files, 2 rows; rejected 0; skipped 0" in first.stdout
+
+    second = run_ecom("load", "--quiet", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "landed 0 files, 0 rows" in second.stdout
+    assert "nothing new to land" in second.stdout and "already landed" in second.stdout
+
+    bad = raw / "order_items" / "2026" / "03" / "02" / "order_items_20260302.csv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("id;qty\n1;2\n")
+    more = good.with_name("order_items_20260301_part2.csv")
+    more.write_text(ORDER_ITEMS_HEADER + "O-2,1,P-1,1,9.99,\n")
+
+    third = run_ecom("load", "--quiet", env=env)
+    assert third.returncode == 3, third.stdout + third.stderr
+    assert "landed 1 files, 1 rows; rejected 1" in third.stdout
+    assert "rejected order_items/2026/03/02/order_items_20260302.csv: wrong_header" in third.stderr
+    assert bad.exists()
+
+    counts = run_ecom("sql", "select status, count() as files, sum(rows) as rows from bronze.ingest_log "
+                             "group by status order by status", env=env)
+    assert [line.split("|")[0].strip() for line in counts.stdout.splitlines()[2:4]] == ["landed", "rejected"]
+    assert [line.split("|")[2].strip() for line in counts.stdout.splitlines()[2:4]] == ["3", "0"]
+
+
+def test_load_without_a_raw_directory(env):
+    result = run_ecom("load", env=env, check=False)
+    assert result.returncode == 1
+    assert env["ECOM_RAW_DIR"] in one_error_line(result.stderr)
+
+
+def test_a_bad_target_is_a_clear_error(env):
+    env = {**env, "DBT_TARGET": "prod"}
+    for args in (("sql", "select 1"), ("load",)):
+        result = run_ecom(*args, env=env, check=False)
+        assert result.returncode == 1
+        assert one_error_line(result.stderr) == "error: DBT_TARGET='prod' is not one of dev, server, cluster"
+
+
+def test_settings_from_the_environment():
+    default = Settings.from_env({})
+    assert (default.raw_dir, default.chdb_path) == (Path("data/raw"), Path("data/warehouse"))
+    assert default.target == "dev"
+    assert default.embedded and default.cluster is None
+    assert Settings.from_env({"DBT_TARGET": " "}).target == "dev"
+
+    server = Settings.from_env({
+        "ECOM_RAW_DIR": "/in", "ECOM_CHDB_PATH": "/wh", "DBT_TARGET": "server",
+        "CLICKHOUSE_HOST": "ch.example",
+        "CLICKHOUSE_PORT": "9440", "CLICKHOUSE_USER": "analyst", "CLICKHOUSE_PASSWORD": "example-password",
+        "CLICKHOUSE_SECURE": "True", "CLICKHOUSE_CLUSTER": "ignored-off-cluster",
+    })
+    assert (server.raw_dir, server.chdb_path, server.host, server.port, server.user) == (
+        Path("/in"), Path("/wh"), "ch.example", 9440, "analyst")
+    assert server.secure and not server.embedded and server.cluster is None
+    assert server.describe() == "ClickHouse https://ch.example:9440"
+    assert "example-password" not in repr(server), "the password never shows in logs"
+
+    cluster = Settings.from_env({"DBT_TARGET": "cluster", "CLICKHOUSE_CLUSTER": "analytics"})
+    assert cluster.cluster == "analytics"
+    assert cluster.describe() == "ClickHouse http://localhost:8123 cluster analytics"
+    for spelling, expected in (("1", True), ("yes", True), ("on", True), ("0", False), ("false", False),
+                               ("", False)):
+        assert Settings.from_env({"CLICKHOUSE_SECURE": spelling}).secure is expected
+
+    with pytest.raises(SystemExit, match=r"DBT_TARGET='prod' is not one of dev, server, cluster"):
+        Settings.from_env({"DBT_TARGET": "prod"})
+    with pytest.raises(SystemExit, match=r"CLICKHOUSE_PORT='http' is not a port number"):
+        Settings.from_env({"CLICKHOUSE_PORT": "http"})
+
+
+def test_an_unreachable_server_is_one_plain_sentence():
+    settings = Settings(target="server", host="127.0.0.1", port=1)
+    with pytest.raises(WarehouseUnavailable) as unavailable:
+        connect(settings)
+    message = str(unavailable.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert "http://127.0.0.1:1" in message and "CLICKHOUSE_HOST" in message
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_HOST"),
+                    reason="CLICKHOUSE_HOST not set: server target not tested")
+def test_sql_on_the_server_target(env):
+    server = {k: v for k, v in os.environ.items() if k.startswith("CLICKHOUSE_")}
+    result = run_ecom("sql", "select 1 as x", env={**env, **server, "DBT_TARGET": "server"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "(1 rows)"

@@ -1,0 +1,455 @@
+"""The bronze loader on the real embedded engine: exactly once, byte for byte, with lineage.
+
+Every test writes its own small raw files (the `<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv`
+layout) and lands them into a fresh warehouse directory, so nothing depends on the generator.
+Expected rows are always read back with Python's csv module, the reference RFC 4180 reader.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from ecom.config import Settings
+from ecom.contract import COLUMNS, relative_path
+from ecom.load import LoadResult, load
+from ecom.warehouse import session
+
+DAY = date(2026, 3, 1)
+NEXT_DAY = date(2026, 3, 2)
+
+# Values a real export holds and a careless loader mangles.
+TRICKY_ORDERS = [
+    ["O-1", "C-000123", "2026-03-01T10:00:00Z", " Paid ", "web", "usd", "4.99", "0", "SPRING,10", "US",
+     "false", "2026-03-01 10:00:00"],
+    ["O-2", "", "01/03/2026 11:30", "placed", "mobile_app", "€", "", "", "line one\nline two", "Deutschland",
+     "no", "2026-03-01T11:30:00+01:00"],
+    ["O-3", "C-000124", "2026-03-01 12:00:00", "shipped", "marketplace", "GBP", "0", "1.50",
+     'say "hi", then leave', "gb ", "1", "2026-03-01 12:00:00"],
+    ["O-4", "  C-000125", "2026-03-01 13:00:00", "PAID", "web", "$", "\\N", "NULL", "a\r\nb", "US", "0",
+     "2026-03-01 13:00:00"],
+    ["O-5", "C-000126", "2026-03-01 14:00:00", "paid", "web", "USD", "3", "0", "", "US", "true", ""],
+]
+
+
+def write_csv(raw_dir: Path, entity: str, day: date, rows: list[list[str]], *,
+              header: list[str] | None = None, part: int = 1, lineterminator: str = "\n",
+              bom: bool = False) -> Path:
+    """Write one raw export the way a source system would (RFC 4180 quoting by the csv module)."""
+    path = raw_dir / relative_path(entity, day, part)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator=lineterminator)
+    writer.writerow(list(COLUMNS[entity]) if header is None else header)
+    writer.writerows(rows)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def write_bytes(raw_dir: Path, entity: str, day: date, content: bytes) -> Path:
+    path = raw_dir / relative_path(entity, day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def csv_records(path: Path) -> list[dict[str, str]]:
+    """The data records of a raw file as Python's csv module reads them (the reference)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def order_items(n: int, start: int = 1) -> list[list[str]]:
+    return [[f"O-{i}", str(i % 5 + 1), f"P-{i % 7}", str(i % 3), "19.90", "" if i % 2 else "0.5"]
+            for i in range(start, start + n)]
+
+
+def settings_for(tmp_path: Path, raw_dir: Path | None = None) -> Settings:
+    return Settings(raw_dir=raw_dir or tmp_path / "raw", chdb_path=tmp_path / "warehouse")
+
+
+def land(settings: Settings, **kwargs) -> LoadResult:
+    with session(settings) as client:
+        return load(settings, client, **kwargs)
+
+
+def query(settings: Settings, sql: str, **parameters) -> list[tuple]:
+    with session(settings) as client:
+        return client.query(sql, parameters=parameters).result_rows
+
+
+def bronze_rows(settings: Settings, entity: str, relative: str) -> list[dict[str, str]]:
+    """The source columns of one file's rows in bronze, in `_row_number` order."""
+    columns = ", ".join(f"`{c}`" for c in COLUMNS[entity])
+    rows = query(settings, f"SELECT {columns} FROM bronze.{entity} WHERE _source_file = {{f:String}} "
+                           "ORDER BY _row_number", f=relative)
+    return [dict(zip(COLUMNS[entity], row, strict=True)) for row in rows]
+
+
+def log_rows(settings: Settings) -> dict[str, list[dict]]:
+    """bronze.ingest_log by file path, oldest first."""
+    rows = query(settings, "SELECT file_path, status, reason, error, rows, bytes, sha256, batch_id, version, "
+                           "file_date FROM bronze.ingest_log ORDER BY finished_at")
+    names = ("file_path", "status", "reason", "error", "rows", "bytes", "sha256", "batch_id", "version",
+             "file_date")
+    by_path: dict[str, list[dict]] = {}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        by_path.setdefault(record["file_path"], []).append(record)
+    return by_path
+
+
+def rows_from_file(settings: Settings, relative_path: str) -> int:
+    """Rows of one raw file in any bronze table."""
+    union = " UNION ALL ".join(f"SELECT count() AS n FROM bronze.{entity} WHERE _source_file = {{f:String}}"
+                               for entity in COLUMNS)
+    return query(settings, f"SELECT sum(n) FROM ({union})", f=relative_path)[0][0]
+
+
+def relative(path: Path, raw_dir: Path) -> str:
+    return path.relative_to(raw_dir).as_posix()
+
+
+def test_rows_land_exactly_as_exported_with_lineage(tmp_path):
+    settings = settings_for(tmp_path)
+    raw = settings.raw_dir
+    files = {
+        "orders": write_csv(raw, "orders", DAY, TRICKY_ORDERS),
+        "order_items": write_csv(raw, "order_items", DAY, order_items(40), lineterminator="\r\n"),
+        "payments": write_csv(raw, "payments", NEXT_DAY, [
+            ["PAY-1", "O-1", "2026-03-02 09:00:00", "card", "104.99", "USD", "captured",
+             "2026-03-02 09:00:00"],
+            ["PAY-2", "O-2", "2026-03-02 09:05:00", " PayPal", "1,234.50", "eur", "authorized", ""],
+        ]),
+    }
+
+    result = land(settings)
+
+    assert [o.status for o in result.outcomes] == ["landed"] * 3, result.outcomes
+    assert result.exit_code == 0
+    log = log_rows(settings)
+    for entity, path in files.items():
+        rel = relative(path, raw)
+        expected = csv_records(path)
+        assert bronze_rows(settings, entity, rel) == expected, entity
+        (entry,) = log[rel]
+        assert entry["status"] == "landed"
+        assert entry["rows"] == len(expected)
+        assert entry["bytes"] == path.stat().st_size
+        assert entry["version"] == 1
+        lineage = query(settings, "SELECT _row_number, _file_sha256, _file_date, _batch_id, _ingested_at "
+                                  f"FROM bronze.{entity} WHERE _source_file = {{f:String}} "
+                                  "ORDER BY _row_number", f=rel)
+        assert [r[0] for r in lineage] == list(range(1, len(expected) + 1))
+        assert {r[1] for r in lineage} == {hashlib.sha256(path.read_bytes()).hexdigest()} == {entry["sha256"]}
+        year, month, day = (int(part) for part in path.parts[-4:-1])
+        assert {r[2] for r in lineage} == {date(year, month, day)}
+        assert {r[3] for r in lineage} == {entry["batch_id"]}
+        assert all(r[4] is not None for r in lineage)
+    # The values a loader typically bends, checked one by one.
+    orders = {row["order_id"]: row for row in bronze_rows(settings, "orders", relative(files["orders"], raw))}
+    assert orders["O-1"]["status"] == " Paid "
+    assert orders["O-1"]["coupon_code"] == "SPRING,10"
+    assert orders["O-2"]["customer_id"] == "" and orders["O-2"]["shipping_fee"] == ""
+    assert orders["O-2"]["coupon_code"] == "line one\nline two"
+    assert orders["O-3"]["coupon_code"] == 'say "hi", then leave'
+    assert orders["O-3"]["shipping_country"] == "gb "
+    assert orders["O-4"]["customer_id"] == "  C-000125"
+    assert (orders["O-4"]["shipping_fee"], orders["O-4"]["order_discount"]) == ("\\N", "NULL")
+    assert orders["O-4"]["coupon_code"] == "a\r\nb"
+
+
+def test_row_numbers_follow_file_order_in_a_large_file(tmp_path):
+    """150,000 records with quoted newlines: the engine parses a file this size in segments."""
+    settings = settings_for(tmp_path)
+    rows = [[f"O-{i}", str(i), "P\n1" if i % 1000 == 0 else "P-1", "1", "2.00", ""]
+            for i in range(1, 150_001)]
+    path = write_csv(settings.raw_dir, "order_items", DAY, rows)
+
+    (outcome,) = land(settings).outcomes
+
+    assert (outcome.status, outcome.rows) == ("landed", len(rows))
+    misplaced = query(settings, "SELECT count() FROM bronze.order_items "
+                                "WHERE line_number != toString(_row_number)")
+    assert misplaced == [(0,)]
+    assert query(settings, "SELECT uniqExact(_source_file), max(_row_number) FROM bronze.order_items") == [
+        (1, len(rows))
+    ]
+    assert path.exists()
+
+
+def test_second_load_lands_nothing_and_says_why(tmp_path):
+    settings = settings_for(tmp_path)
+    write_csv(settings.raw_dir, "orders", DAY, TRICKY_ORDERS)
+    write_csv(settings.raw_dir, "order_items", DAY, order_items(10))
+    first = land(settings)
+    assert len(first.landed) == 2
+
+    second = land(settings)
+
+    assert second.landed == [] and second.rejected == []
+    assert [(o.status, o.reason, o.detail) for o in second.outcomes] == [
+        ("skipped", "already_landed", "already landed")
+    ] * 2
+    assert second.exit_code == 0
+    assert query(settings, "SELECT count() FROM bronze.order_items") == [(10,)]
+    assert query(settings, "SELECT count() FROM bronze.ingest_log") == [(2,)]
+
+
+def test_changed_file_at_the_same_path_lands_as_version_2(tmp_path):
+    settings = settings_for(tmp_path)
+    path = write_csv(settings.raw_dir, "order_items", DAY, order_items(3))
+    first_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    land(settings)
+    write_csv(settings.raw_dir, "order_items", DAY, order_items(5, start=100))
+
+    (outcome,) = land(settings).outcomes
+
+    assert (outcome.status, outcome.rows) == ("landed", 5)
+    assert "version 2" in outcome.detail
+    rel = relative(path, settings.raw_dir)
+    versions = log_rows(settings)[rel]
+    assert [(v["version"], v["rows"], v["status"]) for v in versions] == [(1, 3, "landed"), (2, 5, "landed")]
+    assert versions[1]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() != first_sha
+    assert versions[0]["batch_id"] != versions[1]["batch_id"]
+    # Bronze is append-only: both versions are there, each under its own batch.
+    by_batch = dict(query(settings, "SELECT _batch_id, count() FROM bronze.order_items GROUP BY _batch_id"))
+    assert by_batch == {versions[0]["batch_id"]: 3, versions[1]["batch_id"]: 5}
+
+
+def test_same_content_at_another_path_is_skipped(tmp_path):
+    settings = settings_for(tmp_path)
+    original = write_csv(settings.raw_dir, "order_items", DAY, order_items(4))
+    land(settings)
+    copy = settings.raw_dir / relative_path("order_items", DAY, part=2)
+    shutil.copyfile(original, copy)
+
+    (outcome,) = [o for o in land(settings).outcomes if o.file.path == copy]
+
+    assert outcome.status == "skipped"
+    assert relative(original, settings.raw_dir) in outcome.detail
+    assert query(settings, "SELECT count() FROM bronze.order_items") == [(4,)]
+
+
+def test_header_only_files_land_zero_rows(tmp_path):
+    """Quiet days export a header and nothing else; each day's file is still landed and logged."""
+    settings = settings_for(tmp_path)
+    first = write_csv(settings.raw_dir, "payments", DAY, [])
+    second = write_csv(settings.raw_dir, "payments", NEXT_DAY, [])
+    assert first.read_bytes() == second.read_bytes()
+
+    result = land(settings)
+
+    assert [(o.status, o.rows) for o in result.outcomes] == [("landed", 0), ("landed", 0)]
+    log = log_rows(settings)
+    for path in (first, second):
+        assert [(e["status"], e["rows"]) for e in log[relative(path, settings.raw_dir)]] == [("landed", 0)]
+    assert query(settings, "SELECT count() FROM bronze.payments") == [(0,)]
+    assert land(settings).landed == []
+
+
+def test_bom_and_crlf_land_clean(tmp_path):
+    settings = settings_for(tmp_path)
+    path = write_csv(settings.raw_dir, "order_items", DAY, order_items(6), lineterminator="\r\n", bom=True)
+    trailing_blank = write_bytes(settings.raw_dir, "order_items", NEXT_DAY,
+                                 b"order_id,line_number,product_id,quantity,unit_price,line_discount\r\n"
+                                 b"O-9,1,P-9,2,5.00,\r\n\r\n")
+
+    result = land(settings)
+
+    assert [(o.status, o.rows) for o in result.outcomes] == [("landed", 6), ("landed", 1)], result.outcomes
+    landed = bronze_rows(settings, "order_items", relative(path, settings.raw_dir))
+    assert landed == csv_records(path)
+    assert not any("\r" in value or "\ufeff" in value for row in landed for value in row.values())
+    assert bronze_rows(settings, "order_items", relative(trailing_blank, settings.raw_dir)) == [
+        {"order_id": "O-9", "line_number": "1", "product_id": "P-9", "quantity": "2", "unit_price": "5.00",
+         "line_discount": ""}
+    ]
+
+
+def test_reordered_columns_land_in_the_right_columns(tmp_path):
+    settings = settings_for(tmp_path)
+    header = list(reversed(COLUMNS["payments"]))
+    values = {"payment_id": "PAY-7", "order_id": "O-7", "payment_ts": "2026-03-01 08:00:00", "method": "card",
+              "amount": "10.00", "currency": "SEK", "status": "captured", "updated_at": "2026-03-01 08:01:00"}
+    path = write_csv(settings.raw_dir, "payments", DAY, [[values[c] for c in header]], header=header)
+
+    (outcome,) = land(settings).outcomes
+
+    assert outcome.status == "landed"
+    assert bronze_rows(settings, "payments", relative(path, settings.raw_dir)) == [values]
+
+
+def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
+    settings = settings_for(tmp_path)
+    raw = settings.raw_dir
+    header = ",".join(COLUMNS["order_items"]).encode()
+    good = write_csv(raw, "orders", DAY, TRICKY_ORDERS)
+    bad = {
+        "wrong_header": write_csv(raw, "customers", DAY, [["C-1"] * 12],
+                                  header=list(COLUMNS["customers"])[:-1]),
+        "not_utf8": write_bytes(raw, "products", DAY, ",".join(COLUMNS["products"]).encode()
+                                + b"\nP-1,SKU-1,Caf\xe9 cr\xe8me,food,coffee,Acme,1,2,EUR,true,2026-03-01\n"),
+        "empty": write_bytes(raw, "payments", DAY, b""),
+        "parse_error": write_bytes(raw, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00,\nO-2,1,P-2,1\n"),
+        "unterminated quote": write_bytes(raw, "order_items", NEXT_DAY,
+                                          header + b'\nO-1,1,P-1,1,2.00,\nO-2,1,"P-2,1,2.00,\n'),
+    }
+    misnamed = raw / "orders" / "2026" / "03" / "02" / "orders_2026-03-02.csv"
+    misnamed.parent.mkdir(parents=True)
+    shutil.copyfile(good, misnamed)
+    bad["bad_name"] = misnamed
+    link = raw / relative_path("customers", NEXT_DAY)
+    link.parent.mkdir(parents=True)
+    link.symlink_to(good)
+    bad["symlink"] = link
+    fifo = raw / relative_path("products", NEXT_DAY)
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    bad["unreadable"] = fifo
+
+    with feeding_if_opened(fifo):
+        result = land(settings)
+
+    assert result.exit_code == 3
+    outcomes = {o.file.path: o for o in result.outcomes}
+    assert (outcomes[good].status, outcomes[good].rows) == ("landed", len(TRICKY_ORDERS))
+    log = log_rows(settings)
+    for expected_reason, path in bad.items():
+        reason = expected_reason.split()[0] if expected_reason != "unterminated quote" else "parse_error"
+        assert (outcomes[path].status, outcomes[path].reason) == ("rejected", reason), outcomes[path]
+        (entry,) = log[relative(path, raw)]
+        assert (entry["status"], entry["reason"], entry["rows"]) == ("rejected", reason, 0)
+        assert entry["error"], "the log says what is wrong"
+        assert os.path.lexists(path), "a rejected file stays for inspection"
+        assert rows_from_file(settings, relative(path, raw)) == 0
+    assert "UTF-8" in log[relative(bad["not_utf8"], raw)][0]["error"]
+    assert log[relative(bad["bad_name"], raw)][0]["file_date"] is None
+
+    # A second load neither lands nor logs them again.
+    again = land(settings)
+    assert again.landed == [] and again.rejected == []
+    assert query(settings, "SELECT count() FROM bronze.ingest_log WHERE status = 'rejected'") == [(len(bad),)]
+
+
+@contextmanager
+def feeding_if_opened(fifo: Path) -> Iterator[None]:
+    """Should the loader open the named pipe, write to it so the test fails instead of hanging."""
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.2):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # nobody reading: as it should be
+                continue
+            os.write(fd, b"not,a,csv\n")
+            os.close(fd)
+            return
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: a permission-denied file cannot be made")
+def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path):
+    settings = settings_for(tmp_path)
+    path = write_csv(settings.raw_dir, "orders", DAY, TRICKY_ORDERS)
+    path.chmod(0)
+    try:
+        (outcome,) = land(settings).outcomes
+    finally:
+        path.chmod(0o644)
+    assert (outcome.status, outcome.reason) == ("rejected", "unreadable")
+
+
+@contextmanager
+def small_block_client(settings: Settings) -> Iterator[Client]:
+    """A client that inserts in blocks of 1,000 rows, so a failing INSERT has already written parts."""
+    settings.chdb_path.mkdir(parents=True, exist_ok=True)
+    client = clickhouse_connect.get_client(
+        interface="chdb", path=str(settings.chdb_path),
+        settings={"max_block_size": 1000, "min_insert_block_size_rows": 1000,
+                  "min_insert_block_size_bytes": 0},
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def test_a_file_rejected_mid_parse_leaves_no_rows_behind(tmp_path):
+    settings = settings_for(tmp_path)
+    good = write_csv(settings.raw_dir, "order_items", DAY, order_items(5))
+    broken = write_csv(settings.raw_dir, "order_items", NEXT_DAY, [*order_items(20_000), ["O-x", "1", "P-1"]])
+
+    with small_block_client(settings) as client:
+        result = load(settings, client)
+        left = client.query("SELECT _source_file, count() FROM bronze.order_items "
+                            "GROUP BY _source_file").result_rows
+
+    outcomes = {o.file.path: o for o in result.outcomes}
+    assert (outcomes[broken].status, outcomes[broken].reason) == ("rejected", "parse_error")
+    assert "row" in outcomes[broken].detail.lower()
+    assert left == [(relative(good, settings.raw_dir), 5)]
+
+
+def test_rows_of_an_interrupted_load_are_removed_by_the_next(tmp_path):
+    settings = settings_for(tmp_path)
+    write_csv(settings.raw_dir, "order_items", DAY, order_items(3))
+    land(settings)
+    columns = ", ".join(COLUMNS["order_items"])
+    with session(settings) as client:
+        # What a load killed between its INSERT and its ingest-log row leaves behind.
+        client.command(
+            f"INSERT INTO bronze.order_items ({columns}, _source_file, _row_number, _file_sha256, "
+            "_file_date, _batch_id, _ingested_at) SELECT 'O-crash', '1', 'P-1', '1', '1.00', '', "
+            "'order_items/2026/03/02/order_items_20260302.csv', number + 1, 'abc', '2026-03-02', "
+            "'batch-that-never-finished', now64(3) FROM numbers(7)"
+        )
+        assert client.command("SELECT count() FROM bronze.order_items") == 10
+
+    result = land(settings)
+
+    assert result.orphan_rows_removed == 7
+    assert query(settings, "SELECT count(), countIf(_batch_id = 'batch-that-never-finished') "
+                           "FROM bronze.order_items") == [(3, 0)]
+
+
+def test_a_raw_directory_with_glob_characters_in_its_name(tmp_path):
+    """The engine's file() expands `{a,b}`, `*` and `?`; the loader must read the path literally."""
+    settings = settings_for(tmp_path, raw_dir=tmp_path / "exports{2026}")
+    path = write_csv(settings.raw_dir, "order_items", DAY, order_items(4))
+
+    (outcome,) = land(settings).outcomes
+
+    assert (outcome.status, outcome.rows) == ("landed", 4)
+    assert bronze_rows(settings, "order_items", relative(path, settings.raw_dir)) == csv_records(path)
+
+
+def test_start_and_end_pick_the_days_to_land(tmp_path):
+    settings = settings_for(tmp_path)
+    for offset in range(3):
+        write_csv(settings.raw_dir, "order_items", date(2026, 3, 1 + offset), order_items(offset + 1))
+
+    result = land(settings, start=date(2026, 3, 2), end=date(2026, 3, 2))
+
+    assert [(o.file.file_date, o.rows) for o in result.outcomes] == [(date(2026, 3, 2), 2)]
+    assert query(settings, "SELECT DISTINCT _file_date FROM bronze.order_items") == [(date(2026, 3, 2),)]

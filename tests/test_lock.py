@@ -1,0 +1,126 @@
+"""One process at a time on the embedded warehouse: the second one is told so in one plain line.
+
+A real second process holds the warehouse (it opens it with `ecom.warehouse.connect` and
+sleeps); `ecom load`, `ecom sql` and dbt through the `chdb` plugin then run against it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, ecom_env, run_ecom
+from ecom.config import Settings
+from ecom.lock import WarehouseLocked, ensure_unlocked, lock_holder
+from ecom.warehouse import connect
+
+HOLDER = """
+import sys, time
+from ecom.warehouse import connect
+client = connect()
+client.command("SELECT 1")
+print("ready", flush=True)
+time.sleep(float(sys.argv[1]))
+client.close()
+"""
+
+
+@contextmanager
+def holding(env: dict[str, str], seconds: float = 120) -> Iterator[subprocess.Popen]:
+    """A python process that has the warehouse of `env` open for `seconds` (or until the test ends)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(seconds)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "ready", f"holder did not start: {line!r} {proc.stderr.read()}"
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    raw_dir = tmp_path / "raw"
+    day_dir = raw_dir / "order_items" / "2026" / "03" / "01"
+    day_dir.mkdir(parents=True)
+    (day_dir / "order_items_20260301.csv").write_text(
+        "order_id,line_number,product_id,quantity,unit_price,line_discount\nO-1,1,P-1,2,9.99,\n"
+    )
+    return ecom_env(raw_dir, tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
+                    DBT_LOG_PATH=str(tmp_path / "logs"))
+
+
+def assert_one_plain_line(text: str, path: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    (line,) = lines
+    assert path in line and "in use by process" in line and "ECOM_CHDB_PATH" in line, line
+    for noise in ("Traceback", "DB::Exception", "Code: 76", "Stack trace"):
+        assert noise not in text, text
+    return line
+
+
+def test_the_probe_names_the_holder_and_what_to_do(env):
+    path = env["ECOM_CHDB_PATH"]
+    assert lock_holder(path) is None
+    with holding(env) as proc:
+        assert lock_holder(path) == proc.pid
+        with pytest.raises(WarehouseLocked) as locked:
+            ensure_unlocked(path)
+        message = str(locked.value)
+        assert_one_plain_line(message, path)
+        assert f"process {proc.pid}" in message
+        # Opening through the client factory says the same instead of letting the engine fail.
+        with pytest.raises(WarehouseLocked):
+            connect(Settings(chdb_path=Path(path)))
+    assert lock_holder(path) is None
+
+
+def test_ecom_load_and_sql_say_so_in_one_line(env):
+    path = env["ECOM_CHDB_PATH"]
+    with holding(env):
+        load = run_ecom("load", env=env, check=False)
+        sql = run_ecom("sql", "select 1", env=env, check=False)
+    for result in (load, sql):
+        assert result.returncode == 1, result
+        assert result.stdout == ""
+        assert assert_one_plain_line(result.stderr, path).startswith("error: warehouse ")
+
+
+def test_load_waits_for_the_warehouse_with_wait(env):
+    with holding(env, seconds=2):
+        started = time.monotonic()
+        result = run_ecom("load", "--quiet", "--wait", "60", env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "landed 1 files, 1 rows" in result.stdout
+    assert time.monotonic() - started < 60
+
+
+def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_dbt_through_the_plugin_says_so_in_one_line(env):
+    path = env["ECOM_CHDB_PATH"]
+    with holding(env):
+        debug = dbt("debug", env=env)
+        run = dbt("run", env=env)
+    for result in (debug, run):
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        lines = [line for line in output.splitlines() if f"warehouse {path} is in use by process" in line]
+        assert lines, output
+        assert_one_plain_line(lines[0], path)
+        assert "Traceback" not in output and "DB::Exception" not in output, output
+    assert os.path.isdir(path)

@@ -1,0 +1,192 @@
+"""The `type: chdb` dbt adapter plugin: found by dbt, installable, and good for real dbt work.
+
+dbt runs as a subprocess of the installed CLI, with its target and log folders in tmp_path
+(never the checkout's target/), on a warehouse directory of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, ROOT, ecom_env, run_ecom
+from ecom.config import Settings
+from ecom.warehouse import session
+
+
+def dbt(*args: str, env: dict[str, str], project: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run the installed dbt CLI; `.output` holds stdout and stderr together."""
+    command = [str(BIN / "dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    result = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True, timeout=600)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def dbt_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return ecom_env(tmp_path / "raw", tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
+                    DBT_LOG_PATH=str(tmp_path / "logs"), **extra)
+
+
+def test_dbt_finds_the_plugin_in_the_adapters_namespace():
+    from dbt.adapters.clickhouse import ClickHouseAdapter
+    from dbt.adapters.factory import FACTORY
+
+    import dbt.adapters
+
+    portions = [Path(p) for p in dbt.adapters.__path__ if (Path(p) / "chdb" / "__init__.py").is_file()]
+    assert portions, dbt.adapters.__path__
+
+    from dbt.adapters.chdb import ChdbAdapter, ChdbCredentials, Plugin
+
+    assert Plugin.adapter is ChdbAdapter and issubclass(ChdbAdapter, ClickHouseAdapter)
+    assert Plugin.dependencies == ["clickhouse"]
+    assert (Path(Plugin.include_path) / "dbt_project.yml").is_file()
+    assert ChdbCredentials(path="x", schema="s").type == "chdb"
+    assert FACTORY.load_plugin("chdb") is ChdbCredentials
+
+
+# A project that needs nothing of this repository's models: seed, table, view, incremental, tests.
+MINI_PROJECT = {
+    "dbt_project.yml": "name: plugin_check\nversion: '1.0'\nconfig-version: 2\nprofile: plugin_check\n"
+                       "flags:\n  send_anonymous_usage_stats: false\n",
+    "profiles.yml": "plugin_check:\n  target: dev\n  outputs:\n    dev:\n      type: chdb\n"
+                    "      path: \"{{ env_var('ECOM_CHDB_PATH') }}\"\n      schema: plugin_check\n"
+                    "      threads: 4\n",
+    "seeds/raw_colors.csv": "color_id,color_name\n1,red\n2,green\n3,blue\n",
+    "models/colors.sql": "{{ config(materialized='table', engine='MergeTree', order_by='color_id') }}\n"
+                         "select color_id, upper(color_name) as color_name from {{ ref('raw_colors') }}\n",
+    "models/colors_view.sql": "select * from {{ ref('colors') }} where color_id > 1\n",
+    "models/colors_incremental.sql": (
+        "{{ config(materialized='incremental', unique_key='color_id', incremental_strategy='delete+insert',"
+        " engine='MergeTree', order_by='color_id') }}\nselect color_id, color_name from {{ ref('colors') }}\n"
+    ),
+    "models/schema.yml": "version: 2\nmodels:\n  - name: colors\n    description: Colors, upper-cased.\n"
+                         "    columns:\n      - name: color_id\n        description: The key.\n"
+                         "        data_tests: [unique, not_null]\n  - name: colors_incremental\n"
+                         "    columns:\n      - name: color_id\n        data_tests: [unique]\n",
+    **{f"models/fanout_{i}.sql": f"select {i} as n, (select count() from {{{{ ref('colors') }}}}) as c\n"
+       for i in range(1, 7)},
+}
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_build_with_four_threads_and_docs_on_a_plain_project(tmp_path):
+    project = write_project(tmp_path / "project", MINI_PROJECT)
+    env = dbt_env(tmp_path)
+
+    first = dbt("build", env=env, project=project)
+    assert first.returncode == 0, first.output
+    assert "Concurrency: 4 threads (target='dev')" in first.output
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    assert len(results) == 13 and {r["status"] for r in results} <= {"success", "pass"}
+    assert len({r["thread_id"] for r in results}) > 1, "nodes ran on more than one thread"
+
+    again = dbt("build", env=env, project=project)  # the incremental model's incremental path
+    assert again.returncode == 0, again.output
+
+    docs = dbt("docs", "generate", env=env, project=project)
+    assert docs.returncode == 0, docs.output
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    assert set(catalog["nodes"]["model.plugin_check.colors"]["columns"]) == {"color_id", "color_name"}
+
+    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+        assert client.query("SELECT color_name FROM plugin_check.colors ORDER BY color_id").result_rows == [
+            ("RED",), ("GREEN",), ("BLUE",)
+        ]
+        assert client.command("SELECT count() FROM plugin_check.colors_incremental") == 3
+
+
+def test_debug_build_and_docs_of_the_bronze_sources(tmp_path):
+    day = tmp_path / "raw" / "orders" / "2026" / "03" / "01"
+    day.mkdir(parents=True)
+    (day / "orders_20260301.csv").write_text(
+        "order_id,customer_id,order_ts,status,channel,currency,shipping_fee,order_discount,coupon_code,"
+        "shipping_country,is_test,updated_at\nO-1,C-1,2026-03-01 10:00:00,paid,web,USD,0,0,,US,false,"
+        "2026-03-01 10:00:00\n"
+    )
+    env = dbt_env(tmp_path)
+    assert run_ecom("load", "--quiet", env=env).returncode == 0
+
+    debug = dbt("debug", env=env)
+    assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
+    assert "adapter type: chdb" in debug.output
+
+    build = dbt("build", "--select", "source:bronze", env=env)
+    assert build.returncode == 0, build.output
+    assert "Concurrency: 4 threads (target='dev')" in build.output
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    failed = [r["unique_id"] for r in results if r["status"] != "pass"]
+    assert results and not failed, failed
+
+    docs = dbt("docs", "generate", "--select", "source:bronze", env=env)
+    assert docs.returncode == 0, docs.output
+    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    orders = catalog["sources"]["source.ecom.bronze.orders"]
+    assert {"order_id", "_batch_id", "_row_number"} <= set(orders["columns"])
+    assert (orders["metadata"]["schema"], orders["metadata"]["name"]) == ("bronze", "orders")
+    assert orders["columns"]["_row_number"]["type"] == "UInt64"
+
+
+def test_the_wheel_ships_the_plugin_without_claiming_the_dbt_namespace(tmp_path):
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"dbt/adapters/chdb/__init__.py", "dbt/adapters/chdb/connections.py", "dbt/adapters/chdb/impl.py",
+            "dbt/include/chdb/__init__.py", "dbt/include/chdb/dbt_project.yml", "ecom/lock.py"} <= names
+    # dbt-core owns these: a wheel that ships them overwrites dbt-core's on install.
+    assert not names & {"dbt/__init__.py", "dbt/adapters/__init__.py", "dbt/include/__init__.py"}
+
+    # A regular install: the wheel's files in a directory of their own next to the environment's
+    # dbt-core, without the editable install's path entry (python -S skips every .pth file).
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                              "--target", str(target), str(wheel)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    project = write_project(tmp_path / "project", MINI_PROJECT)
+    script = (
+        "import sys\n"
+        f"sys.path[:0] = [{str(target)!r}]\n"
+        f"sys.path.append({sysconfig.get_paths()['purelib']!r})\n"
+        "import dbt.adapters.chdb, dbt.include.chdb\n"
+        "print(dbt.adapters.chdb.__file__)\n"
+        "print(dbt.include.chdb.PACKAGE_PATH)\n"
+        "from dbt.cli.main import dbtRunner\n"
+        f"result = dbtRunner().invoke(['debug', '--project-dir', {str(project)!r},"
+        f" '--profiles-dir', {str(project)!r}])\n"
+        "sys.exit(0 if result.success else 1)\n"
+    )
+    run = subprocess.run([sys.executable, "-S", "-c", script], env=dbt_env(tmp_path), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    plugin_file, include_path = run.stdout.splitlines()[:2]
+    assert plugin_file == str(target / "dbt" / "adapters" / "chdb" / "__init__.py")
+    assert include_path == str(target / "dbt" / "include" / "chdb")
+    assert "All checks passed!" in run.stdout
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("CLICKHOUSE_HOST"),
+                    reason="CLICKHOUSE_HOST not set: server target not tested")
+def test_dbt_debug_on_the_server_target(tmp_path):
+    server = {k: v for k, v in os.environ.items() if k.startswith("CLICKHOUSE_")}
+    env = dbt_env(tmp_path, **server)
+    env["DBT_TARGET"] = "server"
+    debug = dbt("debug", env=env)
+    assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
