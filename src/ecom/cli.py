@@ -11,13 +11,14 @@ import logging
 import os
 import subprocess
 import sys
+from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from ecom.config import Settings, project_dir
-from ecom.lock import WarehouseUnavailable
+from ecom.lock import WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
 
@@ -137,7 +138,10 @@ def load_command(raw_dir: Path, start: date | None, end: date | None, wait: floa
     Exit status: 0 all landed (or nothing new), 3 some files were rejected in this run (the good
     ones still landed; reasons in bronze.ingest_log), 1 on failure.
     """
-    sys.exit(_run_load(_settings(raw_dir), start, end, wait, quiet))
+    settings = _settings(raw_dir)
+    with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
+        code = _run_load(settings, start, end, wait, quiet)
+    sys.exit(code)
 
 
 def dbt(*args: str, settings: Settings | None = None) -> int:
@@ -169,13 +173,14 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     if day:
         start = end = day
     settings = _settings()
-    code = _run_load(settings, start, end, wait, quiet)
-    if code == 1:
-        sys.exit(1)
-    build = ["build", "--target", settings.target] + (["--full-refresh"] if full_refresh else [])
-    if dbt(*build, settings=settings) != 0:
-        click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
-        sys.exit(1)
+    with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
+        code = _run_load(settings, start, end, wait, quiet)
+        if code == 1:
+            sys.exit(1)
+        build = ["build", "--target", settings.target] + (["--full-refresh"] if full_refresh else [])
+        if dbt(*build, settings=settings) != 0:
+            click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
+            sys.exit(1)
     click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
 

@@ -12,6 +12,8 @@ import fcntl
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -78,3 +80,40 @@ def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
                 "or point ECOM_CHDB_PATH at another directory"
             )
         time.sleep(0.2)
+
+
+@contextmanager
+def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold `<path>.pipeline.lock` for a whole multi-step run (load, then dbt in a subprocess).
+
+    The engine's own lock is released between steps, so without this a second `ecom run` could
+    slip in between the load and the build of the first. The second run waits up to
+    `wait_seconds`, then raises WarehouseLocked with the one-line message.
+    """
+    lock_path = Path(os.path.abspath(path)).with_name(Path(path).name + ".pipeline.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise WarehouseLocked(
+                        f"warehouse {os.path.abspath(path)} is being built by {holder}; wait for it to "
+                        "finish (or pass --wait SECONDS), or point ECOM_CHDB_PATH at another directory"
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)

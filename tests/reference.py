@@ -1,0 +1,213 @@
+"""The daily sales figures computed straight from the raw CSV files and the seed files.
+
+A second, independent implementation of SPEC sections 6 and 7 in plain Python (csv,
+datetime, decimal): no SQL, no warehouse. Tests compare it with gold.mart_daily_sales.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
+_PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
+_DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
+CENT = Decimal("0.01")
+
+
+def seed(name: str) -> list[dict[str, str]]:
+    with open(SEEDS / f"{name}.csv", newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def parse_ts(raw: str) -> datetime | None:
+    text = raw.strip(" ")
+    try:
+        if _ISO.match(text):
+            parsed = datetime.fromisoformat(text)
+            micro = parsed.microsecond // 1000 * 1000  # the warehouse keeps milliseconds
+            return parsed.astimezone(UTC).replace(microsecond=micro)
+        if _PLAIN.match(text):
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        if _DAY_FIRST.match(text):
+            return datetime.strptime(text, "%d/%m/%Y %H:%M").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return None
+
+
+def parse_decimal(raw: str) -> Decimal | None:
+    try:
+        value = Decimal(raw.strip(" "))
+    except InvalidOperation:
+        return None
+    return value.quantize(CENT, rounding=ROUND_DOWN) if value.is_finite() else None
+
+
+def parse_int(raw: str) -> int | None:
+    text = raw.strip(" ")
+    return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+
+
+def parse_bool(raw: str) -> bool | None:
+    text = raw.strip(" ").lower()
+    if text in {"true", "1", "yes", "t", "y"}:
+        return True
+    if text in {"false", "0", "no", "f", "n"}:
+        return False
+    return None
+
+
+def clean_code(raw: str) -> str:
+    return re.sub(r"[ -]+", "_", raw.strip(" ").lower())
+
+
+@dataclass
+class Row:
+    values: dict[str, str]
+    file_date: date
+    order: tuple[int, int]  # (file index in landing order, row number)
+
+
+def read_entity(raw_dir: Path, entity: str) -> list[Row]:
+    """Rows of every well-formed file of the entity, in the loader's landing order."""
+    malformed = set()
+    for manifest in (raw_dir / "_manifest").glob("*.json"):
+        malformed |= {item["path"] for item in json.loads(manifest.read_text())["malformed_files"]}
+    rows: list[Row] = []
+    files = sorted((raw_dir / entity).rglob("*.csv"), key=lambda p: (p.name[len(entity) + 1:][:8], str(p)))
+    for index, path in enumerate(files):
+        if path.relative_to(raw_dir).as_posix() in malformed:
+            continue
+        ymd = path.name[len(entity) + 1:][:8]
+        file_date = date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            for number, values in enumerate(csv.DictReader(handle), start=1):
+                rows.append(Row(values, file_date, (index, number)))
+    return rows
+
+
+def without_duplicates(rows: list[Row]) -> list[Row]:
+    seen: set[tuple] = set()
+    kept = []
+    for row in rows:
+        fingerprint = tuple(row.values.values())
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            kept.append(row)
+    return kept
+
+
+def _future(ts: datetime, file_date: date) -> bool:
+    return ts > datetime(file_date.year, file_date.month, file_date.day, tzinfo=UTC) + timedelta(days=2)
+
+
+def valid_orders(raw_dir: Path) -> dict[str, dict]:
+    """order_id -> the latest valid version of the order (SPEC section 6)."""
+    currencies = {c["currency_code"]: c["currency_code"] for c in seed("currencies")}
+    currencies |= {c["symbol"]: c["currency_code"] for c in seed("currencies") if c["symbol"]}
+    statuses = {s["order_status"] for s in seed("order_statuses")}
+    latest: dict[str, tuple] = {}
+    for row in without_duplicates(read_entity(raw_dir, "orders")):
+        v = row.values
+        order_id = v["order_id"].strip(" ")
+        order_ts, updated_at = parse_ts(v["order_ts"]), parse_ts(v["updated_at"])
+        currency = currencies.get(v["currency"].strip(" ").upper(), "")
+        fee, discount = v["shipping_fee"].strip(" "), v["order_discount"].strip(" ")
+        is_test = False if not v["is_test"].strip(" ") else parse_bool(v["is_test"])
+        if (
+            not order_id or order_ts is None or updated_at is None
+            or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
+            or not currency
+            or (fee and parse_decimal(fee) is None) or (discount and parse_decimal(discount) is None)
+            or is_test is None or clean_code(v["status"]) not in statuses or is_test
+        ):
+            continue
+        candidate = (updated_at, row.order, {
+            "order_id": order_id,
+            "customer_id": v["customer_id"].strip(" ") or None,
+            "order_ts": order_ts,
+            "status": clean_code(v["status"]),
+            "currency": currency,
+            "order_discount": parse_decimal(discount) if discount else Decimal(0),
+        })
+        if order_id not in latest or candidate[:2] > latest[order_id][:2]:
+            latest[order_id] = candidate
+    return {order_id: candidate[2] for order_id, candidate in latest.items()}
+
+
+def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
+    """(order_id, line_number) -> the latest valid version of the line."""
+    latest: dict[tuple[str, int], tuple] = {}
+    for row in without_duplicates(read_entity(raw_dir, "order_items")):
+        v = row.values
+        order_id, product_id = v["order_id"].strip(" "), v["product_id"].strip(" ")
+        line_number, quantity = parse_int(v["line_number"]), parse_int(v["quantity"])
+        unit_price = parse_decimal(v["unit_price"])
+        discount_raw = v["line_discount"].strip(" ")
+        discount = parse_decimal(discount_raw) if discount_raw else Decimal(0)
+        if (
+            not order_id or not product_id or not v["line_number"].strip(" ")
+            or line_number is None or line_number < 0 or quantity is None or unit_price is None
+            or discount is None or quantity <= 0 or unit_price <= 0
+            or discount < 0 or discount > quantity * unit_price
+        ):
+            continue
+        key = (order_id, line_number)
+        if key not in latest or row.order > latest[key][0]:
+            latest[key] = (row.order, {"quantity": quantity, "amount": quantity * unit_price - discount})
+    return {key: candidate[1] for key, candidate in latest.items()}
+
+
+def daily_sales(raw_dir: Path) -> dict[date, dict]:
+    """order_date -> revenue_orders, net_revenue_usd, items_sold, new and returning customers."""
+    rates = {(r["currency"], r["month"]): Decimal(r["usd_per_unit"]) for r in seed("fx_rates_monthly")}
+    revenue_statuses = {s["order_status"] for s in seed("order_statuses") if s["is_revenue"] == "true"}
+    orders = valid_orders(raw_dir)
+    lines_by_order: dict[str, list[dict]] = defaultdict(list)
+    for (order_id, _line), line in valid_lines(raw_dir).items():
+        lines_by_order[order_id].append(line)
+
+    revenue = [
+        order for order in orders.values()
+        if order["status"] in revenue_statuses and lines_by_order.get(order["order_id"])
+    ]
+    first_day: dict[str, date] = {}
+    for order in revenue:
+        if order["customer_id"]:
+            day = order["order_ts"].date()
+            first_day[order["customer_id"]] = min(day, first_day.get(order["customer_id"], day))
+
+    days: dict[date, dict] = defaultdict(lambda: {
+        "revenue_orders": 0, "net_revenue_usd": Decimal(0), "items_sold": 0, "new": set(), "returning": set(),
+    })
+    for order in revenue:
+        day = order["order_ts"].date()
+        lines = lines_by_order[order["order_id"]]
+        net = sum((line["amount"] for line in lines), Decimal(0)) - order["order_discount"]
+        rate = rates[(order["currency"], day.replace(day=1).isoformat())]
+        figures = days[day]
+        figures["revenue_orders"] += 1
+        figures["net_revenue_usd"] += net * rate
+        figures["items_sold"] += sum(line["quantity"] for line in lines)
+        if customer := order["customer_id"]:
+            (figures["new"] if first_day[customer] == day else figures["returning"]).add(customer)
+    return {
+        day: {
+            "revenue_orders": f["revenue_orders"],
+            "net_revenue_usd": f["net_revenue_usd"].quantize(CENT, rounding=ROUND_HALF_UP),
+            "items_sold": f["items_sold"],
+            "new_customers": len(f["new"]),
+            "returning_customers": len(f["returning"]),
+        }
+        for day, f in days.items()
+    }
