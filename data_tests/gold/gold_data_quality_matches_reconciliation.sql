@@ -1,0 +1,37 @@
+{#- The quarantine counts by reason in mart_data_quality add up, per entity and day, to the
+    quarantined rows of silver's reconciliation, and its duplicate counts are silver's. -#}
+
+with
+
+mart as (
+    select
+        toString(entity) as entity,
+        file_date,
+        sumIf(value, metric = 'quarantined_rows') as quarantined_rows,
+        sumIf(value, metric = 'duplicate_rows') as duplicate_rows
+    from {{ ref('mart_data_quality') }}
+    group by entity, file_date
+),
+
+reconciliation as (
+    select
+        toString(entity) as entity,
+        file_date,
+        quarantined_rows,
+        duplicate_rows
+    from {{ ref('reconciliation') }}
+)
+
+select
+    reconciliation.entity,
+    reconciliation.file_date,
+    reconciliation.quarantined_rows as expected_quarantined,
+    mart.quarantined_rows as mart_quarantined,
+    reconciliation.duplicate_rows as expected_duplicates,
+    mart.duplicate_rows as mart_duplicates
+from reconciliation
+left join mart
+    on reconciliation.entity = mart.entity
+    and reconciliation.file_date = mart.file_date
+where reconciliation.quarantined_rows != mart.quarantined_rows
+    or reconciliation.duplicate_rows != mart.duplicate_rows

@@ -1,0 +1,98 @@
+{{
+    config(
+        materialized='table',
+        engine='MergeTree()',
+        order_by='(customer_id, valid_from)',
+    )
+}}
+{#- Customers with their history (slowly changing dimension, type 2): one row per valid
+    version, valid from its updated_at until the next version's, plus the unknown member
+    `-1` that guest orders and not-yet-exported customers point to. Rebuilt every run from
+    all versions (customers are few next to order lines), so a late, out-of-order version
+    simply takes its place in the history. -#}
+
+with
+
+customer_versions as (
+    select * from {{ ref('customers_versions_valid') }}
+),
+
+{#- Two different versions with the same updated_at: keep the one silver would keep (latest
+    ingestion, then row number), so a version is identified by customer_id + updated_at. -#}
+distinct_versions as (
+    select *
+    from customer_versions
+    order by customer_id, updated_at, _ingested_at desc, _row_number desc
+    limit 1 by customer_id, updated_at
+),
+
+history as (
+    select
+        *,
+        row_number() over (partition by customer_id order by updated_at) as version_number,
+        leadInFrame(toNullable(updated_at)) over (
+            partition by customer_id
+            order by updated_at
+            rows between current row and 1 following
+        ) as next_updated_at
+    from distinct_versions
+),
+
+known_customers as (
+    select
+        lower(hex(MD5(concat(customer_id, '|', toString(updated_at))))) as customer_key,
+        customer_id,
+        first_name,
+        last_name,
+        email,
+        toBool(is_email_valid) as is_email_valid,
+        phone,
+        birth_date,
+        signup_at,
+        country_code,
+        city,
+        postal_code,
+        segment,
+        toBool(is_marketing_opt_in) as is_marketing_opt_in,
+        updated_at as valid_from,
+        next_updated_at as valid_to,
+        cast(next_updated_at is null as Bool) as is_current,
+        toUInt32(version_number) as version_number,
+        false as is_unknown,
+        _source_file,
+        _ingested_at
+    from history
+),
+
+unknown_member as (
+    select
+        '-1' as customer_key,
+        '-1' as customer_id,
+        'Unknown' as first_name,
+        'Unknown' as last_name,
+        cast(null as Nullable(String)) as email,
+        false as is_email_valid,
+        cast(null as Nullable(String)) as phone,
+        cast(null as Nullable(Date)) as birth_date,
+        toDateTime64(0, 3, 'UTC') as signup_at,
+        toLowCardinality('ZZ') as country_code,
+        '' as city,
+        '' as postal_code,
+        toLowCardinality('unknown') as segment,
+        false as is_marketing_opt_in,
+        toDateTime64(0, 3, 'UTC') as valid_from,
+        cast(null as Nullable(DateTime64(3, 'UTC'))) as valid_to,
+        true as is_current,
+        toUInt32(1) as version_number,
+        true as is_unknown,
+        '' as _source_file,
+        toDateTime64(0, 3, 'UTC') as _ingested_at
+),
+
+final as (
+    select * from known_customers
+    union all
+    select * from unknown_member
+)
+
+select * from final

@@ -1,0 +1,33 @@
+{{
+    config(
+        materialized='table',
+        engine='MergeTree()',
+        order_by='(customer_id)',
+    )
+}}
+{#- Each customer's first revenue order, the one place that decides who is new and who is
+    returning on a day, and which cohort a customer belongs to (mart_daily_sales,
+    mart_new_vs_returning, mart_cohort_retention). It depends on all of a customer's orders, so
+    it is not kept in the incremental fct_orders: recomputing it there would drag every order
+    of every customer with a new order into each run. One aggregation over the revenue orders
+    instead, a table rebuilt every run. -#}
+
+with
+
+revenue_orders as (
+    select * from {{ ref('fct_orders') }}
+    where is_revenue_order and customer_id is not null
+),
+
+final as (
+    select
+        assumeNotNull(customer_id) as customer_id,
+        argMin(order_id, (order_ts, order_id)) as first_revenue_order_id,
+        min(order_ts) as first_revenue_order_ts,
+        toDate(min(order_ts)) as first_revenue_order_date,
+        toStartOfMonth(min(order_ts)) as cohort_month
+    from revenue_orders
+    group by customer_id
+)
+
+select * from final

@@ -1,0 +1,152 @@
+{{
+    config(
+        materialized='table',
+        engine='MergeTree()',
+        order_by='(customer_id)',
+        query_settings={'join_use_nulls': 0},
+    )
+}}
+{#- One row per customer: every customer of the CRM export (current version) and every
+    customer_id seen on an order but not exported yet. Order history, lifetime value and RFM
+    scores. RFM ranks customers against each other, so it is a table rebuilt every run from
+    fct_orders. join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN
+    column holds its type's default ('' or 0), handled explicitly below. -#}
+
+with
+
+current_customers as (
+    select * from {{ ref('dim_customers') }}
+    where is_current and not is_unknown
+),
+
+customer_orders as (
+    select * from {{ ref('fct_orders') }}
+    where customer_id is not null
+),
+
+as_of as (
+    select max(order_date) as as_of_date from {{ ref('fct_orders') }}
+),
+
+order_history as (
+    select
+        assumeNotNull(customer_id) as customer_id,
+        count() as orders,
+        countIf(is_revenue_order) as revenue_orders,
+        countIf(is_returned_order) as returned_orders,
+        countIf(is_cancelled_order) as cancelled_orders,
+        min(order_date) as first_order_date,
+        max(order_date) as last_order_date,
+        minIf(order_date, is_revenue_order) as first_revenue_order_date,
+        maxIf(order_date, is_revenue_order) as last_revenue_order_date,
+        sumIf(net_revenue_usd, is_revenue_order) as exact_lifetime_value_usd
+    from customer_orders
+    group by customer_id
+),
+
+{#- Full join: CRM customers without orders and order customers without a CRM record. #}
+joined as (
+    select
+        customer_id,
+        current_customers.customer_key != '' as has_customer_record,
+        {#- Without a customer record: the unknown member's key, segment and country. #}
+        if(has_customer_record, current_customers.customer_key, '-1') as customer_key,
+        if(has_customer_record, toString(current_customers.segment), 'unknown') as segment,
+        if(has_customer_record, toString(current_customers.country_code), 'ZZ') as country_code,
+        if(has_customer_record, toDate(current_customers.signup_at), null) as signup_date,
+        {#- Without orders: 0 orders, 0 value, no dates. #}
+        order_history.orders as orders,
+        order_history.revenue_orders as revenue_orders,
+        order_history.returned_orders as returned_orders,
+        order_history.cancelled_orders as cancelled_orders,
+        if(order_history.orders > 0, order_history.first_order_date, null) as first_order_date,
+        if(order_history.orders > 0, order_history.last_order_date, null) as last_order_date,
+        if(
+            order_history.revenue_orders > 0, order_history.first_revenue_order_date, null
+        ) as first_revenue_order_date,
+        if(
+            order_history.revenue_orders > 0, order_history.last_revenue_order_date, null
+        ) as last_revenue_order_date,
+        order_history.exact_lifetime_value_usd as exact_lifetime_value_usd
+    from current_customers
+    full outer join order_history using (customer_id)
+),
+
+with_recency as (
+    select
+        *,
+        if(
+            revenue_orders > 0,
+            toInt32(dateDiff('day', last_revenue_order_date, as_of.as_of_date)),
+            null
+        ) as recency_days,
+        as_of.as_of_date as rfm_as_of_date
+    from joined
+    cross join as_of
+),
+
+{#- Quintiles among the customers with a revenue order; ties split by customer_id. -#}
+scored as (
+    select
+        *,
+        ntile(5) over (
+            partition by revenue_orders > 0
+            order by recency_days desc, customer_id
+        ) as recency_tile,
+        ntile(5) over (
+            partition by revenue_orders > 0
+            order by revenue_orders, customer_id
+        ) as frequency_tile,
+        ntile(5) over (
+            partition by revenue_orders > 0
+            order by exact_lifetime_value_usd, customer_id
+        ) as monetary_tile
+    from with_recency
+),
+
+final as (
+    select
+        customer_id,
+        customer_key,
+        cast(has_customer_record as Bool) as has_customer_record,
+        toLowCardinality(segment) as segment,
+        toLowCardinality(country_code) as country_code,
+        signup_date,
+        toUInt64(orders) as orders,
+        toUInt64(revenue_orders) as revenue_orders,
+        toUInt64(returned_orders) as returned_orders,
+        toUInt64(cancelled_orders) as cancelled_orders,
+        first_order_date,
+        last_order_date,
+        first_revenue_order_date,
+        last_revenue_order_date,
+        {{ usd_cents('exact_lifetime_value_usd') }} as lifetime_value_usd,
+        if(
+            revenue_orders > 0,
+            {{ usd_cents('exact_lifetime_value_usd / revenue_orders') }},
+            null
+        ) as average_order_value_usd,
+        recency_days,
+        if(revenue_orders > 0, toUInt8(recency_tile), null) as recency_score,
+        if(revenue_orders > 0, toUInt8(frequency_tile), null) as frequency_score,
+        if(revenue_orders > 0, toUInt8(monetary_tile), null) as monetary_score,
+        if(
+            revenue_orders > 0,
+            concat(toString(recency_tile), toString(frequency_tile), toString(monetary_tile)),
+            null
+        ) as rfm_score,
+        toLowCardinality(multiIf(
+            revenue_orders = 0, 'no_revenue',
+            recency_tile >= 4 and frequency_tile >= 4 and monetary_tile >= 4, 'champions',
+            recency_tile >= 3 and frequency_tile >= 4, 'loyal',
+            recency_tile >= 4 and frequency_tile >= 2, 'potential_loyalists',
+            recency_tile >= 4, 'new',
+            recency_tile <= 2 and frequency_tile >= 3, 'at_risk',
+            recency_tile <= 2, 'hibernating',
+            'needs_attention'
+        )) as rfm_segment,
+        rfm_as_of_date
+    from scored
+)
+
+select * from final
