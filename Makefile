@@ -33,6 +33,8 @@ browser: ## install Debian's chromium and chromium-driver for the browser tests
 demo: $(STAMP) ## fresh demo: generate 90 days, load, dbt build, print a summary
 	$(BIN)/ecom generate --days 90
 	$(BIN)/ecom run; status=$$?; test $$status -eq 0 -o $$status -eq 3
+	$(BIN)/ecom report
+	$(BIN)/dbt docs generate --profiles-dir . --quiet
 	$(BIN)/python -m ecom.demo
 
 test: $(STAMP) browser ## the whole test suite (what CI runs)

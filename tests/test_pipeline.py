@@ -73,9 +73,12 @@ def test_quarantine_and_duplicates_match_the_injected_dirt_reason_by_reason(worl
 
 def test_the_data_quality_mart_reports_the_same_counts(world: World):
     injected, _ = manifest_counts(world.raw_dir)
-    rows = query(world.env, "SELECT entity, reason, sum(quarantined_rows) FROM gold.mart_data_quality "
-                            "WHERE reason != '' GROUP BY entity, reason HAVING sum(quarantined_rows) > 0")
+    rows = query(world.env, "SELECT entity, reason, sum(value) FROM gold.mart_data_quality "
+                            "WHERE metric = 'quarantined_rows' GROUP BY entity, reason HAVING sum(value) > 0")
     assert Counter({(entity, reason): count for entity, reason, count in rows}) == injected
+    duplicates = dict(query(world.env, "SELECT entity, sum(value) FROM gold.mart_data_quality "
+                                       "WHERE metric = 'duplicate_rows' GROUP BY entity"))
+    assert duplicates == dict(manifest_counts(world.raw_dir)[1])
 
 
 def test_every_entity_and_day_reconciles(world: World):

@@ -6,8 +6,10 @@
     )
 }}
 {#- Per entity and file day: bronze rows = silver rows + duplicates + superseded versions +
-    quarantined rows (SPEC section 5). Each term is counted on its own relation, so a row lost
-    or doubled anywhere shows up as is_balanced = false. Small (entities x days): a table
+    quarantined rows (SPEC section 5). Each term is counted on its own: silver rows in the
+    silver table, superseded versions from the versions alone (valid rows that are not the
+    latest valid version of their key), so a row lost or doubled anywhere shows up as
+    is_balanced = false. Small (entities x days): a table
     rebuilt each run. -#}
 
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
@@ -55,7 +57,16 @@ counts as (
         countIf(_is_duplicate) as duplicate_rows,
         countIf(
             not _is_duplicate and reason = ''
-            and (_batch_id, _row_number) not in (select _batch_id, _row_number from {{ ref(entity) }})
+            and (_batch_id, _row_number) not in (
+                {#- the latest valid version of each key, decided here on its own, not read from silver -#}
+                select argMax(
+                    (_batch_id, _row_number),
+                    ({{ 'updated_at, ' if entity != 'order_items' }}_ingested_at, _row_number)
+                )
+                from {{ ref(entity ~ '_versions') }}
+                where not _is_duplicate and reason = ''
+                group by {{ 'order_id, line_number' if entity == 'order_items' else entity[:-1] ~ '_id' }}
+            )
         ) as superseded_rows,
         countIf(not _is_duplicate and reason != '') as quarantined_rows
     from {{ ref(entity ~ '_versions') }}

@@ -90,10 +90,15 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     Later days continue the same world, so `--start` right after an earlier run's last day
     simulates daily arrivals.
     """
+    from ecom.generate import WorldMismatch
     from ecom.generate import generate as run_generator
 
-    manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
-                             dirty_rate=dirty_rate, progress=not quiet)
+    try:
+        manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
+                                 dirty_rate=dirty_rate, progress=not quiet)
+    except WorldMismatch as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     end = start + timedelta(days=days - 1)
     click.echo(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
     if isinstance(manifest, dict) and manifest.get("summary"):
@@ -220,6 +225,69 @@ def sql(query: str, limit: int) -> None:
             click.echo(f"error: {_engine_message(exc)}", err=True)
             sys.exit(1)
     click.echo(format_table(list(result.column_names), list(result.result_rows), limit))
+
+
+@main.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), envvar="ECOM_REPORT_PATH",
+              default="data/report/index.html", show_default=True,
+              help="HTML file to write [env ECOM_REPORT_PATH].")
+@click.option("--wait", type=float, default=0, show_default=True,
+              help="Seconds to wait for another process to release the embedded warehouse.")
+def report(out: Path, wait: float) -> None:
+    """Write the HTML dashboard from the gold marts and print its path.
+
+    One self-contained page (plotly inlined, no network): daily net revenue and orders with a
+    date range and a country filter, AOV, new vs returning customers, revenue by country and
+    category, top products and product pairs, cohort retention, and data quality. Open it in
+    any browser.
+    """
+    from ecom.report import ReportError, write_report
+    from ecom.warehouse import session
+
+    try:
+        with session(_settings(), wait_seconds=wait) as client:
+            written = write_report(client, out)
+    except ReportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(str(written.resolve()))
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A small run (50,000 order lines, 5 and 50 days of "
+              "history) in about two minutes: the smoke test.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the figures to this JSON file.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ECOM_BENCH_DIR",
+              default="data/bench", show_default=True,
+              help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR].")
+@click.option("--lines", type=click.IntRange(min=1000), help="Order lines of the 10x history "
+              "[default: 10,000,000; 50,000 with --quick].")
+@click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history; 10x has ten times as "
+              "many at the same daily volume [default: 364; 7 with --quick].")
+@click.option("--no-postgres", is_flag=True, help="Leave out the pandas to_sql into PostgreSQL peer.")
+@click.option("--keep", is_flag=True, help="Keep the warehouses and landing copies of the run.")
+def bench(quick: bool, json_path: Path | None, cache_dir: Path, lines: int | None, days: int | None,
+          no_postgres: bool, keep: bool) -> None:
+    """The benchmark of SPEC section 8: landing, full refresh, one more day, with peers side by side.
+
+    \b
+    Landing order lines into bronze: ecom load, next to the engine's own INSERT ... SELECT
+      FROM file() of the same files, DuckDB read_csv and pandas to_sql into PostgreSQL.
+    Full refresh raw to gold (ecom load + dbt build): wall time, peak memory, time per layer.
+    One more day on 1x and 10x history (10x the days at the same daily volume), and the ratio.
+
+    Generated data is cached in --cache-dir; the warehouses of the run are its own, never
+    ECOM_CHDB_PATH. Prints a table on stdout, progress on stderr; exit 1 if a step failed.
+    """
+    from dataclasses import replace
+
+    from ecom.bench import FULL, QUICK
+    from ecom.bench import main as run_bench
+
+    scale = QUICK if quick else FULL
+    scale = replace(scale, lines=lines or scale.lines, days_1x=days or scale.days_1x)
+    sys.exit(run_bench(scale, cache_dir, json_path, postgres=not no_postgres, keep=keep))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from clickhouse_connect.driver.client import Client
 
 from ecom.cli import format_table
@@ -42,15 +45,22 @@ def summary(client: Client) -> str:
     return "\n".join(lines)
 
 
-def where_to_look() -> str:
+def where_to_look(environ: dict[str, str] | None = None) -> str:
+    """Paths and URLs of the dashboard, the docs site and the Dagster UI, and how to open each."""
+    env = os.environ if environ is None else environ
     root = project_dir()
-    report = root / "data" / "report" / "index.html"
+    report = Path(env.get("ECOM_REPORT_PATH") or "data/report/index.html")
+    report = (report if report.is_absolute() else Path.cwd() / report).resolve()
+    docs = Path(env.get("DBT_TARGET_PATH") or root / "target")
+    docs = (docs if docs.is_absolute() else root / docs) / "index.html"
     return "\n".join([
         "",
         "Where to look:",
-        f"  dashboard   {report}" + ("" if report.exists() else " (ecom report writes it)"),
-        "  dbt docs    make docs  -> http://127.0.0.1:8080",
-        "  Dagster UI  make dev   -> http://127.0.0.1:3000",
+        f"  dashboard   {report}" + ("" if report.exists() else "  (not written yet: .venv/bin/ecom report)"),
+        f"              {report.as_uri()}  (opens offline in any browser)",
+        "  dbt docs    http://127.0.0.1:8080  (make docs"
+        + (f"; built in {docs.parent})" if docs.exists() else " generates and serves it)"),
+        "  Dagster UI  http://127.0.0.1:3000  (make dev)",
         '  SQL         .venv/bin/ecom sql "select * from gold.mart_daily_sales order by order_date desc limit 7"',
     ])
 

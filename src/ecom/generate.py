@@ -1,7 +1,7 @@
 """The source simulator behind `ecom generate` (SPEC section 4).
 
-It plays the three source systems of the retailer (CRM, catalog, shop and payment provider)
-and writes what they export each day: `<out>/<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv`, the
+It plays the source systems of the retailer (CRM, catalog, shop, payment provider) and
+writes what they export each day: `<out>/<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv`, the
 rows created or changed that day, dirty at `dirty_rate`, plus a manifest per day
 (`<out>/_manifest/manifest_YYYYMMDD.json`) that counts every kind of dirt it injected, so the
 data-quality mart can be checked against it reason by reason.
@@ -35,12 +35,21 @@ Dirt, at `dirty_rate` per row and per kind (none at all when it is 0):
 * Exact duplicate rows inside a file, order lines whose product reaches the catalog a few
   days late, order headers that arrive the day after their lines, and now and then a
   malformed extra file `<entity>_YYYYMMDD_part2.csv` (never the main file of a day).
+
+The manifest of a day holds `date`, `seed`, `dirty_rate`, `orders_per_day`, `origin`,
+`files` (path -> entity, data rows, `malformed` reason or null), `malformed_files` and, per
+entity, the counts over its well-formed files: `rows` (data rows, copies included),
+`exact_duplicate` (the extra copies), `quarantine` (reason -> distinct rows), `cosmetic`
+(kind -> distinct valid rows carrying it), `resent_versions` (rows that are not the first
+version of their key), and `new_customers`, `new_products`, `new_orders`, `late_headers`,
+`guest_orders`, `late_product`, `late_order_header`, `lines_of_test_orders` where they apply.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import multiprocessing
@@ -92,11 +101,13 @@ COSMETIC_KINDS: dict[str, tuple[str, ...]] = {
 
 MALFORMED_REASONS = ("wrong_column_count", "not_utf8", "empty", "wrong_header")
 
+# The business keys `missing_key` empties. An order line keeps its order id: lines that lost it
+# could repeat, byte for byte, a line of another day, and silver would drop one as a duplicate.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
     "products": ("product_id",),
     "orders": ("order_id",),
-    "order_items": ("order_id", "product_id"),
+    "order_items": ("product_id",),
     "payments": ("payment_id", "order_id"),
 }
 TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -261,6 +272,21 @@ def _strings_of(values: np.ndarray, render) -> np.ndarray:
     return np.array([render(v) for v in unique.tolist()], dtype=object)[inverse]
 
 
+_PADDED: dict[int, np.ndarray] = {}
+
+
+def _padded(width: int, index: np.ndarray) -> np.ndarray:
+    """Zero-padded `index + 1` (keys number from 1), from a table that grows as needed."""
+    index = np.asarray(index, dtype=np.int64)
+    table = _PADDED.get(width, np.empty(0, dtype=object))
+    needed = int(index.max()) + 1 if index.size else 0
+    if needed > len(table):
+        size = max(needed, 2 * len(table), 1024)
+        table = np.array([f"{i + 1:0{width}d}" for i in range(size)], dtype=object)
+        _PADDED[width] = table
+    return table[index]
+
+
 def _money1(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     cents = abs(cents)
@@ -288,30 +314,50 @@ def _millis_z() -> np.ndarray:
     return _millis() + "Z"
 
 
-def _day_prefixes(days: np.ndarray, separator: str) -> np.ndarray:
-    """'YYYY-MM-DD' + separator for each day number."""
+def _day_prefixes(days: np.ndarray, separator: str, pattern: str = "%Y-%m-%d") -> np.ndarray:
+    """The date of each day number in `pattern`, followed by `separator`."""
     days = np.asarray(days, dtype=np.int64)
     if days.size == 0:
         return np.empty(0, dtype=object)
     low, high = int(days.min()), int(days.max())
+    if low == high:
+        return np.full(len(days), _day_text(low, separator, pattern), dtype=object)
     if high - low > 4096:
-        return _strings_of(days, lambda d: _date(d).isoformat() + separator)
-    table = np.array([_day_text(d, separator) for d in range(low, high + 1)], dtype=object)
+        return _strings_of(days, lambda d: _day_text(d, separator, pattern))
+    table = np.array([_day_text(d, separator, pattern) for d in range(low, high + 1)], dtype=object)
     return table[days - low]
 
 
 @lru_cache(maxsize=1 << 16)
-def _day_text(day: int, separator: str) -> str:
-    return _date(day).isoformat() + separator
+def _day_text(day: int, separator: str, pattern: str) -> str:
+    return _date(day).strftime(pattern) + separator
 
 
 def _day_strings(days: np.ndarray) -> np.ndarray:
     return _day_prefixes(days, "")
 
 
-def _format_ts(ms: np.ndarray, style: str) -> np.ndarray:
-    """Timestamps (ms since epoch, UTC) in one of the native styles, vectorised."""
+@lru_cache(maxsize=1)
+def _minutes() -> np.ndarray:
+    return np.array([f"{h:02d}:{m:02d}" for h in range(24) for m in range(60)], dtype=object)
+
+
+def _offset_text(minutes: int) -> str:
+    hours, rest = divmod(abs(minutes), 60)
+    return f"{'-' if minutes < 0 else '+'}{hours:02d}:{rest:02d}"
+
+
+def _format_ts(ms: np.ndarray, style: str, offset: np.ndarray | None = None) -> np.ndarray:
+    """Timestamps (ms since epoch, UTC) in any accepted style, vectorised.
+
+    `space` (YYYY-MM-DD HH:MM:SS), `iso_z` and `iso_ms_z` (ISO 8601 in UTC, with or without
+    milliseconds), `dmy` (DD/MM/YYYY HH:MM), and `iso_offset` and `iso_ms_offset`: local time
+    `offset` minutes from UTC, followed by that offset.
+    """
     ms = np.asarray(ms, dtype=np.int64)
+    if style in ("iso_offset", "iso_ms_offset"):
+        offset = np.zeros(len(ms), dtype=np.int64) if offset is None else np.asarray(offset, dtype=np.int64)
+        ms = ms + offset * 60_000
     days = ms // DAY_MS
     rest = ms - days * DAY_MS
     seconds = rest // 1000
@@ -321,27 +367,13 @@ def _format_ts(ms: np.ndarray, style: str) -> np.ndarray:
         return _day_prefixes(days, "T") + _clock_table("Z")[seconds]
     if style == "iso_ms_z":
         return _day_prefixes(days, "T") + _clock_table(".")[seconds] + _millis_z()[rest % 1000]
-    raise ValueError(style)
-
-
-def format_timestamp(ms: int, style: str, offset_minutes: int = 0) -> str:
-    """One timestamp in any accepted style; the offset styles write local time with its offset."""
-    moment = datetime(1970, 1, 1) + timedelta(milliseconds=int(ms))
-    millis = f".{int(ms) % 1000:03d}"
-    if style == "space":
-        return f"{moment:%Y-%m-%d %H:%M:%S}"
-    if style == "iso_z":
-        return f"{moment:%Y-%m-%dT%H:%M:%S}Z"
-    if style == "iso_ms_z":
-        return f"{moment:%Y-%m-%dT%H:%M:%S}{millis}Z"
     if style == "dmy":
-        return f"{moment:%d/%m/%Y %H:%M}"
-    if style in ("iso_offset", "iso_ms_offset"):
-        local = moment + timedelta(minutes=offset_minutes)
-        sign = "-" if offset_minutes < 0 else "+"
-        hours, minutes = divmod(abs(offset_minutes), 60)
-        fraction = millis if style == "iso_ms_offset" else ""
-        return f"{local:%Y-%m-%dT%H:%M:%S}{fraction}{sign}{hours:02d}:{minutes:02d}"
+        return _day_prefixes(days, " ", "%d/%m/%Y") + _minutes()[seconds // 60]
+    if style == "iso_offset":
+        return _day_prefixes(days, "T") + _clock()[seconds] + _strings_of(offset, _offset_text)
+    if style == "iso_ms_offset":
+        return (_day_prefixes(days, "T") + _clock_table(".")[seconds] + _millis()[rest % 1000]
+                + _strings_of(offset, _offset_text))
     raise ValueError(style)
 
 
@@ -520,7 +552,7 @@ class _Customers:
     email_num: np.ndarray
     domain: np.ndarray
     phone: np.ndarray  # -1: none given
-    birth_day: np.ndarray  # -1: none given
+    birth_day: np.ndarray  # NO_DAY: none given
     city: np.ndarray
     segment: np.ndarray
     opt_in: np.ndarray
@@ -536,6 +568,13 @@ class _Customers:
     cohort_days: np.ndarray  # distinct signup days, ascending
     cohort_start: np.ndarray  # first index of each cohort, plus n at the end
     cumulative_weight: np.ndarray  # length n + 1
+    change_days: np.ndarray  # every (customer, slot) change, sorted by day ...
+    change_who: np.ndarray  # ... and the customer of each
+
+    def changed_on(self, day: int) -> np.ndarray:
+        """Customers with a change on `day`, in index order."""
+        lo, hi = np.searchsorted(self.change_days, [day, day + 1])
+        return np.sort(self.change_who[lo:hi])
 
 
 @dataclass
@@ -600,7 +639,7 @@ class _DayOrders:
     # (see keep, text and _event_rows); _World.release drops them
     strings: dict[str, np.ndarray] = field(default_factory=dict)
     placed_rows: _Rows | None = None
-    near_rows: dict[str, _Rows] = field(default_factory=dict)
+    rendered: dict[tuple[str, bool], tuple[_Rows, int]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.order_events = _events_by_offset(self.event_offset[:, 1:], slot_base=1)
@@ -621,12 +660,12 @@ class _DayOrders:
 
     def _render(self, name: str, index: np.ndarray) -> np.ndarray:
         if name == "order_id":
-            return np.array([f"O-{self.ymd}-{i + 1:05d}" for i in index.tolist()], dtype=object)
+            return f"O-{self.ymd}-" + _padded(5, index)
         if name == "pay_id":
-            return np.array([f"PAY-{self.ymd}-{i + 1:06d}" for i in index.tolist()], dtype=object)
+            return f"PAY-{self.ymd}-" + _padded(6, index)
         if name == "customer_id":
-            return np.array([f"C-{c + 1:06d}" if c >= 0 else "" for c in self.customer[index].tolist()],
-                            dtype=object)
+            customer = self.customer[index]
+            return np.where(customer >= 0, "C-" + _padded(6, np.maximum(customer, 0)), "").astype(object)
         if name == "order_ts":
             return _format_ts(self.t0[index], NATIVE_TIMESTAMP["orders"])
         if name == "fee":
@@ -644,8 +683,6 @@ def _events_by_offset(offsets: np.ndarray, slot_base: int = 0) -> tuple[np.ndarr
     days = offsets[rows, slots]
     order = np.argsort(days, kind="stable")
     return days[order], rows[order], slots[order] + slot_base
-
-
 
 
 @dataclass
@@ -782,7 +819,7 @@ class _World:
             "email_num": np.where(rng.random(n) < 0.45, rng.integers(1, 1000, n), 0),
             "domain": pools.domain.pick(country, rng.random(n)),
             "phone": np.where(rng.random(n) < 0.12, -1, pools.phone.pick(country, rng.random(n))),
-            "birth_day": np.where(rng.random(n) < 0.22, -1, days - age_days),
+            "birth_day": np.where(rng.random(n) < 0.22, NO_DAY, days - age_days),
             "city": pools.city.pick(country, rng.random(n)),
             "segment": segment,
             "opt_in": rng.random(n) < 0.55,
@@ -811,9 +848,11 @@ class _World:
         cohort_days, cohort_start = np.unique(merged["signup_day"], return_index=True)
         n_total = len(merged["signup_day"])
         cumulative = np.concatenate([[0.0], np.cumsum(merged["weight"])])
+        flat_days = merged["change_day"].ravel()
+        by_day = np.argsort(flat_days, kind="stable")
         return _Customers(**merged, cohort_days=cohort_days,
                           cohort_start=np.concatenate([cohort_start, [n_total]]),
-                          cumulative_weight=cumulative)
+                          cumulative_weight=cumulative, change_days=flat_days[by_day], change_who=by_day // 2)
 
     def _order_seconds(self, rng: np.random.Generator, country: np.ndarray) -> np.ndarray:
         """UTC second of the day of orders placed in `country`, following the local hour profile."""
@@ -859,7 +898,9 @@ class _World:
                             n_cohorts - 1)
         low = c.cumulative_weight[starts[cohort]]
         target = low + rng.random(k) * mass[cohort]
-        index = np.searchsorted(c.cumulative_weight, target, side="right") - 1
+        by_target = np.argsort(target, kind="stable")  # sorted lookups stay in cache
+        index = np.empty(k, dtype=np.int64)
+        index[by_target] = np.searchsorted(c.cumulative_weight, target[by_target], side="right") - 1
         return np.clip(index, starts[cohort], ends[cohort] - 1)
 
     # ---- catalog
@@ -984,7 +1025,8 @@ class _World:
             if day - placed >= 1:
                 o.placed_rows = None
             if day - placed >= NEAR_DAYS:
-                o.near_rows.clear()
+                o.rendered.pop(("orders", True), None)
+                o.rendered.pop(("payments", True), None)
                 o.strings.clear()
 
     def _build_orders(self, day: int) -> _DayOrders:
@@ -1196,9 +1238,7 @@ def _customer_rows(w: _World, day: int) -> _Rows:
         parts.append((base, w.customer_state(base, day - 1), np.ones(len(base), dtype=bool)))
     new = np.flatnonzero(c.signup_day == day)
     parts.append((new, w.customer_state(new, day), np.ones(len(new), dtype=bool)))
-    lo = int(np.searchsorted(c.signup_day, w.origin - BASE_CUSTOMER_DAYS, side="left"))
-    hi = int(np.searchsorted(c.signup_day, day, side="left"))
-    changed = lo + np.flatnonzero((c.change_day[lo:hi] == day).any(axis=1))
+    changed = c.changed_on(day)
     changed = changed[c.signup_day[changed] < day]
     state = w.customer_state(changed, day)
     slot = np.argmax(c.change_day[changed] == day, axis=1)
@@ -1226,14 +1266,14 @@ def _customer_rows(w: _World, day: int) -> _Rows:
     phone = pools.phone.get(country, np.maximum(phone_idx, 0))
     phone[phone_idx < 0] = ""
     birth = c.birth_day[index]
-    birth_str = _day_strings(np.maximum(birth, 0))
-    birth_str[birth < 0] = ""
+    birth_str = _day_strings(np.where(birth == NO_DAY, 0, birth))
+    birth_str[birth == NO_DAY] = ""
     city_idx = pools.city.offset[country] + state["city"]
     style = NATIVE_TIMESTAMP["customers"]
     signup_ms, updated_ms = c.signup_ms[index], state["updated_ms"]
     opt_in = state["opt_in"]
     cols = {
-        "customer_id": np.array([f"C-{i + 1:06d}" for i in index.tolist()], dtype=object),
+        "customer_id": "C-" + _padded(6, index),
         "first_name": first_name,
         "last_name": last_name,
         "email": np.array(emails, dtype=object),
@@ -1354,20 +1394,22 @@ def _payment_versions(w: _World, o: _DayOrders, rows_i: np.ndarray, slot: np.nda
 def _event_rows(w: _World, o: _DayOrders, entity: str, k: int) -> tuple[_Rows, slice] | None:
     """The order or payment rows of the status changes `k` days after the orders were placed.
 
-    Changes of the first NEAR_DAYS days (most of them) are rendered in one go and kept until
-    then; the later ones (returns, mostly) are rendered when their day comes.
+    The changes of the first NEAR_DAYS days (most of them) are rendered in one go when the
+    first of those days comes, and dropped after them; the later ones (returns, mostly) in a
+    second go, kept until the orders leave the lookback window.
     """
     days, rows_i, slots = o.order_events if entity == "orders" else o.pay_events
     lo, hi = np.searchsorted(days, [k, k + 1])
     if hi == lo:
         return None
-    render = _order_versions if entity == "orders" else _payment_versions
-    if k > NEAR_DAYS:
-        return render(w, o, rows_i[lo:hi], slots[lo:hi]), slice(None)
-    if entity not in o.near_rows:
-        near = np.searchsorted(days, NEAR_DAYS + 1)
-        o.near_rows[entity] = render(w, o, rows_i[:near], slots[:near])
-    return o.near_rows[entity], slice(lo, hi)
+    tier = (entity, k <= NEAR_DAYS)
+    if tier not in o.rendered:
+        split = int(np.searchsorted(days, NEAR_DAYS + 1))
+        start, stop = (0, split) if k <= NEAR_DAYS else (split, len(days))
+        render = _order_versions if entity == "orders" else _payment_versions
+        o.rendered[tier] = (render(w, o, rows_i[start:stop], slots[start:stop]), start)
+    rendered, start = o.rendered[tier]
+    return rendered, slice(lo - start, hi - start)
 
 
 def _order_rows(w: _World, day: int) -> _Rows:
@@ -1457,40 +1499,42 @@ def _apply_quarantine(rows: _Rows, rng: np.random.Generator, rate: float, day: i
         reason[rows.is_test] = reasons.index("test_order")
     variants = rng.integers(0, 1 << 30, n)
     future_days = rng.integers(14, 90, n)
-    partition_start = day * DAY_MS
+    cols = rows.cols
     blanked: dict[int, tuple[str, str]] = {}
-    for i in np.flatnonzero(reason >= 0).tolist():
-        name = reasons[reason[i]]
-        v = int(variants[i])
+    for number, name in enumerate(reasons):
+        index = np.flatnonzero(reason == number)
+        if not len(index) or name == "test_order":
+            continue
+        v = variants[index]
         if name == "missing_key":
             keys = KEY_COLUMNS[entity]
-            column = keys[v % len(keys)]
-            blanked[i] = (column, rows.cols[column][i])
-            rows.cols[column][i] = ""
+            for i, key_number in zip(index.tolist(), (v % len(keys)).tolist(), strict=True):
+                blanked[i] = (keys[key_number], cols[keys[key_number]][i])
+                cols[keys[key_number]][i] = ""
         elif name in ("bad_timestamp", "future_timestamp"):
             columns = TIMESTAMP_COLUMNS[entity]
-            column = columns[v % len(columns)]
-            if name == "bad_timestamp":
-                rows.cols[column][i] = _bad_timestamp(int(rows.ts[column][i]), v // 7)
-            else:
-                moment = partition_start + int(future_days[i]) * DAY_MS + (v % 86_400) * 1000
-                rows.cols[column][i] = format_timestamp(moment, NATIVE_TIMESTAMP[entity])
+            for column_number, column in enumerate(columns):
+                at = v % len(columns) == column_number
+                rows_at = index[at]
+                if name == "bad_timestamp":
+                    cols[column][rows_at] = [_bad_timestamp(ms, variant // 7) for ms, variant in
+                                             zip(rows.ts[column][rows_at].tolist(), v[at].tolist(), strict=True)]
+                else:
+                    moments = day * DAY_MS + future_days[rows_at] * DAY_MS + (v[at] % 86_400) * 1000
+                    cols[column][rows_at] = _format_ts(moments, NATIVE_TIMESTAMP[entity])
         elif name == "bad_currency":
-            rows.cols[CURRENCY_COLUMN[entity]][i] = BAD_CURRENCIES[v % len(BAD_CURRENCIES)]
+            cols[CURRENCY_COLUMN[entity]][index] = np.array(BAD_CURRENCIES, dtype=object)[v % len(BAD_CURRENCIES)]
         elif name == "non_positive_quantity":
-            rows.cols["quantity"][i] = "0"
-            rows.cols["line_discount"][i] = ""
+            cols["quantity"][index] = "0"
+            cols["line_discount"][index] = ""
         elif name == "non_positive_price":
-            rows.cols["unit_price"][i] = ("0.00", "0")[v % 2]
-            rows.cols["line_discount"][i] = ""
+            cols["unit_price"][index] = np.array(["0.00", "0"], dtype=object)[v % 2]
+            cols["line_discount"][index] = ""
         elif name == "bad_discount":
-            gross = int(rows.extra["quantity"][i]) * int(rows.extra["price"][i])
-            if v % 2:
-                rows.cols["line_discount"][i] = _money1(-(100 + v % 2000))
-            else:
-                rows.cols["line_discount"][i] = _money1(gross + 100 + v % 5000)
-    # Two order lines without their order id could become identical by chance (same line number,
-    # product, quantity, price); silver would take one for a duplicate. Blank the other key instead.
+            gross = rows.extra["quantity"][index] * rows.extra["price"][index]
+            cols["line_discount"][index] = _money(np.where(v % 2 == 1, -(100 + v % 2000), gross + 100 + v % 5000))
+    # Two payments of one order that both lost a key could become identical by chance; silver
+    # would take one for a duplicate. Empty the other key instead.
     keys = KEY_COLUMNS[entity]
     if len(keys) == 2 and blanked:
         seen: set[tuple] = set()
@@ -1552,38 +1596,44 @@ def _apply_cosmetic(rows: _Rows, rng: np.random.Generator, rate: float,
         column = COUNTRY_COLUMN[entity]
         u = draws["country_name"]
         band = np.where(clean & (u < 3 * rate), (u / rate).astype(np.int64), -1)
-        for b, kind in enumerate(("country_name", "country_lowercase", "country_alpha3")):
-            mask = band == b
-            marks[kind] = mask
-            for i in np.flatnonzero(mask).tolist():
-                country = world.COUNTRIES[rows.country[i]]
-                if kind == "country_name":
-                    cols[column][i] = country.name.lower() if variants[i, 0] % 3 == 0 else country.name
-                elif kind == "country_lowercase":
-                    cols[column][i] = country.code.lower()
-                else:
-                    cols[column][i] = country.alpha3
+        spellings = {
+            "country_name": np.array([c.name for c in world.COUNTRIES], dtype=object),
+            "country_lowercase": np.array([c.code.lower() for c in world.COUNTRIES], dtype=object),
+            "country_alpha3": np.array([c.alpha3 for c in world.COUNTRIES], dtype=object),
+        }
+        lower_names = np.array([c.name.lower() for c in world.COUNTRIES], dtype=object)
+        for b, kind in enumerate(spellings):
+            marks[kind] = band == b
+            index = np.flatnonzero(band == b)
+            country = rows.country[index]
+            values = spellings[kind][country]
+            if kind == "country_name":
+                values = np.where(variants[index, 0] % 3 == 0, lower_names[country], values)
+            cols[column][index] = values
     if entity in CURRENCY_COLUMN:
         column = CURRENCY_COLUMN[entity]
-        symbol = np.array([bool(c.symbol) for c in world.CURRENCIES])[rows.currency]
-        for i in chosen("currency_lowercase"):
-            cols[column][i] = cols[column][i].lower()
-        for i in chosen("currency_symbol", symbol & ~marks["currency_lowercase"]):
-            currency = world.CURRENCIES[rows.currency[i]]
-            cols[column][i] = currency.symbol if variants[i, 0] % 4 else f" {currency.symbol}"
+        symbols = np.array([c.symbol for c in world.CURRENCIES], dtype=object)
+        index = np.array(chosen("currency_lowercase"), dtype=np.int64)
+        cols[column][index] = np.array([c.code.lower() for c in world.CURRENCIES], dtype=object)[rows.currency[index]]
+        index = np.array(chosen("currency_symbol", (symbols != "")[rows.currency] & ~marks["currency_lowercase"]),
+                         dtype=np.int64)
+        symbol = symbols[rows.currency[index]]
+        cols[column][index] = np.where(variants[index, 0] % 4 != 0, symbol, " " + symbol)
     if entity in BOOLEAN_COLUMN:
         column = BOOLEAN_COLUMN[entity]
-        for i in chosen("boolean_format"):
-            value = bool(rows.flag[i])
-            choices = [s for s in BOOLEAN_SPELLINGS[value] if s != NATIVE_BOOLEAN[entity][value]]
-            cols[column][i] = choices[int(variants[i, 1]) % len(choices)]
+        others = np.array([[s for s in BOOLEAN_SPELLINGS[value] if s != NATIVE_BOOLEAN[entity][value]]
+                           for value in (False, True)], dtype=object)
+        index = np.array(chosen("boolean_format"), dtype=np.int64)
+        cols[column][index] = others[rows.flag[index].astype(np.int64), variants[index, 1] % others.shape[1]]
     if TIMESTAMP_COLUMNS[entity]:
         native = NATIVE_TIMESTAMP[entity]
         styles = [s for s in TIMESTAMP_STYLES if s != native]
-        for i in chosen("timestamp_format"):
-            style = styles[int(variants[i, 0]) % len(styles)]
+        picked = np.array(chosen("timestamp_format"), dtype=np.int64)
+        style_of = variants[picked, 0] % len(styles)
+        for number, style in enumerate(styles):
+            index = picked[style_of == number]
             for column in TIMESTAMP_COLUMNS[entity]:
-                cols[column][i] = format_timestamp(int(rows.ts[column][i]), style, int(rows.offset[i]))
+                cols[column][index] = _format_ts(rows.ts[column][index], style, rows.offset[index])
     if entity == "order_items":
         for i in chosen("price_off_100x"):
             cols["unit_price"][i] = _money1(int(rows.extra["price"][i]) * 100)
@@ -1593,19 +1643,22 @@ def _apply_cosmetic(rows: _Rows, rng: np.random.Generator, rate: float,
 # -- files -----------------------------------------------------------------------------------
 
 
-def _csv_text(header: list[str], cols: list[np.ndarray], extra_field_row: int | None = None) -> str:
+# Entities whose values never hold a comma, a quote or a line break (keys, codes, numbers,
+# timestamps, and the dirt written into them), so no field ever needs quoting.
+PLAIN_ENTITIES = ("orders", "order_items", "payments")
+
+
+def _csv_text(header: list[str], cols: list[np.ndarray], extra_field_row: int | None = None,
+              plain: bool = False) -> str:
     """RFC 4180 CSV text, exactly what `csv.writer(lineterminator="\n")` writes.
 
-    Most files hold no field that needs quoting; those are joined directly (several times
-    faster) and checked, and anything else goes through the csv module.
+    Rows of `plain` entities are joined directly, several times faster than the csv module and
+    the same bytes; the tests check every file against the csv module.
     """
     lists = [c.tolist() for c in cols]
-    n_rows = len(lists[0]) if lists else 0
-    if extra_field_row is None and n_rows and len(lists) > 1:
-        body = "\n".join(map(",".join, zip(*lists, strict=True)))
-        if (body.count(",") == n_rows * (len(lists) - 1) and body.count("\n") == n_rows - 1
-                and '"' not in body and "\r" not in body):
-            return ",".join(header) + "\n" + body + "\n"
+    if plain and extra_field_row is None:
+        lines = itertools.chain((",".join(header),), map(",".join, zip(*lists, strict=True)), ("",))
+        return "\n".join(lines)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -1676,7 +1729,7 @@ def _day_entity(w: _World, entity: str, day: int, rows: _Rows, malformed: tuple[
     later = copies + rng.integers(0, 30, len(copies))
     position = np.concatenate([np.arange(m) * 2.0, later * 2.0 + 1])
     layout = main[np.concatenate([np.arange(m), copies])[np.argsort(position, kind="stable")]]
-    text = _csv_text(columns, [rows.cols[c][layout] for c in columns])
+    text = _csv_text(columns, [rows.cols[c][layout] for c in columns], plain=entity in PLAIN_ENTITIES)
     main_path = relative_path(entity, today)
     _write(out_dir / main_path, text.encode("utf-8"))
     manifest["files"][main_path.as_posix()] = {"entity": entity, "rows": len(layout), "malformed": None}
@@ -1777,6 +1830,10 @@ def _generate_day(w: _World, day: int, out_dir: Path) -> dict:
     return manifest
 
 
+class WorldMismatch(ValueError):
+    """The output directory already holds days of a different world (other options or origin)."""
+
+
 def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per_day: int,
                     dirty_rate: float) -> date:
     """The first day of the world this run belongs to (see the module docstring).
@@ -1802,7 +1859,7 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
         same = (manifest.get("seed"), manifest.get("orders_per_day"), manifest.get("dirty_rate"),
                 manifest.get("origin")) == (seed, orders_per_day, dirty_rate, origin.isoformat())
         if not same:
-            raise ValueError(
+            raise WorldMismatch(
                 f"{out_dir} already holds {manifest.get('date')} from another world "
                 f"(seed {manifest.get('seed')}, orders per day {manifest.get('orders_per_day')}, "
                 f"dirty rate {manifest.get('dirty_rate')}, first day {manifest.get('origin')}); "

@@ -1,0 +1,266 @@
+"""`ecom report`: the dashboard shows the numbers of the gold marts, offline, in a real browser.
+
+The page embeds the data behind every chart as JSON (`#report-data`); these tests compare it
+with their own queries of gold, check that the page needs nothing outside itself, and open it
+in headless Chromium: no console error, no request leaving the machine, every chart drawn,
+and the date filter moving the headline cards. The browser test saves docs/img/dashboard.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
+from conftest import ROOT, World, ecom_env, run_ecom
+from ecom.config import Settings
+from ecom.report import CHARTS, write_report
+from ecom.warehouse import session
+
+SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
+
+
+def report_data(page: Path) -> dict:
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                      page.read_text(encoding="utf-8"), re.S)
+    assert match, "the page embeds no #report-data block"
+    return json.loads(match.group(1))
+
+
+def cents(value) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"))
+
+
+@pytest.fixture(scope="module")
+def report(world: World, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("report") / "index.html"
+    with session(Settings(chdb_path=world.chdb_path)) as client:
+        assert write_report(client, out) == out
+    return out, report_data(out)
+
+
+@pytest.fixture(scope="module")
+def gold(world: World):
+    """A query function on the world's warehouse; opened per query, so no lock outlives a test."""
+    def query(sql: str) -> list[tuple]:
+        with session(Settings(chdb_path=world.chdb_path)) as client:
+            return client.query(sql).result_rows
+    return query
+
+
+def test_daily_figures_are_the_daily_sales_mart(report, gold):
+    _, data = report
+    rows = gold("select order_date, revenue_orders, net_revenue_usd, aov_usd, new_customers, items_sold "
+                "from gold.mart_daily_sales order by order_date")
+    assert rows, "the world has no daily sales"
+    daily = data["daily"]
+    shown = list(zip(daily["order_date"], daily["revenue_orders"], map(cents, daily["net_revenue_usd"]),
+                     [None if v is None else cents(v) for v in daily["aov_usd"]], daily["new_customers"],
+                     daily["items_sold"], strict=True))
+    assert shown == [(d.isoformat(), orders, revenue, aov, new, items)
+                     for d, orders, revenue, aov, new, items in rows]
+
+
+def test_headline_cards_are_the_totals_of_the_mart(report, gold):
+    page, data = report
+    first, last, revenue, orders, new = gold(
+        "select min(order_date), max(order_date), sum(net_revenue_usd), sum(revenue_orders), sum(new_customers) "
+        "from gold.mart_daily_sales")[0]
+    kpis = data["kpis"]
+    assert (kpis["start"], kpis["end"]) == (first.isoformat(), last.isoformat())
+    assert cents(kpis["net_revenue_usd"]) == revenue
+    assert kpis["revenue_orders"] == orders
+    assert kpis["new_customers"] == new
+    assert cents(kpis["aov_usd"]) == (revenue / orders).quantize(Decimal("0.01"))
+    html = page.read_text(encoding="utf-8")
+    assert f'id="kpi-net-revenue" data-value="{kpis["net_revenue_usd"]}">${revenue:,}<' in html
+    assert f'id="kpi-revenue-orders" data-value="{orders}">{orders:,}<' in html
+
+
+def test_countries_add_up_to_the_daily_mart(report, gold):
+    """The per-country series (from fct_orders) add up to mart_daily_sales, day by day."""
+    _, data = report
+    by_day: dict[str, list] = defaultdict(lambda: [0, Decimal(0), 0])
+    series = data["country_daily"]
+    for day, orders, revenue in zip(series["order_date"], series["revenue_orders"], series["net_revenue_usd"],
+                                    strict=True):
+        by_day[day][0] += orders
+        by_day[day][1] += cents(revenue)
+        by_day[day][2] += 1
+    mart = {d.isoformat(): (orders, revenue) for d, orders, revenue in gold(
+        "select order_date, revenue_orders, net_revenue_usd from gold.mart_daily_sales where revenue_orders > 0")}
+    assert set(by_day) == set(mart)
+    for day, (orders, revenue) in mart.items():
+        assert by_day[day][0] == orders, day
+        # Each country's figure is rounded to cents on its own: at most half a cent apart each.
+        assert abs(by_day[day][1] - revenue) <= Decimal("0.005") * by_day[day][2], day
+    totals = data["revenue_by_country"]
+    assert sum(totals["revenue_orders"]) == sum(orders for orders, _ in mart.values())
+    assert set(totals["country_code"]) == set(series["country_code"])
+
+
+def test_products_pairs_and_cohorts_are_their_marts(report, gold):
+    _, data = report
+    top = gold("select product_id, revenue_usd from gold.mart_product_performance where product_id != '-1' "
+               "and revenue_usd > 0 order by revenue_usd desc, product_id limit 10")
+    assert list(zip(data["top_products"]["product_id"], map(cents, data["top_products"]["revenue_usd"]),
+                    strict=True)) == top
+    categories = dict(gold("select category, sum(revenue_usd) from gold.mart_product_performance "
+                           "group by category"))
+    assert {c: cents(v) for c, v in zip(data["revenue_by_category"]["category"],
+                                        data["revenue_by_category"]["revenue_usd"], strict=True)} == categories
+    best_lift = gold("select max(lift), count() from gold.mart_product_affinity")[0]
+    pairs = data["top_pairs"]
+    assert len(pairs["lift"]) == min(10, best_lift[1])
+    if pairs["lift"]:
+        assert pairs["lift"][0] == pytest.approx(best_lift[0])
+        assert pairs["lift"] == sorted(pairs["lift"], reverse=True)
+    cohorts = gold("select cohort_month, months_since_first, active_customers, retention_rate "
+                   "from gold.mart_cohort_retention order by cohort_month, months_since_first")
+    shown = data["cohorts"]
+    assert list(zip(shown["cohort_month"], shown["months_since_first"], shown["active_customers"],
+                    shown["retention_rate"], strict=True)) == [
+        (c.isoformat(), m, active, rate) for c, m, active, rate in cohorts]
+
+
+def test_data_quality_panel_is_the_data_quality_mart(report, gold):
+    _, data = report
+    quarantine = gold("select entity, reason, sum(value) from gold.mart_data_quality "
+                      "where metric = 'quarantined_rows' group by entity, reason")
+    assert quarantine, "a world with dirt has quarantined rows"
+    shown = data["quarantine"]
+    assert sorted(zip(shown["entity"], shown["reason"], shown["quarantined_rows"], strict=True)) == sorted(
+        quarantine)
+    recon = data["reconciliation"]
+    unbalanced = dict(gold("select entity, countIf(not is_balanced) from silver.reconciliation group by entity"))
+    for index, entity in enumerate(recon["entity"]):
+        assert recon["bronze_rows"][index] == (recon["silver_rows"][index] + recon["duplicate_rows"][index]
+                                               + recon["superseded_rows"][index]
+                                               + recon["quarantined_rows"][index]), entity
+        assert recon["unbalanced_days"][index] == unbalanced[entity], entity
+    assert set(recon["entity"]) == set(unbalanced)
+
+
+def test_the_page_needs_nothing_outside_itself(report):
+    page, data = report
+    html = page.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+\bsrc=", html), "a script is loaded from elsewhere"
+    assert not re.search(r"<link[^>]+\bhref=", html), "a stylesheet or font is loaded from elsewhere"
+    assert not re.search(r"""<(img|iframe)[^>]+\bsrc=["']?https?:""", html)
+    assert "@import" not in html.split("</style>")[0]
+    assert html.count("<script type=\"text/javascript\">/**") == 1, "plotly.js must be inlined exactly once"
+    assert data["charts"] == list(CHARTS)
+    for chart_id in CHARTS:
+        assert f'id="{chart_id}"' in html
+    assert re.search(r'<time id="generated-at" datetime="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00">', html)
+
+
+def test_ecom_report_writes_the_page_and_prints_its_path(world: World, tmp_path):
+    out = tmp_path / "nested" / "dashboard.html"
+    result = run_ecom("report", "--out", str(out), env=world.env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out.resolve())
+    assert report_data(out)["kpis"]["revenue_orders"] > 0
+
+
+def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+    result = run_ecom("report", "--out", str(tmp_path / "index.html"), env=env, check=False, timeout=120)
+    assert result.returncode == 1
+    assert "run `ecom run` first" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "index.html").exists()
+
+
+# Sets the date range of the daily chart as the range slider does, then reads what followed it.
+SET_RANGE = """
+var done = arguments[arguments.length - 1];
+Plotly.relayout('chart-daily-revenue', {'xaxis.range': [arguments[0], arguments[1]]}).then(function () {
+  setTimeout(function () {
+    done([document.getElementById('kpi-revenue-orders').textContent,
+          document.getElementById('kpi-net-revenue').textContent,
+          document.getElementById('chart-aov')._fullLayout.xaxis.range.map(String)]);
+  }, 300);
+});
+"""
+
+VISIBLE_TRACES = """
+return document.getElementById('chart-daily-revenue').data
+  .filter(function (trace) { return trace.visible === true; })
+  .map(function (trace) { return [trace.meta, trace.y]; });
+"""
+
+
+def pick_country(driver, index: int) -> None:
+    """Open the dropdown of the daily chart and click its `index`-th entry (0 = all countries)."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "#chart-daily-revenue .updatemenu-header-group").click()
+    time.sleep(0.3)
+    entry = driver.find_elements(By.CSS_SELECTOR, "#chart-daily-revenue .updatemenu-dropdown-button")[index]
+    try:
+        entry.click()
+    except ElementClickInterceptedException:
+        # The open list scrolls to the active entry; entries above it sit under the header.
+        driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}));", entry)
+    time.sleep(0.3)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_dashboard_in_a_browser(report):
+    page, data = report
+    with chrome(width=1400, height=1000) as driver:
+        driver.set_script_timeout(20)
+        driver.get(page.as_uri())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and driver.execute_script(
+                "return document.querySelectorAll('.plotly-graph-div .main-svg').length") < len(CHARTS):
+            time.sleep(0.2)
+
+        drawn = driver.execute_script("""
+            return Array.from(document.querySelectorAll('.plotly-graph-div')).map(function (gd) {
+              return [gd.id, gd.querySelectorAll('svg.main-svg').length, (gd.data || []).length];
+            });""")
+        assert [chart_id for chart_id, _, _ in drawn] == list(CHARTS)
+        for chart_id, svgs, traces in drawn:
+            assert svgs > 0 and traces > 0, f"{chart_id} is not drawn"
+
+        # The chart draws what the JSON block holds.
+        assert driver.execute_script(VISIBLE_TRACES)[0] == ["All countries", data["daily"]["net_revenue_usd"]]
+
+        # The country dropdown swaps in the revenue and orders of one country.
+        pick_country(driver, 1)
+        (label, revenue), (label_orders, _) = driver.execute_script(VISIBLE_TRACES)
+        assert label == label_orders != "All countries"
+        country = label.rsplit("(", 1)[1].rstrip(")")
+        series = data["country_daily"]
+        assert revenue == [v for c, v in zip(series["country_code"], series["net_revenue_usd"], strict=True)
+                           if c == country]
+        pick_country(driver, 0)
+        assert driver.execute_script(VISIBLE_TRACES)[0][0] == "All countries"
+
+        # The date range of the daily chart drives the cards and the other time series.
+        days = data["daily"]["order_date"]
+        start, end = days[1], days[-2]
+        orders_text, revenue_text, aov_range = driver.execute_async_script(SET_RANGE, start, end)
+        inside = [i for i, day in enumerate(days) if start <= day <= end]
+        assert orders_text == f"{sum(data['daily']['revenue_orders'][i] for i in inside):,}"
+        assert revenue_text == f"${sum(cents(data['daily']['net_revenue_usd'][i]) for i in inside):,}"
+        assert [bound[:10] for bound in aov_range] == [start, end]
+        driver.execute_script("Plotly.relayout('chart-daily-revenue', {'xaxis.autorange': true});")
+
+        problems = severe_console_errors(driver)
+        outside = outside_requests(driver)
+        driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)
+        full_page_screenshot(driver, SCREENSHOT, 1400)
+    assert not problems, problems
+    assert not outside, outside
