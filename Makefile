@@ -46,6 +46,7 @@ lint: $(STAMP) ## ruff and sqlfluff
 
 dev: $(STAMP) ## Dagster UI and daemon on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
+	@cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
 
 docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080

@@ -241,9 +241,13 @@ def _json_value(value: Any) -> Any:
 def _columns(client: Client, query: str) -> dict[str, list]:
     """A query result as {column: [values]} with JSON-ready values (Decimal -> float, date -> ISO)."""
     result = client.query(query)
-    columns: dict[str, list] = {name: [] for name in result.column_names}
+    names = result.column_names
+    if not names:
+        # The embedded engine sends no header with an empty result: ask for the shape instead.
+        names = [row[0] for row in client.query(f"DESCRIBE ({query})").result_rows]
+    columns: dict[str, list] = {name: [] for name in names}
     for row in result.result_rows:
-        for name, value in zip(result.column_names, row, strict=True):
+        for name, value in zip(names, row, strict=True):
             columns[name].append(_json_value(value))
     return columns
 

@@ -1,0 +1,150 @@
+"""Every dbt model, seed and source as a Dagster asset, and dbt tests as asset checks.
+
+The translator names assets after their layer (`silver/orders`, `gold/mart_daily_sales`,
+`reference/<seed>`), groups them by layer (bronze, silver, gold, reference) and maps each
+source `bronze.<table>` to the landing asset of that table, so lineage runs from the raw
+exports through the loader into dbt. Descriptions and column schemas come from the dbt docs.
+
+A partition run is a plain `dbt build` (without the unit tests): the models are incremental on
+new bronze batches, so after a day has landed the build is that day's increment. dbt tests of
+severity error are blocking checks, and `dbt build` itself skips every model downstream of a
+failing one, so bad data does not reach gold.
+
+On `dev` the row counts are read after dbt has exited: chDB admits one process per data
+directory, and dbt's subprocess holds it while it runs.
+"""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
+
+from ecom.lock import ensure_unlocked
+from orchestration.assets_ingest import landing_key
+from orchestration.partitions import BACKFILL_POLICY
+from orchestration.resources import Warehouse, pinned_warehouse_env
+
+LAYERS = ("bronze", "silver", "gold")
+
+# dbt unit tests check the SQL, not the day's data: they run in CI and in `dbt build`, and would
+# only slow every partition down (dbt's own advice is to leave them out of production builds).
+BUILD = ["build", "--exclude-resource-type", "unit_test"]
+
+
+def _layer(props: Mapping[str, Any]) -> str | None:
+    """bronze, silver or gold from the model's folder (`models/<layer>/...`)."""
+    fqn = props.get("fqn") or []
+    return fqn[1] if len(fqn) > 2 and fqn[1] in LAYERS else None
+
+
+class EcomTranslator(DagsterDbtTranslator):
+    """Keys and groups by layer; dbt sources `bronze.<table>` are the landing assets."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        kind, name = dbt_resource_props["resource_type"], dbt_resource_props["name"]
+        if kind == "source" and dbt_resource_props.get("source_name") == "bronze":
+            return landing_key(name)
+        if kind == "seed":
+            return dg.AssetKey(["reference", name])
+        layer = _layer(dbt_resource_props)
+        if kind == "model" and layer:
+            return dg.AssetKey([layer, name])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        kind = dbt_resource_props["resource_type"]
+        if kind == "source":
+            return "bronze"
+        if kind == "seed":
+            return "reference"
+        return _layer(dbt_resource_props) or "dbt"
+
+
+def translator() -> EcomTranslator:
+    """dbt tests become asset checks, source tests included (on the landing assets)."""
+    return EcomTranslator(settings=DagsterDbtTranslatorSettings(
+        enable_asset_checks=True, enable_source_tests_as_checks=True,
+    ))
+
+
+def counted_relations(manifest: Mapping[str, Any], translate: DagsterDbtTranslator) -> dict[dg.AssetKey, str]:
+    """Asset key -> relation of every model or seed stored as a table (views are not counted)."""
+    relations = {}
+    for props in manifest.get("nodes", {}).values():
+        if props["resource_type"] not in ("model", "seed") or not props.get("relation_name"):
+            continue
+        if props.get("config", {}).get("materialized") in ("view", "ephemeral"):
+            continue
+        relations[translate.get_asset_key(props)] = props["relation_name"]
+    return relations
+
+
+def _with_row_counts(context: dg.AssetExecutionContext, events: list,
+                     counts: Mapping[dg.AssetKey, int]) -> Iterator:
+    for event in events:
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            if key in counts:
+                event = event.with_metadata({**event.metadata, "dagster/row_count": counts[key]})
+        yield event
+
+
+def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
+                     partitions_def: dg.PartitionsDefinition, pool: str | None) -> dg.AssetsDefinition:
+    translate = translator()
+    relations = counted_relations(manifest, translate)
+
+    @dbt_assets(
+        manifest=manifest,
+        project=project,
+        dagster_dbt_translator=translate,
+        partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
+        pool=pool,
+    )
+    def ecom_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+        settings = warehouse.settings
+        if not settings.embedded:
+            yield from dbt.cli(BUILD, context=context).stream().fetch_row_counts()
+            return
+        events, failure = [], None
+        counts: dict[dg.AssetKey, int] = {}
+        with warehouse.exclusive():
+            # A process that opened the directory before the lock was taken lets go, then dbt has it.
+            ensure_unlocked(settings.chdb_path.resolve(), warehouse.wait_seconds)
+            with pinned_warehouse_env(settings):
+                invocation = dbt.cli(BUILD, context=context)
+            try:
+                events.extend(invocation.stream())
+            except DagsterDbtCliRuntimeError as exc:
+                failure = exc
+            built = {context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)}
+            if built & relations.keys():
+                with warehouse.client() as client:
+                    for key in sorted(built & relations.keys()):
+                        counts[key] = int(client.command(f"SELECT count() FROM {relations[key]}"))
+        yield from _with_row_counts(context, events, counts)
+        if failure is not None:
+            raise failure
+
+    return ecom_dbt
+
+
+RECONCILIATION = dg.AssetKey(["silver", "reconciliation"])
+
+
+def dashboard_inputs(dbt_assets_def: dg.AssetsDefinition) -> list[dg.AssetKey]:
+    """What the dashboard reads: the gold marts (`gold/mart_*`, every gold model when there is none
+    yet) and silver.reconciliation, whose blocking check keeps unbalanced figures off the dashboard."""
+    keys = dbt_assets_def.keys
+    gold = [key for key in keys if key.path[0] == "gold"]
+    marts = [key for key in gold if key.path[-1].startswith("mart_")] or gold
+    return marts + ([RECONCILIATION] if RECONCILIATION in keys else [])

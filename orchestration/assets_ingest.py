@@ -1,0 +1,129 @@
+"""Bronze landing: the loader (`ecom.load`) lands a day's raw files, one asset per bronze table.
+
+The asset keys are those of the dbt sources `bronze.<table>`, so dbt models hang off the
+landing assets and the lineage runs raw exports -> bronze -> silver. Landing is exactly once
+by checksum, so re-running a partition lands nothing new. A file that cannot be parsed is
+rejected whole and logged in `bronze.ingest_log`; the good files still land and the check
+`no_rejected_files` warns.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from ecom.contract import ENTITIES
+from ecom.load import LOG_TABLE, FileOutcome, load
+from orchestration.assets_raw import RAW_EXPORTS
+from orchestration.partitions import BACKFILL_POLICY, days_of
+from orchestration.resources import Warehouse
+
+INGEST_LOG = "ingest_log"
+LANDED_TABLES: tuple[str, ...] = (*ENTITIES, INGEST_LOG)
+NO_REJECTED_FILES = "no_rejected_files"
+
+
+def landing_key(table: str) -> dg.AssetKey:
+    """Asset key of a bronze table; the dbt source `bronze.<table>` maps to it."""
+    return dg.AssetKey(["bronze", table])
+
+
+def _source_descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        source["name"]: source.get("description") or ""
+        for source in manifest.get("sources", {}).values()
+        if source.get("source_name") == "bronze"
+    }
+
+
+def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
+                  pool: str | None) -> dg.AssetsDefinition:
+    described = _source_descriptions(manifest)
+    specs = [
+        dg.AssetSpec(
+            key=landing_key(table),
+            deps=[RAW_EXPORTS],
+            group_name="bronze",
+            kinds={"clickhouse"},
+            description=described.get(table) or f"bronze.{table} as landed by `ecom load`.",
+            metadata={"dagster/table_name": f"bronze.{table}"},
+        )
+        for table in LANDED_TABLES
+    ]
+
+    @dg.multi_asset(
+        name="bronze_landing",
+        specs=specs,
+        check_specs=[dg.AssetCheckSpec(
+            NO_REJECTED_FILES, asset=landing_key(INGEST_LOG),
+            description="Every raw file of the partition landed; a rejected file keeps its reason "
+                        "in the log.",
+        )],
+        partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
+        pool=pool,
+    )
+    def bronze_landing(context: dg.AssetExecutionContext, warehouse: Warehouse):
+        first, last = days_of(context)
+        settings = warehouse.settings
+
+        def on_file(outcome: FileOutcome) -> None:
+            line = f"{outcome.status} {outcome.file.relative}"
+            if outcome.status == "landed":
+                note = f" ({outcome.detail})" if outcome.detail else ""
+                context.log.info(f"{line}: {outcome.rows:,} rows{note}")
+            elif outcome.status == "rejected":
+                context.log.warning(f"{line}: {outcome.reason}: {outcome.detail}")
+            else:
+                context.log.debug(f"{line}: {outcome.detail}")
+
+        with warehouse.session() as client:
+            result = load(settings, client, first, last, on_file=on_file)
+            totals = {table: int(client.command(f"SELECT count() FROM bronze.`{table}`"))
+                      for table in LANDED_TABLES}
+            in_window = {
+                entity: int(rows)
+                for entity, rows in client.query(
+                    "SELECT entity, sum(rows) FROM " + LOG_TABLE + " WHERE status = 'landed' "
+                    "AND file_date BETWEEN {first:Date} AND {last:Date} GROUP BY entity",
+                    parameters={"first": first, "last": last},
+                ).result_rows
+            }
+        context.log.info(
+            f"{first}..{last}: landed {len(result.landed)} files ({result.rows:,} rows), "
+            f"rejected {len(result.rejected)}, skipped {len(result.skipped)} on {settings.describe()}"
+        )
+
+        for entity in ENTITIES:
+            mine = [o for o in result.outcomes if o.file.entity == entity]
+            landed = [o for o in mine if o.status == "landed"]
+            yield dg.MaterializeResult(asset_key=landing_key(entity), metadata={
+                "files_landed": len(landed),
+                "rows_landed": sum(o.rows for o in landed),
+                "files_rejected": sum(o.status == "rejected" for o in mine),
+                "files_skipped": sum(o.status == "skipped" for o in mine),
+                "dagster/partition_row_count": in_window.get(entity, 0),
+                "dagster/row_count": totals[entity],
+            })
+        rejected = result.rejected
+        yield dg.MaterializeResult(asset_key=landing_key(INGEST_LOG), metadata={
+            "files_landed": len(result.landed),
+            "rows_landed": result.rows,
+            "files_rejected": len(rejected),
+            "files_skipped": len(result.skipped),
+            "orphan_rows_removed": result.orphan_rows_removed,
+            "dagster/row_count": totals[INGEST_LOG],
+        })
+        yield dg.AssetCheckResult(
+            check_name=NO_REJECTED_FILES,
+            asset_key=landing_key(INGEST_LOG),
+            passed=not rejected,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{len(rejected)} file(s) rejected: see bronze.ingest_log" if rejected
+                         else "every file of the partition landed or had landed before"),
+            metadata={"rejected": dg.MetadataValue.json(
+                [{"file": o.file.relative, "reason": o.reason, "detail": o.detail} for o in rejected]
+            )},
+        )
+
+    return bronze_landing

@@ -1,0 +1,130 @@
+"""The raw exports of a day: what the source systems deliver into ECOM_RAW_DIR.
+
+A day whose files are already there (delivered by the sources, or written by an earlier run)
+is only recorded. A day with no file at all is written by the source simulator
+(`ecom.generate`), so a demo world grows day by day; later days continue the same world,
+and the simulator is deterministic, so re-running a day changes nothing. Set
+ECOM_SIMULATOR=off where real exports arrive: a missing day then fails the step instead.
+"""
+
+import json
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from ecom.contract import ENTITIES
+from ecom.generate import MANIFEST_DIR, generate
+from ecom.load import RawFile, discover
+from orchestration.partitions import BACKFILL_POLICY, days_of
+from orchestration.resources import Warehouse
+
+RAW_EXPORTS = dg.AssetKey(["raw", "exports"])
+SIMULATOR_ENV = "ECOM_SIMULATOR"
+
+
+class RawExportsConfig(dg.Config):
+    """World parameters for a new demo world; an existing world keeps its own (from its manifests)."""
+
+    orders_per_day: int = 1000
+    seed: int = 42
+    dirty_rate: float = 0.02
+
+
+def simulator_enabled(environ: dict[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get(SIMULATOR_ENV, "on")
+    return value.strip().lower() not in {"0", "off", "false", "no"}
+
+
+def _manifest_path(raw_dir: Path, day: date) -> Path:
+    return raw_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json"
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def world_parameters(raw_dir: Path, before: date, config: RawExportsConfig) -> dict[str, float | int]:
+    """The parameters of the world the day continues: those of the latest earlier manifest, else config."""
+    folder = raw_dir / MANIFEST_DIR
+    earlier = sorted(p for p in folder.glob("manifest_*.json") if p.stem[-8:] < f"{before:%Y%m%d}") \
+        if folder.is_dir() else []
+    manifest = _read_manifest(earlier[-1]) if earlier else None
+    if manifest:
+        return {"orders_per_day": int(manifest["orders_per_day"]), "seed": int(manifest["seed"]),
+                "dirty_rate": float(manifest["dirty_rate"])}
+    return {"orders_per_day": config.orders_per_day, "seed": config.seed, "dirty_rate": config.dirty_rate}
+
+
+def missing_runs(days: list[date]) -> list[tuple[date, int]]:
+    """Consecutive days as (first day, number of days), one simulator call each."""
+    runs: list[tuple[date, int]] = []
+    for day in sorted(days):
+        if runs and runs[-1][0] + timedelta(days=runs[-1][1]) == day:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((day, 1))
+    return runs
+
+
+def _files_by_day(raw_dir: Path, first: date, last: date) -> dict[date, list[RawFile]]:
+    found: dict[date, list[RawFile]] = {}
+    for raw in discover(raw_dir, first, last) if raw_dir.is_dir() else []:
+        if raw.file_date is not None and first <= raw.file_date <= last:
+            found.setdefault(raw.file_date, []).append(raw)
+    return found
+
+
+def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=RAW_EXPORTS,
+        group_name="raw",
+        kinds={"csv", "python"},
+        partitions_def=partitions_def,
+        backfill_policy=BACKFILL_POLICY,
+        description=__doc__,
+    )
+    def raw_exports(context: dg.AssetExecutionContext, config: RawExportsConfig,
+                    warehouse: Warehouse) -> dg.MaterializeResult:
+        raw_dir = warehouse.settings.raw_dir
+        first, last = days_of(context)
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        present = _files_by_day(raw_dir, first, last)
+        missing = [day for day in days if day not in present and not _manifest_path(raw_dir, day).exists()]
+        if missing and not simulator_enabled():
+            raise dg.Failure(
+                f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "
+                f"arrived yet ({SIMULATOR_ENV} is off, so the simulator does not write them)"
+            )
+        written: list[str] = []
+        for start, count in missing_runs(missing):
+            params = world_parameters(raw_dir, start, config)
+            context.log.info(f"simulating {count} day(s) from {start} into {raw_dir} with {params}")
+            try:
+                generate(raw_dir, start=start, days=count, progress=False, **params)
+            except ValueError as exc:
+                raise dg.Failure(f"the source simulator cannot write {start}: {exc}") from None
+            written += [str(start + timedelta(days=i)) for i in range(count)]
+        present = _files_by_day(raw_dir, first, last)
+        files = [raw for day in days for raw in present.get(day, [])]
+        rows = {entity: 0 for entity in ENTITIES}
+        for day in days:
+            manifest = _read_manifest(_manifest_path(raw_dir, day)) or {}
+            for entity, counts in manifest.get("entities", {}).items():
+                rows[entity] = rows.get(entity, 0) + int(counts.get("rows", 0))
+        metadata: dict[str, object] = {
+            "raw_dir": dg.MetadataValue.path(str(raw_dir.resolve())),
+            "files": len(files),
+            "bytes": sum(raw.path.stat().st_size for raw in files),
+            "days_simulated": ", ".join(written) or "none (the exports were there)",
+        }
+        if any(rows.values()):  # the simulator's manifests count rows; delivered files are not read here
+            metadata["rows_by_entity"] = dg.MetadataValue.json(rows)
+            metadata["dagster/row_count"] = sum(rows.values())
+        return dg.MaterializeResult(metadata=metadata)
+
+    return raw_exports

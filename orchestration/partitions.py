@@ -1,0 +1,47 @@
+"""Daily partitions: one partition is one day of raw exports (the `YYYY/MM/DD` of their path).
+
+A partition run lands that day's files and builds that day's increments; a range runs as one
+run (`BackfillPolicy.single_run()`), since landing and `dbt build` cost little more for ten
+days than for one.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+
+DEFAULT_START_DATE = date(2026, 9, 1)
+START_DATE_ENV = "ECOM_START_DATE"
+
+
+def start_date(environ: dict[str, str] | None = None) -> date:
+    """First partition: ECOM_START_DATE (YYYY-MM-DD), 2026-09-01 when unset."""
+    value = ((os.environ if environ is None else environ).get(START_DATE_ENV) or "").strip()
+    if not value:
+        return DEFAULT_START_DATE
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{START_DATE_ENV}={value!r} is not a date like 2026-09-01") from None
+
+
+def daily_partitions(first_day: date | None = None) -> dg.DailyPartitionsDefinition:
+    """UTC days from the start date to yesterday (a day's partition opens once the day is over)."""
+    return dg.DailyPartitionsDefinition(start_date=(first_day or start_date()).isoformat(), timezone="UTC")
+
+
+BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+
+
+def days_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> tuple[date, date]:
+    """First and last day (inclusive) of the partition or partition range a step runs for."""
+    window = context.partition_time_window
+    first = window.start.date()
+    last = (window.end - timedelta(days=1)).date()
+    return first, last
+
+
+def day_of(key: str) -> date:
+    return datetime.strptime(key, "%Y-%m-%d").date()

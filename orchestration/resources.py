@@ -1,0 +1,150 @@
+"""Resources: the warehouse of the current target and the dbt project, both from one place.
+
+`ecom.config.Settings.from_env()` decides the target (DBT_TARGET), the raw directory and the
+embedded warehouse's path for the CLI, for dbt (profiles.yml reads the same variables) and
+here. Nothing in this module holds a secret: credentials stay in the environment.
+
+On `dev` the warehouse is chDB, which allows one process per data directory. Every step that
+opens it closes it before the next one starts and holds the CLI's pipeline lock meanwhile;
+steps that touch it share the concurrency pool WAREHOUSE_POOL (limit 1 in the instance's
+dagster.yaml), so no step holds the directory while dbt runs in its subprocess, even across
+runs. On `server` and `cluster` there is neither pool nor lock, and runs may overlap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+from clickhouse_connect.driver.client import Client
+from dagster_dbt import DbtCliResource, DbtProject
+
+from ecom.config import Settings, project_dir
+from ecom.lock import pipeline_lock
+from ecom.warehouse import session
+
+WAREHOUSE_POOL = "warehouse"
+
+# Seconds a step waits for another process (a sensor tick, a CLI user) to release the
+# embedded warehouse before it gives up with a plain message.
+LOCK_WAIT_SECONDS = 120.0
+
+# Folders whose files make up the dbt project (a change there means the manifest is stale).
+DBT_SOURCE_FOLDERS = ("models", "macros", "seeds", "data_tests", "snapshots", "analyses")
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def warehouse_pool(current: Settings | None = None) -> str | None:
+    """The pool of steps that open the warehouse: only the embedded target needs one."""
+    return WAREHOUSE_POOL if (current or settings()).embedded else None
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The warehouse of the current target (DBT_TARGET), held by one step at a time.
+
+    On the embedded target a step holds the pipeline lock of `ecom run` and `ecom load`
+    (`<ECOM_CHDB_PATH>.pipeline.lock`) while it works, so neither the CLI nor a sensor opens the
+    directory between its queries, or while dbt runs; it waits up to `wait_seconds` for it.
+    """
+
+    wait_seconds: float = LOCK_WAIT_SECONDS
+
+    @property
+    def settings(self) -> Settings:
+        return settings()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the pipeline lock for a whole step (embedded target only)."""
+        current = self.settings
+        if not current.embedded:
+            yield
+            return
+        with pipeline_lock(current.chdb_path, self.wait_seconds):
+            yield
+
+    @contextmanager
+    def client(self) -> Iterator[Client]:
+        """A client closed on exit, inside `exclusive()`; waits for the engine's directory lock."""
+        with session(self.settings, wait_seconds=self.wait_seconds) as client:
+            yield client
+
+    @contextmanager
+    def session(self) -> Iterator[Client]:
+        """`exclusive()` and a client, for a step that only queries."""
+        with self.exclusive(), self.client() as client:
+            yield client
+
+
+@contextmanager
+def pinned_warehouse_env(current: Settings) -> Iterator[None]:
+    """Let a dbt subprocess open exactly the warehouse this process sees.
+
+    dbt resolves a relative ECOM_CHDB_PATH against the project directory, Python against the
+    working directory; pin the absolute path (as `ecom run` does) while the subprocess starts.
+    """
+    if not current.embedded:
+        yield
+        return
+    saved = os.environ.get("ECOM_CHDB_PATH")
+    os.environ["ECOM_CHDB_PATH"] = str(current.chdb_path.resolve())
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("ECOM_CHDB_PATH", None)
+        else:
+            os.environ["ECOM_CHDB_PATH"] = saved
+
+
+def dbt_executable() -> str:
+    """The dbt of this environment, found even when its bin directory is not on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
+
+
+def _newest_source(root: Path) -> float:
+    newest = 0.0
+    for name in ("dbt_project.yml", "profiles.yml"):
+        if (root / name).exists():
+            newest = max(newest, (root / name).stat().st_mtime)
+    for folder in DBT_SOURCE_FOLDERS:
+        for path in (root / folder).rglob("*") if (root / folder).is_dir() else ():
+            newest = max(newest, path.stat().st_mtime)
+    return newest
+
+
+def dbt_project(root: Path | None = None) -> DbtProject:
+    """The dbt project at the repository root, with an up-to-date manifest to read.
+
+    The manifest lives in DBT_TARGET_PATH (default `target/`). It is parsed when it is missing
+    (a fresh clone has no `target/`) or older than a file of the project (an edited model), one
+    process at a time.
+    """
+    root = Path(root) if root else project_dir()
+    target_path = Path(os.environ.get("DBT_TARGET_PATH") or "target")
+    project = DbtProject(project_dir=root, target_path=target_path, profiles_dir=root)
+    manifest = project.manifest_path
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source(root):
+        return project
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be parsing the same project
+        if not manifest.exists() or manifest.stat().st_mtime < _newest_source(root):
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                ["parse", "--quiet"], target_path=project.target_path
+            ).wait()
+    return project
+
+
+def dbt_resource(project: DbtProject, current: Settings | None = None) -> DbtCliResource:
+    return DbtCliResource(project_dir=project, target=(current or settings()).target,
+                          dbt_executable=dbt_executable())

@@ -1,0 +1,447 @@
+"""The Dagster code location on the real embedded engine, real dbt and real generated files.
+
+Two consecutive daily partitions run in-process through the whole graph (simulator, loader,
+`dbt build` with its tests, checks, dashboard); gold is then compared with the raw files and
+silver, and a re-run of a partition must leave every table as it was. The schedule and the
+sensors are evaluated with Dagster's own test contexts, and a planted failing dbt test in a
+copy of the project must keep gold from being built (in a run of a two-day range, the way a
+backfill runs).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import dagster as dg
+import pytest
+
+from ecom.config import Settings
+from ecom.contract import ENTITIES
+from ecom.generate import generate
+from ecom.warehouse import session
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the code location is a top-level package of the checkout
+    sys.path.insert(0, str(ROOT))
+
+from orchestration import checks, sensors  # noqa: E402
+from orchestration.assets_raw import RAW_EXPORTS, missing_runs  # noqa: E402
+from orchestration.assets_report import DASHBOARD  # noqa: E402
+from orchestration.definitions import build_definitions  # noqa: E402
+from orchestration.jobs import DAILY_JOB  # noqa: E402
+from orchestration.schedules import SCHEDULE  # noqa: E402
+
+BIN = Path(sys.executable).parent
+DAYS = ("2026-09-01", "2026-09-02")
+ORDERS_PER_DAY = 100
+OWN_PREFIXES = ("CLICKHOUSE_", "ECOM_", "DBT_")
+RUN_CONFIG = {"ops": {"raw__exports": {"config": {"orders_per_day": ORDERS_PER_DAY}}}}
+
+
+def isolated_env(base: Path) -> dict[str, str]:
+    """Environment of the code location: every path in `base`, the embedded target."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*OWN_PREFIXES, "DAGSTER_"))}
+    env.update(
+        ECOM_RAW_DIR=str(base / "raw"), ECOM_CHDB_PATH=str(base / "warehouse"), DBT_TARGET="dev",
+        DBT_TARGET_PATH=str(base / "target"), DBT_LOG_PATH=str(base / "logs"),
+        DAGSTER_HOME=str(base / "dagster"), ECOM_PROJECT_DIR=str(ROOT), ECOM_START_DATE="2026-09-01",
+        ECOM_REPORT_PATH=str(base / "report.html"),
+    )
+    (base / "dagster").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+@pytest.fixture(scope="module")
+def location(tmp_path_factory) -> Iterator[tuple[Path, dg.Definitions]]:
+    """The code location built in an isolated environment (kept for the whole module)."""
+    base = tmp_path_factory.mktemp("orchestration")
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith(OWN_PREFIXES)]:
+            patch.delenv(key)
+        for key, value in isolated_env(base).items():
+            patch.setenv(key, value)
+        yield base, build_definitions()
+
+
+def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: str,
+            raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(DAILY_JOB)
+    return job.execute_in_process(partition_key=day, instance=instance, run_config=RUN_CONFIG,
+                                  raise_on_error=raise_on_error)
+
+
+def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str,
+              raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """A range of partitions in one run, as a backfill with BackfillPolicy.single_run() launches it."""
+    job = defs.resolve_job_def(DAILY_JOB)
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    return job.execute_in_process(tags=tags, instance=instance, run_config=RUN_CONFIG,
+                                  raise_on_error=raise_on_error)
+
+
+def snapshot(settings: Settings) -> dict[str, tuple[int, int]]:
+    """(rows, order-independent content hash) of every table of bronze, silver and gold."""
+    with session(settings) as client:
+        tables = client.query(
+            "SELECT database, name FROM system.tables WHERE database IN ('bronze', 'silver', 'gold') "
+            "AND engine NOT LIKE '%View' ORDER BY database, name"
+        ).result_rows
+        out = {}
+        for database, name in tables:
+            rows, digest = client.query(
+                f"SELECT count(), sum(cityHash64(*)) FROM `{database}`.`{name}`"
+            ).result_rows[0]
+            out[f"{database}.{name}"] = (int(rows), int(digest))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline(location):
+    """Both partitions materialized in-process, one after the other, on one instance."""
+    base, defs = location
+    instance = dg.DagsterInstance.ephemeral()
+    results = {day: run_day(defs, instance, day) for day in DAYS}
+    return base, defs, instance, results
+
+
+def settings_of(base: Path) -> Settings:
+    return Settings(raw_dir=base / "raw", chdb_path=base / "warehouse")
+
+
+def csv_rows(raw_dir: Path, entity: str, days: tuple[str, ...]) -> int:
+    total = 0
+    for day in days:
+        d = date.fromisoformat(day)
+        for path in (raw_dir / entity / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}").glob("*.csv"):
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                total += sum(1 for _ in csv.DictReader(handle))
+    return total
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> dict[dg.AssetKey, dict]:
+    return {e.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def check_evaluations(result: dg.ExecuteInProcessResult) -> list:
+    return [e.event_specific_data for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
+# -- the definitions ----------------------------------------------------------------------
+
+
+def test_definitions_validate_on_a_fresh_checkout(tmp_path):
+    """`dagster definitions validate` loads the code location with no dbt manifest yet (it parses)."""
+    env = isolated_env(tmp_path)
+    assert not (tmp_path / "target" / "manifest.json").exists()
+    command = [str(BIN / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "target" / "manifest.json").exists()
+
+
+def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
+    _, defs = location
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys())
+    groups = {graph.get(k).group_name for k in keys}
+    assert {"raw", "bronze", "silver", "gold", "reference", "reporting"} <= groups
+    for entity in ENTITIES:
+        landing = dg.AssetKey(["bronze", entity])
+        assert graph.get(landing).group_name == "bronze"
+        assert RAW_EXPORTS in graph.get(landing).parent_keys
+        # the dbt source bronze.<entity> is the landing asset: silver hangs off it
+        assert any(child.path[0] == "silver" for child in graph.get(landing).child_keys), entity
+    assert dg.AssetKey(["gold", "mart_daily_sales"]) in graph.get(DASHBOARD).parent_keys
+    assert graph.get(dg.AssetKey(["silver", "orders"])).group_name == "silver"
+    assert graph.get(dg.AssetKey(["gold", "fct_orders"])).group_name == "gold"
+    # descriptions come from the dbt docs
+    assert "latest valid version" in graph.get(dg.AssetKey(["silver", "customers"])).description
+    # every key of the daily job is partitioned by day, backfilled in one run
+    for key in keys:
+        node = graph.get(key)
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), key
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+    check_names = {check.name for check in graph.asset_check_keys}
+    assert {"all_balanced", "quarantine_share", "freshness_check", "no_rejected_files"} <= check_names
+
+
+# -- two partitions end to end ------------------------------------------------------------
+
+
+def test_two_partitions_materialize_the_whole_graph(pipeline):
+    base, defs, _, results = pipeline
+    expected = set(defs.resolve_asset_graph().get_all_asset_keys())
+    for day, result in results.items():
+        assert result.success, day
+        assert set(materialized(result)) == expected, day
+        assert materialized(result)[DASHBOARD]["path"].value == str(base / "report.html")
+        failed = [(c.asset_key.to_user_string(), c.check_name) for c in check_evaluations(result)
+                  if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+        assert not failed, f"{day}: error checks failed: {failed}"
+
+
+def test_bronze_holds_every_raw_row_and_says_so_in_metadata(pipeline):
+    base, _, _, results = pipeline
+    with session(settings_of(base)) as client:
+        for entity in ENTITIES:
+            landed = int(client.command(f"SELECT count() FROM bronze.`{entity}`"))
+            assert landed == csv_rows(base / "raw", entity, DAYS), entity
+            for day in DAYS:
+                meta = materialized(results[day])[dg.AssetKey(["bronze", entity])]
+                assert meta["rows_landed"].value == csv_rows(base / "raw", entity, (day,)), (entity, day)
+                assert meta["dagster/row_count"].value > 0
+    orders_meta = materialized(results[DAYS[1]])[dg.AssetKey(["silver", "orders"])]
+    assert orders_meta["dagster/row_count"].value > 0
+
+
+def test_gold_daily_sales_agree_with_silver(pipeline):
+    base, _, _, _ = pipeline
+    with session(settings_of(base)) as client:
+        sales = {str(day): (int(orders), float(revenue)) for day, orders, revenue in client.query(
+            "SELECT order_date, revenue_orders, net_revenue_usd FROM gold.mart_daily_sales"
+        ).result_rows}
+        from_silver = {str(day): int(n) for day, n in client.query(
+            "SELECT order_date, count() FROM silver.orders "
+            "WHERE order_status IN ('paid', 'shipped', 'delivered') "
+            "AND order_id IN (SELECT order_id FROM silver.order_items) GROUP BY order_date"
+        ).result_rows}
+    for day in DAYS:
+        assert day in sales, f"no daily sales for {day}"
+        orders, revenue = sales[day]
+        assert orders == from_silver.get(day, 0), day
+        assert (revenue > 0) == (orders > 0), day
+    # orders are paid the day after they are placed: the first day's are revenue by now
+    assert sales[DAYS[0]][0] > 0
+
+
+def test_quality_checks_ran_and_passed(pipeline):
+    _, _, _, results = pipeline
+    evaluations = check_evaluations(results[DAYS[-1]])
+    by_name = {}
+    for evaluation in evaluations:
+        by_name.setdefault(evaluation.check_name, []).append(evaluation)
+    assert [e.passed for e in by_name["all_balanced"]] == [True]
+    assert len(by_name["quarantine_share"]) == len(ENTITIES)
+    assert all(e.passed for e in by_name["quarantine_share"])
+    [landing_check] = by_name["no_rejected_files"]
+    rejected = landing_check.metadata["rejected"].value
+    assert landing_check.passed == (not rejected)
+    # dbt tests arrive as checks on the models and on the landing assets (source tests)
+    assert any(e.asset_key == dg.AssetKey(["silver", "orders"]) for e in evaluations)
+    assert any(e.asset_key == dg.AssetKey(["bronze", "orders"]) and e.check_name.startswith("source_")
+               for e in evaluations)
+
+
+def test_rerunning_a_partition_changes_nothing(pipeline):
+    base, defs, instance, _ = pipeline
+    before = snapshot(settings_of(base))
+    assert any(name.startswith("gold.") for name in before)
+    again = run_day(defs, instance, DAYS[-1])
+    assert again.success
+    assert materialized(again)[dg.AssetKey(["bronze", "ingest_log"])]["files_landed"].value == 0
+    assert snapshot(settings_of(base)) == before
+
+
+# -- automation ---------------------------------------------------------------------------
+
+
+def test_schedule_runs_the_previous_day_at_two_utc(location):
+    _, defs = location
+    schedule = defs.get_schedule_def(SCHEDULE)
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone in (None, "UTC")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 9, 3, 2, 0, tzinfo=UTC)
+        )
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2026-09-02"]
+
+
+@pytest.fixture
+def held_warehouse(pipeline) -> Iterator[Path]:
+    """Another process holding the embedded warehouse open, as a long CLI query would."""
+    base = pipeline[0]
+    code = ("import sys, time\nfrom pathlib import Path\nfrom ecom.config import Settings\n"
+            "from ecom.warehouse import session\n"
+            f"with session(Settings(chdb_path=Path({str(base / 'warehouse')!r}))):\n"
+            "    print('ready', flush=True)\n    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        yield base
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+def test_new_files_sensor_requests_only_unlanded_days(pipeline):
+    base, defs, _, _ = pipeline
+    sensor = defs.get_sensor_def(sensors.NEW_FILES_SENSOR)
+    with dg.instance_for_test() as instance:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        assert first.run_requests == [], "the landed days must not start a run"
+        assert first.cursor
+        quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                                             definitions=defs))
+        assert not quiet.run_requests and "no new raw files" in quiet.skip_message
+
+        generate(base / "raw", start=date(2026, 9, 3), days=1, orders_per_day=ORDERS_PER_DAY, progress=False)
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                                            definitions=defs))
+    assert [r.partition_key for r in tick.run_requests] == ["2026-09-03"]
+    assert tick.run_requests[0].run_key.startswith("2026-09-03:")
+
+
+def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):
+    _, defs, _, _ = pipeline
+    sensor = defs.get_sensor_def(sensors.NEW_FILES_SENSOR)
+    with dg.instance_for_test() as instance:
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert not tick.run_requests
+    assert "in use by process" in tick.skip_message and "next tick" in tick.skip_message
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append({"content_type": self.headers["Content-Type"], "json": json.loads(body)})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@dg.op
+def _broken_step():
+    raise RuntimeError("planted failure for the alert test")
+
+
+@dg.job
+def broken_job():
+    _broken_step()
+
+
+@pytest.mark.parametrize("with_webhook", [True, False])
+def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _Webhook)
+    _Webhook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        if with_webhook:
+            monkeypatch.setenv(sensors.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hook")
+        else:
+            monkeypatch.delenv(sensors.WEBHOOK_ENV, raising=False)
+        with dg.instance_for_test() as instance:
+            result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
+            assert not result.success
+            context = dg.build_run_status_sensor_context(
+                sensor_name=sensors.FAILURE_SENSOR, dagster_instance=instance,
+                dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+            ).for_run_failure()
+            sensors.alert_on_run_failure(context)
+    finally:
+        server.shutdown()
+    if not with_webhook:
+        assert _Webhook.received == []
+        return
+    [alert] = _Webhook.received
+    assert alert["content_type"] == "application/json"
+    assert alert["json"]["job"] == "broken_job"
+    assert alert["json"]["run_id"] == result.run_id
+    assert "broken_job" in alert["json"]["text"] and alert["json"]["url"].endswith(result.run_id)
+
+
+# -- a failing error-severity dbt test stops bad data before gold ---------------------------
+
+PLANTED = """{{ config(severity='error') }}
+-- Planted by tests/test_orchestration.py in a temporary copy of the project: fails on any order.
+select order_id from {{ ref('orders') }}
+"""
+
+
+def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    skipped = {".git", ".venv", "data", "target", "logs", "tests", "docs/img"}
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        here = Path(folder).relative_to(ROOT)
+        return {n for n in names if (here / n).as_posix() in skipped or n.endswith("_cache") or n == "__pycache__"}
+
+    shutil.copytree(ROOT, project, ignore=ignore)
+    (project / "data_tests" / "planted_failure.sql").write_text(PLANTED, encoding="utf-8")
+    for key in [k for k in os.environ if k.startswith(OWN_PREFIXES)]:
+        monkeypatch.delenv(key)
+    for key, value in isolated_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ECOM_PROJECT_DIR", str(project))
+
+    defs = build_definitions(project)
+    graph = defs.resolve_asset_graph()
+    orders = dg.AssetKey(["silver", "orders"])
+    downstream, frontier = set(), [orders]
+    while frontier:
+        for child in graph.get(frontier.pop()).child_keys:
+            if child not in downstream:
+                downstream.add(child)
+                frontier.append(child)
+    gold_below = {key for key in downstream if key.path[0] == "gold"}
+    assert dg.AssetKey(["gold", "mart_daily_sales"]) in gold_below
+
+    # both days as one run, as a backfill of the range runs
+    with dg.instance_for_test() as instance:
+        result = run_range(defs, instance, DAYS[0], DAYS[-1], raise_on_error=False)
+    assert not result.success
+    built = set(materialized(result))
+    assert materialized(result)[RAW_EXPORTS]["days_simulated"].value == ", ".join(DAYS)
+    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+        for entity in ENTITIES:
+            landed = int(client.command(f"SELECT count() FROM bronze.`{entity}`"))
+            assert landed == csv_rows(tmp_path / "raw", entity, DAYS), entity
+    assert orders in built, "silver.orders itself is built, then its test fails"
+    assert not built & gold_below, f"gold built despite the failing test: {built & gold_below}"
+    assert DASHBOARD not in built
+    planted = [c for c in check_evaluations(result) if c.check_name == "planted_failure"]
+    assert planted and not planted[0].passed and planted[0].severity == dg.AssetCheckSeverity.ERROR
+    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+        assert not client.command("SELECT count() FROM system.tables WHERE database = 'gold' "
+                                  "AND name = 'mart_daily_sales'")
+    assert not (ROOT / "data_tests" / "planted_failure.sql").exists()
+
+
+# -- pure pieces --------------------------------------------------------------------------
+
+
+def test_quarantine_threshold():
+    verdicts = checks.quarantine_verdicts({"orders": (30, 100), "payments": (5, 100), "empty": (0, 0)}, 0.25)
+    assert verdicts == {"orders": (False, 0.3), "payments": (True, 0.05), "empty": (True, 0.0)}
+    assert checks.max_quarantine_share({}) == checks.DEFAULT_MAX_SHARE
+    assert checks.max_quarantine_share({checks.MAX_SHARE_ENV: "0.1"}) == 0.1
+    with pytest.raises(ValueError):
+        checks.max_quarantine_share({checks.MAX_SHARE_ENV: "2"})
+
+
+def test_missing_days_are_simulated_in_consecutive_runs():
+    days = [date(2026, 9, 1), date(2026, 9, 2), date(2026, 9, 4)]
+    assert missing_runs(days) == [(date(2026, 9, 1), 2), (date(2026, 9, 4), 1)]
+
+
+def test_automation_can_start_stopped():
+    assert sensors.default_status({}) == dg.DefaultSensorStatus.RUNNING
+    assert sensors.default_status({sensors.AUTOMATION_ENV: "off"}) == dg.DefaultSensorStatus.STOPPED
