@@ -57,12 +57,12 @@ def warehouse(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
-    """14 days of a dirty world (dirty rate 0.05), landed and built raw to gold with `ecom run`."""
+    """14 days of a world at the default dirty rate 0.02, landed and built raw to gold with `ecom run`."""
     base = tmp_path_factory.mktemp("world")
     raw_dir, chdb_path = base / "raw", base / "warehouse"
     env = ecom_env(raw_dir, chdb_path, DBT_TARGET_PATH=str(base / "target"), DBT_LOG_PATH=str(base / "logs"))
     start, days = date(2026, 3, 1), 14
     run_ecom("generate", "--start", start.isoformat(), "--days", str(days), "--orders-per-day", "150",
-             "--dirty-rate", "0.05", "--quiet", env=env)
+             "--dirty-rate", "0.02", "--quiet", env=env)
     run_ecom("run", "--quiet", env=env)
     return World(raw_dir, chdb_path, env, start, days)
