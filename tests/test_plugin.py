@@ -190,3 +190,12 @@ def test_dbt_debug_on_the_server_target(tmp_path):
     env["DBT_TARGET"] = "server"
     debug = dbt("debug", env=env)
     assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
+
+
+def test_a_relative_warehouse_path_is_resolved_once_against_the_starting_directory(tmp_path, monkeypatch):
+    from dbt.adapters.chdb.connections import ChdbCredentials
+
+    monkeypatch.chdir(tmp_path)
+    credentials = ChdbCredentials(path="data/warehouse", schema="default")
+    monkeypatch.chdir("/")  # the engine may change the working directory while it starts
+    assert credentials.path == str(tmp_path / "data" / "warehouse")

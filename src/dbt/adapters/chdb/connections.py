@@ -29,6 +29,12 @@ class ChdbCredentials(ClickHouseCredentials):
     path: str = "data/warehouse"
     host: str = "chdb"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Resolve once, against the directory dbt was started in: the working directory can
+        # change while the engine starts, and every thread must open the same path.
+        self.path = os.path.abspath(self.path)
+
     @property
     def type(self) -> str:
         return "chdb"
