@@ -8,7 +8,9 @@ then the engine parses it itself: `INSERT ... SELECT FROM file()` on the embedde
 
 The ingest log (`bronze.ingest_log`) is the ledger: a file's rows count only once its
 `landed` row is written, and rows of a batch without one (a crash mid-file) are removed
-before the next load, so a file is either complete or absent.
+before the next load, so a file is either complete or absent. A file is rejected for what is
+wrong with it (its name, bytes, header, CSV), never for what is wrong with the warehouse: a
+full disk or a permission error stops the load with one line, and the next load goes on.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import codecs
 import csv
 import hashlib
 import os
+import re
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,10 +32,11 @@ from pathlib import Path
 from typing import TextIO
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from ecom.config import Settings
 from ecom.contract import COLUMNS, LINEAGE, parse_name
+from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
 _CHUNK = 8 << 20
@@ -62,6 +67,38 @@ class Rejected(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason = reason
+
+
+class LoadAborted(WarehouseUnavailable):
+    """The warehouse failed (disk full, permissions, ...): not the file's fault, so the load stops
+    instead of rejecting good files. Rows of the file being landed are removed by the next load."""
+
+
+# Engine errors that say the warehouse, not the file, is at fault (ClickHouse error codes).
+_WAREHOUSE_ERROR_CODES = frozenset({
+    75,  # CANNOT_WRITE_TO_FILE_DESCRIPTOR
+    159,  # TIMEOUT_EXCEEDED
+    172,  # CANNOT_CREATE_DIRECTORY
+    201,  # QUOTA_EXCEEDED
+    204,  # CANNOT_FSYNC
+    236,  # ABORTED
+    241,  # MEMORY_LIMIT_EXCEEDED
+    243,  # NOT_ENOUGH_SPACE
+    252,  # TOO_MANY_PARTS
+    275,  # AIO_WRITE_ERROR
+    294,  # CANNOT_WRITE_TO_FILE
+    394,  # QUERY_WAS_CANCELLED
+    425,  # SYSTEM_ERROR
+    458,  # CANNOT_UNLINK
+    521,  # ATOMIC_RENAME_FAIL
+    586,  # CANNOT_CREATE_FILE
+})
+_WAREHOUSE_ERROR_TEXT = re.compile(
+    r"no space left|not enough space|cannot reserve|read-only file system|permission denied|"
+    r"memory limit|disk quota", re.IGNORECASE)
+# Seconds to wait for a DELETE of bronze rows to be applied. On a full disk the engine retries
+# the mutation forever; the load stops with a message instead of hanging.
+DELETE_TIMEOUT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +153,8 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
     On a cluster each table is a ReplicatedMergeTree `<name>_local` on every node behind a
     Distributed table of the plain name, so readers never need to know.
     """
-    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
+    quoted = _identifier(cluster) if cluster else ""
+    on_cluster = f" ON CLUSTER {quoted}" if cluster else ""
     statements = [f"CREATE DATABASE IF NOT EXISTS bronze{on_cluster}"]
 
     def table(name: str, columns: str, order_by: str, partition_by: str | None) -> None:
@@ -134,7 +172,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
         )
         statements.append(
             f"CREATE TABLE IF NOT EXISTS bronze.{name}{on_cluster} AS bronze.{name}_local "
-            f"ENGINE = Distributed(`{cluster}`, bronze, {name}_local, cityHash64(_batch_id))"
+            f"ENGINE = Distributed({quoted}, bronze, {name}_local, cityHash64(_batch_id))"
         )
 
     lineage = ", ".join(f"`{name}` {ch_type}" for name, ch_type in LINEAGE)
@@ -153,24 +191,53 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
     return statements
 
 
+def _identifier(name: str) -> str:
+    """A name from the environment (the cluster) as a quoted identifier: backslash and backquote
+    escaped, so no value can end the identifier early."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
 def ensure_bronze(client: Client, cluster: str | None = None) -> None:
     for statement in bronze_ddl(cluster):
         client.command(statement)
+
+
+def _printable(text: str) -> str:
+    """A path as text that can be logged: bytes that are not UTF-8 (kept by Python as surrogates)
+    become `\\xNN`."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def discover(raw_dir: Path, start: date | None = None, end: date | None = None) -> list[RawFile]:
     """Every `*.csv` under an entity folder of `raw_dir`, oldest day first.
 
     Files whose name breaks the contract are returned too (entity or date None) so they are
-    rejected and logged rather than ignored.
+    rejected and logged rather than ignored, and so are the entries whose files cannot be seen:
+    directories that cannot be read, symbolic links to directories (not followed) and
+    directories named like a CSV file.
     """
     raw_dir = raw_dir.resolve()
     found: list[RawFile] = []
+
+    def hidden(path: Path) -> None:  # entity and date None: orchestration sees no day in them
+        found.append(RawFile(path, _printable(path.relative_to(raw_dir).as_posix()), None, None))
+
+    def unreadable(error: OSError) -> None:
+        hidden(Path(error.filename))
+
     for entity in COLUMNS:
         root = raw_dir / entity
-        if not root.is_dir():
+        try:
+            if not root.is_dir():
+                continue
+        except OSError:  # the raw directory itself cannot be searched
+            hidden(root)
             continue
-        for dirpath, _dirnames, filenames in os.walk(root):
+        for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+            for dirname in dirnames:
+                path = Path(dirpath, dirname)
+                if path.is_symlink() or dirname.lower().endswith(".csv"):
+                    hidden(path)
             for filename in filenames:
                 if not filename.lower().endswith(".csv"):
                     continue
@@ -180,7 +247,7 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 file_entity, file_date = parsed if parsed else (None, None)
                 if file_date and ((start and file_date < start) or (end and file_date > end)):
                     continue
-                found.append(RawFile(path, relative.as_posix(), file_entity, file_date))
+                found.append(RawFile(path, _printable(relative.as_posix()), file_entity, file_date))
     return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), f.relative))
 
 
@@ -189,11 +256,27 @@ ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
 
 def inspect(raw: RawFile) -> tuple[str, int, Rejected | None]:
     """(sha256, bytes, why it cannot land or None) of a raw file, in one streaming pass."""
+    try:
+        return _inspect(raw)
+    except OSError as exc:  # even its type cannot be told (a folder above it cannot be searched)
+        return "", 0, Rejected("unreadable", f"cannot be read ({exc.strerror}); fix its permissions")
+
+
+def _inspect(raw: RawFile) -> tuple[str, int, Rejected | None]:
+    if raw.path.is_symlink():
+        what = "a directory" if raw.path.is_dir() else "a file"
+        return "", 0, Rejected("symlink", f"is a symbolic link to {what}, not followed; copy the real "
+                                          "export into the raw directory")
+    if raw.path.is_dir():
+        try:
+            os.scandir(raw.path).close()
+        except OSError as exc:
+            return "", 0, Rejected("unreadable", f"is a directory that cannot be read ({exc.strerror}): "
+                                                 "the files in it cannot be landed; fix its permissions")
+        return "", 0, Rejected("unreadable", "is a directory, not a file; replace it with the exported file")
     if raw.entity is None or raw.file_date is None:
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
         return "", 0, Rejected("bad_name", why)
-    if raw.path.is_symlink():
-        return "", 0, Rejected("symlink", "is a symbolic link; copy the real file into the raw directory")
     if not raw.path.is_file():  # reading a named pipe would wait forever
         return "", 0, Rejected("unreadable", "is not a regular file (a pipe, socket or device); "
                                              "replace it with the exported file")
@@ -263,8 +346,10 @@ def _insert_select(entity: str, source: str) -> str:
 @contextmanager
 def _literal_path(path: Path) -> Iterator[Path]:
     """`path`, or a glob-free symlink to it: `file()` expands `*`, `?` and `{a,b}` in paths, so a
-    raw directory named like `exports{2026}` would otherwise match nothing and land 0 rows."""
-    if not _GLOB_CHARS.intersection(str(path)):
+    raw directory named like `exports{2026}` would otherwise match nothing and land 0 rows; and a
+    path that is not UTF-8 cannot be passed as a String parameter at all."""
+    text = str(path)
+    if not _GLOB_CHARS.intersection(text) and _printable(text) == text:
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="ecom-load-") as tmp:
@@ -322,16 +407,49 @@ def remove_orphan_batches(client: Client) -> int:
     for entity in COLUMNS:
         where = (
             f"_batch_id NOT IN (SELECT batch_id FROM {LOG_TABLE} WHERE status = 'landed' "
-            f"AND entity = '{entity}')"
+            "AND entity = {entity:String})"
         )
-        orphans = int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}"))
+        orphans = int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}",
+                                     parameters={"entity": entity}))
         if orphans:
-            client.command(
-                f"DELETE FROM bronze.`{entity}` WHERE {where}",
-                settings={"lightweight_deletes_sync": 2, "mutations_sync": 2},
-            )
+            _delete_rows(client, entity, where, {"entity": entity})
             removed += orphans
     return removed
+
+
+def _delete_rows(client: Client, entity: str, where: str, parameters: dict) -> None:
+    """A lightweight DELETE from bronze, waited for with a deadline.
+
+    The engine applies a DELETE as a mutation and, on a full disk, retries it forever; waiting
+    for it synchronously would hang the load. It is issued asynchronously and polled instead.
+    """
+    client.command(f"DELETE FROM bronze.`{entity}` WHERE {where}", parameters=parameters,
+                   settings={"lightweight_deletes_sync": 0})
+    started = time.monotonic()
+    pause = 0.01
+    while True:
+        pending, failure = client.query(
+            "SELECT count(), anyIf(latest_fail_reason, latest_fail_reason != '') FROM system.mutations "
+            "WHERE database = 'bronze' AND table = {table:String} AND NOT is_done",
+            parameters={"table": entity},
+        ).result_rows[0]
+        if not pending:
+            return
+        waited = time.monotonic() - started
+        full = waited > 1 and _disk_nearly_full(client)
+        if failure or full or waited > DELETE_TIMEOUT_SECONDS:
+            why = (_engine_message(Exception(failure)) if failure else
+                   "no space left on the warehouse disk" if full else
+                   f"not applied after {DELETE_TIMEOUT_SECONDS:.0f} s")
+            raise DatabaseError(f"deleting rows of an unfinished load from bronze.{entity} failed: {why}")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+def _disk_nearly_full(client: Client) -> bool:
+    """Less than the 1 MiB the engine reserves before writing a part is left."""
+    free = client.command("SELECT min(unreserved_space) FROM system.disks WHERE NOT is_remote")
+    return int(free or 0) < (1 << 20)
 
 
 @dataclass
@@ -383,22 +501,60 @@ def load(
     on_file: Callable[[FileOutcome], None] | None = None,
     files: Iterable[RawFile] | None = None,
 ) -> LoadResult:
-    """Land every file of `settings.raw_dir` (within start..end) not landed yet."""
-    ensure_bronze(client, settings.cluster)
-    result = LoadResult(orphan_rows_removed=remove_orphan_batches(client))
-    ledger = _Ledger.read(client)
+    """Land every file of `settings.raw_dir` (within start..end) not landed yet.
+
+    Raises LoadAborted when the warehouse itself fails (disk full, permissions): files landed
+    before stay landed, rows of the file being landed are removed by the next load.
+    """
+    try:
+        ensure_bronze(client, settings.cluster)
+        result = LoadResult(orphan_rows_removed=remove_orphan_batches(client))
+        ledger = _Ledger.read(client)
+    except (DatabaseError, OperationalError) as exc:
+        raise LoadAborted(f"cannot prepare bronze: {_warehouse_failure(exc, settings)}") from None
     for raw in discover(settings.raw_dir, start, end) if files is None else files:
-        outcome = _load_one(client, settings, raw, ledger)
+        try:
+            outcome = _load_one(client, settings, raw, ledger)
+        except (DatabaseError, OperationalError) as exc:
+            raise LoadAborted(f"landing stopped at {raw.relative}: {_warehouse_failure(exc, settings)}; files "
+                              "landed before it are kept, this one lands again on the next load") from None
         result.outcomes.append(outcome)
         if on_file:
             on_file(outcome)
     return result
 
 
+def _is_warehouse_error(exc: Exception) -> bool:
+    code = re.search(r"Code: (\d+)", str(exc))
+    return bool(code and int(code.group(1)) in _WAREHOUSE_ERROR_CODES) or bool(
+        _WAREHOUSE_ERROR_TEXT.search(str(exc)))
+
+
+def _warehouse_failure(exc: Exception, settings: Settings) -> str:
+    """One sentence: which warehouse failed, the engine's reason, and what to do."""
+    reason = _engine_message(exc)
+    if re.search(r"space|reserve|quota", reason, re.IGNORECASE):
+        remedy = "free space on its disk"
+    elif re.search(r"permission|read-only", reason, re.IGNORECASE):
+        remedy = "make it writable"
+    else:
+        remedy = "fix the problem above"
+    return f"{settings.describe()} failed ({reason}); {remedy} and run again"
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _load_one(client: Client, settings: Settings, raw: RawFile, ledger: _Ledger) -> FileOutcome:
     started = client.command("SELECT toString(now64(3, 'UTC'))")
     sha256, size = "", 0
     try:
+        try:
+            before = _file_state(raw.path)
+        except OSError:
+            before = (0, 0, 0)  # inspect() says why
         sha256, size, problem = inspect(raw)
         if problem:
             raise problem
@@ -409,8 +565,21 @@ def _load_one(client: Client, settings: Settings, raw: RawFile, ledger: _Ledger)
         try:
             _land_rows(client, settings, raw, sha256, batch_id)
         except DatabaseError as exc:
+            if os.access(raw.path, os.R_OK) and _is_warehouse_error(exc):
+                raise  # not the file's fault: load() stops, the next load removes the rows
             _discard_batch(client, raw, batch_id)
+            if not os.access(raw.path, os.R_OK):
+                raise Rejected("unreadable", "became unreadable while it was being landed; fix its "
+                                             "permissions") from None
             raise Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(exc)}") from None
+        try:
+            changed = _file_state(raw.path) != before
+        except OSError:
+            changed = True
+        if changed:
+            _discard_batch(client, raw, batch_id)
+            raise Rejected("changed_while_loading", "changed while it was being landed (is it still being "
+                                                    "written?); it lands on a later load once it is complete")
         rows = int(client.command(
             f"SELECT count() FROM bronze.`{raw.entity}` "
             "WHERE _file_date = {d:Date} AND _batch_id = {b:String}",
@@ -431,11 +600,8 @@ def _load_one(client: Client, settings: Settings, raw: RawFile, ledger: _Ledger)
 
 
 def _discard_batch(client: Client, raw: RawFile, batch_id: str) -> None:
-    client.command(
-        f"DELETE FROM bronze.`{raw.entity}` WHERE _batch_id = {{b:String}}",
-        parameters={"b": batch_id},
-        settings={"lightweight_deletes_sync": 2, "mutations_sync": 2},
-    )
+    assert raw.entity is not None
+    _delete_rows(client, raw.entity, "_batch_id = {b:String}", {"b": batch_id})
 
 
 def _engine_message(exc: Exception) -> str:

@@ -38,7 +38,7 @@ def lock_holder(path: str | os.PathLike) -> int | None:
     status = Path(path) / "status"
     try:
         fd = os.open(status, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # no warehouse yet, or one that cannot be read: opening it says why
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -91,9 +91,18 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
     `wait_seconds`, then raises WarehouseLocked with the one-line message.
     """
     lock_path = Path(os.path.abspath(path)).with_name(Path(path).name + ".pipeline.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        why = ("a file, not a directory, is in the way" if isinstance(exc, FileExistsError | NotADirectoryError)
+               else exc.strerror or str(exc))
+        raise WarehouseUnavailable(
+            f"cannot create the pipeline lock {lock_path} ({why}); point ECOM_CHDB_PATH at a directory "
+            "this user can write"
+        ) from None
     deadline = time.monotonic() + wait_seconds
-    with open(lock_path, "a+") as handle:
+    with handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

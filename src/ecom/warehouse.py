@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +20,28 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
     settings = settings or Settings.from_env()
     if settings.embedded:
         path = settings.chdb_path.resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WarehouseUnavailable(
+                f"cannot create the warehouse directory {path} ({_strerror(exc)}); "
+                "point ECOM_CHDB_PATH at a directory this user can write"
+            ) from None
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+            raise WarehouseUnavailable(
+                f"warehouse directory {path} is not writable by this user (permission denied); fix its "
+                "permissions or point ECOM_CHDB_PATH at another directory"
+            )
         ensure_unlocked(path, wait_seconds)
         try:
             return clickhouse_connect.get_client(interface="chdb", path=str(path))
-        except ProgrammingError:
+        except ProgrammingError as exc:
             # Another process took the lock between the probe and the open: say so plainly.
             ensure_unlocked(path)
-            raise
+            raise WarehouseUnavailable(
+                f"cannot open the embedded warehouse at {path}: {_reason(exc)}; check that its disk has "
+                "free space and that its files belong to this user"
+            ) from None
     try:
         return clickhouse_connect.get_client(
             host=settings.host,
@@ -40,6 +55,12 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             f"cannot open {settings.describe()} (target {settings.target}): {_reason(exc)}; check "
             "CLICKHOUSE_HOST, CLICKHOUSE_PORT, CLICKHOUSE_SECURE, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD"
         ) from None
+
+
+def _strerror(exc: OSError) -> str:
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file, not a directory, is in the way"
+    return exc.strerror or str(exc)
 
 
 def _reason(exc: Exception) -> str:
