@@ -1,0 +1,1116 @@
+"""`ecom bench`: the performance figures of SPEC section 8, measured side by side in one run.
+
+One generated world, cached under `data/bench` (or `--cache-dir`), serves every figure:
+
+* **Landing** order lines into bronze with `ecom load`, next to the engine's own
+  `INSERT ... SELECT FROM file()` over a glob of the same files into a plain all-String
+  MergeTree table (the ceiling), the same single INSERT with bronze's lineage columns (what a
+  multi-file loader would run: one inspection pass, staged links, `_path` / `_row_number`),
+  DuckDB `read_csv` into a DuckDB file (all VARCHAR), and pandas `to_sql` into a throwaway
+  PostgreSQL cluster (on a sample: it is two orders of magnitude slower).
+* **Full refresh** raw to gold, what `ecom run` does on an empty warehouse (land every file,
+  then `dbt build --full-refresh`): wall time, peak memory, time per layer.
+* **One more day** on top of each history (`ecom run --date`), and the ratio between them.
+
+History grows 10x by having 10x more days at the same daily volume, so the added day is the
+same size on both: 1x is the first `days` days of the world, 10x the first `10 * days`, and the
+added day the next one, on the same weekday. For that the world is generated without the
+generator's yearly growth (10% a year would make the tenth year's day 2.4x the first's).
+
+Every measurement runs in a child process (`python -m ecom.bench SPEC RESULT`): chDB hosts one
+engine per process, and the child's peak RSS (`os.wait4`) is the step's peak memory. The
+pipeline child starts the engine with query logging on (a config file in the connection
+string; chDB has no `system.query_log` otherwise), then runs the loader and dbt through
+`dbtRunner` (the dbt CLI's own entry point) on that engine, so `system.query_log` says what
+every model read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from ecom.config import Settings, project_dir
+from ecom.contract import COLUMNS
+
+ORDER_ITEMS = "order_items"
+SEED = 42
+DIRTY_RATE = 0.02
+ORIGIN = date(2016, 6, 15)  # the added days (origin + days, origin + 10 * days) fall in quiet months
+FACTOR = 10
+# Order lines per (orders_per_day x day) of the generator with no yearly growth: 1 + Poisson(1.5)
+# lines per order, capped at 9, times the mean weekday and month demand.
+LINES_PER_ORDER_DAY = 2.6
+GB = 1 << 30
+LAYER_ORDER = ["seeds", "bronze", "silver", "gold", "data_tests"]
+
+# chDB keeps no query log unless its configuration names one.
+QUERY_LOG_CONFIG = """<clickhouse>
+  <query_log>
+    <database>system</database>
+    <table>query_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+  </query_log>
+</clickhouse>
+"""
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the benchmark is: `lines` order lines over 10x history of `days_1x * 10` days."""
+
+    name: str
+    lines: int
+    days_1x: int
+    pg_sample_lines: int
+
+    @property
+    def orders_per_day(self) -> int:
+        return max(1, round(self.lines / (FACTOR * self.days_1x * LINES_PER_ORDER_DAY)))
+
+    @property
+    def days_total(self) -> int:
+        return FACTOR * self.days_1x + 1  # the 10x history and its added day
+
+
+FULL = Scale("full", lines=10_000_000, days_1x=364, pg_sample_lines=200_000)
+QUICK = Scale("quick", lines=50_000, days_1x=5, pg_sample_lines=20_000)
+
+
+class StepFailed(RuntimeError):
+    """A measurement could not be taken; the message says why and where its log is."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset
+
+
+@dataclass
+class Dataset:
+    raw_dir: Path
+    root: Path
+    origin: date
+    days_1x: int
+    orders_per_day: int
+    lines_by_day: dict[str, int]  # YYYY-MM-DD -> order lines in well-formed files
+    files_by_day: dict[str, int]  # YYYY-MM-DD -> raw files (all entities, malformed included)
+    order_item_files: dict[str, list[str]]  # YYYY-MM-DD -> well-formed order_items files (relative)
+    generated_seconds: float | None = None
+
+    def day(self, index: int) -> date:
+        return self.origin + timedelta(days=index)
+
+    def history_end(self, factor: int) -> date:
+        return self.day(factor * self.days_1x - 1)
+
+    def added_day(self, factor: int) -> date:
+        return self.day(factor * self.days_1x)
+
+    def _days(self, first: date, last: date) -> list[str]:
+        return [d for d in self.lines_by_day if first.isoformat() <= d <= last.isoformat()]
+
+    def lines(self, first: date, last: date) -> int:
+        return sum(self.lines_by_day[d] for d in self._days(first, last))
+
+    def files(self, first: date, last: date) -> int:
+        return sum(self.files_by_day[d] for d in self._days(first, last))
+
+    def item_files(self, first: date, last: date) -> list[str]:
+        return [f for d in self._days(first, last) for f in self.order_item_files[d]]
+
+
+@contextlib.contextmanager
+def _flat_volume() -> Iterator[bool]:
+    """The generator without its yearly growth, so every year has the same daily volume."""
+    from ecom import generate as generator
+
+    if not hasattr(generator, "YEARLY_GROWTH"):
+        yield False
+        return
+    before = generator.YEARLY_GROWTH
+    generator.YEARLY_GROWTH = 0.0
+    try:
+        yield True
+    finally:
+        generator.YEARLY_GROWTH = before
+
+
+def prepare_dataset(scale: Scale, cache_dir: Path, log: Callable[[str], None]) -> Dataset:
+    """The world of `scale`, generated once and cached; landing sets of hard links beside it."""
+    from ecom.generate import GENERATOR_VERSION, generate
+
+    opd = scale.orders_per_day
+    key = f"world-s{SEED}-opd{opd}-d{scale.days_total}-r{DIRTY_RATE}-flat-v{GENERATOR_VERSION}-{ORIGIN:%Y%m%d}"
+    root = cache_dir / key
+    raw_dir = root / "raw"
+    info_path = root / "dataset.json"
+    generated_seconds = None
+    if not info_path.is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        partial = root / "raw.partial"
+        partial.mkdir(parents=True)
+        log(f"generating {scale.days_total} days at {opd} orders a day (~{scale.lines * 1.1:,.0f} order lines) "
+            f"into {root} (cached for later runs)")
+        started = time.perf_counter()
+        with _flat_volume() as flat:
+            generate(partial, start=ORIGIN, days=scale.days_total, orders_per_day=opd, seed=SEED,
+                     dirty_rate=DIRTY_RATE, progress=True)
+        generated_seconds = time.perf_counter() - started
+        partial.rename(raw_dir)
+        lines, files, items = _read_manifests(raw_dir)
+        info_path.write_text(json.dumps({
+            "origin": ORIGIN.isoformat(), "days_1x": scale.days_1x, "orders_per_day": opd,
+            "flat_volume": flat, "generated_seconds": round(generated_seconds, 1),
+            "lines_by_day": lines, "files_by_day": files, "order_item_files": items,
+        }))
+        log(f"generated {sum(lines.values()):,} order lines in {generated_seconds:.0f} s")
+    info = json.loads(info_path.read_text())
+    dataset = Dataset(raw_dir=raw_dir, root=root, origin=date.fromisoformat(info["origin"]),
+                      days_1x=info["days_1x"], orders_per_day=info["orders_per_day"],
+                      lines_by_day=info["lines_by_day"], files_by_day=info["files_by_day"],
+                      order_item_files=info["order_item_files"],
+                      generated_seconds=generated_seconds or info.get("generated_seconds"))
+    for factor in (1, FACTOR):
+        _landing_set(dataset, factor)
+    return dataset
+
+
+def _read_manifests(raw_dir: Path) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]]]:
+    lines: dict[str, int] = {}
+    files: dict[str, int] = {}
+    items: dict[str, list[str]] = {}
+    for path in sorted((raw_dir / "_manifest").glob("manifest_*.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        day = manifest["date"]
+        good = [(name, f) for name, f in manifest["files"].items() if f["entity"] == ORDER_ITEMS and not f["malformed"]]
+        lines[day] = sum(f["rows"] for _, f in good)
+        files[day] = len(manifest["files"])
+        items[day] = sorted(name for name, _ in good)
+    return lines, files, items
+
+
+def landing_dir(dataset: Dataset, factor: int) -> Path:
+    return dataset.root / f"landing-{factor}x"
+
+
+def _landing_set(dataset: Dataset, factor: int) -> Path:
+    """Hard links to the well-formed order_items files of the `factor`x history, laid out like a raw
+    directory: every contender reads exactly these files (one glob), and the loader logs the same
+    relative paths as on the real raw directory."""
+    target = landing_dir(dataset, factor)
+    done = target / ".complete"
+    if done.is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    for relative in dataset.item_files(dataset.origin, dataset.history_end(factor)):
+        link = target / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(dataset.raw_dir / relative, link)
+        except OSError:
+            shutil.copyfile(dataset.raw_dir / relative, link)
+    done.touch()
+    return target
+
+
+def _landing_glob(dataset: Dataset, factor: int) -> str:
+    return str(landing_dir(dataset, factor) / ORDER_ITEMS / "*" / "*" / "*" / "*.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes: each measurement in a process of its own
+
+
+@dataclass
+class Runner:
+    """Starts measurement children, each with its spec, result and log files in `run_dir`."""
+
+    run_dir: Path
+    log: Callable[[str], None]
+    heartbeat: float = 30.0
+    count: int = 0
+
+    def run(self, kind: str, spec: dict[str, Any], label: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        self.count += 1
+        stem = self.run_dir / "steps" / f"{self.count:02d}-{kind}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        spec_path, out_path, log_path = (stem.with_suffix(s) for s in (".spec.json", ".result.json", ".log"))
+        spec_path.write_text(json.dumps({"kind": kind, **spec}, default=str))
+        self.log(f"{label} ...")
+        started = time.monotonic()
+        with open(log_path, "w") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ecom.bench", str(spec_path), str(out_path)],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})}, cwd=project_dir(),
+            )
+            try:
+                next_beat = started + self.heartbeat
+                while True:
+                    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                    if pid:
+                        break
+                    if time.monotonic() >= next_beat:
+                        self.log(f"  {label}: {time.monotonic() - started:.0f} s so far")
+                        next_beat += self.heartbeat
+                    time.sleep(0.2)
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+        process.returncode = os.waitstatus_to_exitcode(status)
+        elapsed = time.monotonic() - started
+        if process.returncode != 0 or not out_path.is_file():
+            tail = " | ".join(_tail(log_path, 3))
+            raise StepFailed(f"{label} failed (exit {process.returncode}) after {elapsed:.0f} s: {tail} "
+                             f"(log: {log_path})")
+        result = json.loads(out_path.read_text())
+        result["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux reports KiB
+        result["log"] = str(log_path)
+        self.log(f"  {label}: done in {elapsed:.1f} s")
+        return result
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return []
+    return [" ".join(line.split())[:300] for line in text[-lines:]]
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _structure(entity: str) -> str:
+    return ", ".join(f"`{column}` String" for column in COLUMNS[entity])
+
+
+def _child_loader(spec: dict[str, Any]) -> dict[str, Any]:
+    """`ecom load` of the landing set: the project's per-file loader, timed around `load()`."""
+    from ecom.load import discover, load
+    from ecom.warehouse import session
+
+    settings = Settings(raw_dir=Path(spec["raw_dir"]), chdb_path=Path(spec["warehouse"]))
+    files = discover(settings.raw_dir)
+    with session(settings) as client:
+        engine_version = client.command("SELECT version()")
+        started = time.perf_counter()
+        result = load(settings, client, files=files)
+        seconds = time.perf_counter() - started
+        lines = int(client.command(f"SELECT count() FROM bronze.{ORDER_ITEMS}"))
+    return {"seconds": seconds, "files": len(result.landed), "lines": lines, "rejected": len(result.rejected),
+            "engine_version": engine_version}
+
+
+def _child_engine(spec: dict[str, Any]) -> dict[str, Any]:
+    """The ceiling: one `INSERT ... SELECT FROM file()` over the glob, plain all-String MergeTree."""
+    import chdb
+
+    connection = chdb.connect(spec["warehouse"])
+    cursor = connection.cursor()
+    structure = _structure(ORDER_ITEMS)
+    cursor.execute(f"CREATE TABLE default.{ORDER_ITEMS} ({structure}) ENGINE = MergeTree ORDER BY tuple()")
+    started = time.perf_counter()
+    cursor.execute(f"INSERT INTO default.{ORDER_ITEMS} SELECT * FROM "
+                   f"file({_sql_string(spec['glob'])}, 'CSVWithNames', {_sql_string(structure)})")
+    seconds = time.perf_counter() - started
+    cursor.execute(f"SELECT count(), uniqExact(_part) FROM default.{ORDER_ITEMS}")
+    lines, parts = cursor.fetchone()
+    cursor.execute("SELECT value FROM system.settings WHERE name = 'max_threads'")
+    threads = cursor.fetchone()[0]
+    connection.close()
+    return {"seconds": seconds, "lines": int(lines), "parts": int(parts), "max_threads": threads}
+
+
+def _child_engine_lineage(spec: dict[str, Any]) -> dict[str, Any]:
+    """What a multi-file loader would do: the loader's inspection pass for every file, links staged
+    in one folder, ONE INSERT into the real bronze table with every lineage column (`_path` and
+    `_row_number` of the engine, the file's sha256 and batch from the inspection), the loader's
+    ingest settings (one parsing thread per file), then per-file row counts and one ingest-log
+    INSERT."""
+    import chdb
+
+    from ecom.contract import LINEAGE
+    from ecom.load import INGEST_SETTINGS, LOG_TABLE, bronze_ddl, discover, inspect
+
+    files = discover(Path(spec["raw_dir"]))
+    connection = chdb.connect(spec["warehouse"])
+    cursor = connection.cursor()
+    for statement in bronze_ddl():
+        cursor.execute(statement)
+    cursor.execute("SET max_query_size = 268435456")  # the per-file lookups are literal arrays
+    stage = Path(tempfile.mkdtemp(prefix="ecom-bench-stage-"))
+    started = time.perf_counter()
+    months: dict[str, dict[str, list[str]]] = {}  # YYYYMM -> link, relative, sha256, date, batch, size -> values
+    for i, raw in enumerate(files):
+        sha256, size, problem = inspect(raw)
+        if problem:
+            continue
+        month = months.setdefault(f"{raw.file_date:%Y%m}",
+                                  {k: [] for k in ("link", "rel", "sha", "date", "batch", "size")})
+        link = stage / f"{raw.file_date:%Y%m}" / f"f{i:07d}.csv"
+        link.parent.mkdir(exist_ok=True)
+        link.symlink_to(raw.path)
+        for key, value in (("link", str(link)), ("rel", raw.relative), ("sha", sha256),
+                           ("date", raw.file_date.isoformat()), ("batch", uuid.uuid4().hex), ("size", str(size))):
+            month[key].append(value)
+    inspected = time.perf_counter()
+
+    columns = ", ".join(f"`{c}`" for c in COLUMNS[ORDER_ITEMS])
+    lineage = ", ".join(f"`{name}`" for name, _ in LINEAGE)
+    settings = ", ".join(f"{k} = {_sql_string(v) if isinstance(v, str) else v}" for k, v in INGEST_SETTINGS.items())
+    # One INSERT per month: bronze is partitioned by month, and an INSERT may touch at most
+    # max_partitions_per_insert_block (100) partitions; a daily load is one INSERT.
+    for name, month in months.items():
+        def lookup(key: str, month: dict[str, list[str]] = month) -> str:
+            return (f"transform(_path, [{', '.join(map(_sql_string, month['link']))}], "
+                    f"[{', '.join(map(_sql_string, month[key]))}], '')")
+
+        cursor.execute(
+            f"INSERT INTO bronze.{ORDER_ITEMS} ({columns}, {lineage}) "
+            f"SELECT {columns}, {lookup('rel')}, _row_number + 1, {lookup('sha')}, toDate({lookup('date')}), "
+            f"{lookup('batch')}, now64(3, 'UTC') "
+            f"FROM file({_sql_string(str(stage / name / 'f*.csv'))}, 'CSVWithNames', "
+            f"{_sql_string(_structure(ORDER_ITEMS))}) SETTINGS {settings}"
+        )
+    inserted = time.perf_counter()
+    cursor.execute(f"SELECT _batch_id, count() FROM bronze.{ORDER_ITEMS} GROUP BY _batch_id")
+    rows = dict(cursor.fetchall())
+    log_rows = [row for m in months.values()
+                for row in zip(m["rel"], m["date"], m["sha"], m["batch"], m["size"], strict=True)]
+    values = ", ".join(
+        f"({_sql_string(rel)}, '{ORDER_ITEMS}', '{day}', '{sha}', {size}, {rows.get(batch, 0)}, 'landed', '', '', "
+        f"'{batch}', 1, now64(3, 'UTC'), now64(3, 'UTC'))"
+        for rel, day, sha, batch, size in log_rows
+    )
+    cursor.execute(f"INSERT INTO {LOG_TABLE} VALUES {values}")
+    seconds = time.perf_counter() - started
+    cursor.execute(
+        f"SELECT count(), countIf(rows != last) FROM (SELECT _batch_id, count() AS rows, "
+        f"max(_row_number) AS last, min(_row_number) AS first FROM bronze.{ORDER_ITEMS} GROUP BY _batch_id) "
+        "WHERE first = 1"
+    )
+    numbered_files, gaps = cursor.fetchone()
+    cursor.execute(f"SELECT count() FROM bronze.{ORDER_ITEMS}")
+    lines = cursor.fetchone()[0]
+    connection.close()
+    shutil.rmtree(stage, ignore_errors=True)
+    return {"seconds": seconds, "lines": int(lines), "files": len(log_rows), "inserts": len(months),
+            "inspect_seconds": inspected - started, "insert_seconds": inserted - inspected,
+            "row_numbers_exact": int(numbered_files) == len(log_rows) and int(gaps) == 0}
+
+
+def _child_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
+    """DuckDB `read_csv` of the same glob, every column VARCHAR, into a DuckDB file."""
+    import duckdb
+
+    connection = duckdb.connect(spec["database"])
+    started = time.perf_counter()
+    connection.execute(f"CREATE TABLE {ORDER_ITEMS} AS SELECT * FROM read_csv({_sql_string(spec['glob'])}, "
+                       "header = true, all_varchar = true)")
+    connection.execute("CHECKPOINT")
+    seconds = time.perf_counter() - started
+    lines = connection.execute(f"SELECT count(*) FROM {ORDER_ITEMS}").fetchone()[0]
+    threads = connection.execute("SELECT current_setting('threads')").fetchone()[0]
+    connection.close()
+    return {"seconds": seconds, "lines": int(lines), "threads": threads}
+
+
+def _child_pandas_postgres(spec: dict[str, Any]) -> dict[str, Any]:
+    """pandas `read_csv` (all str) of the sample files, then `to_sql` with its defaults."""
+    import pandas as pd
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(spec["dsn"])
+    started = time.perf_counter()
+    frame = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in spec["files"]], ignore_index=True)
+    frame.to_sql(ORDER_ITEMS, engine, if_exists="replace", index=False)
+    seconds = time.perf_counter() - started
+    with engine.connect() as connection:
+        lines = connection.execute(sqlalchemy.text(f"SELECT count(*) FROM {ORDER_ITEMS}")).scalar_one()
+    engine.dispose()
+    return {"seconds": seconds, "lines": int(lines)}
+
+
+def _child_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
+    """`ecom run`: land the raw files of start..end, then `dbt build`, on one engine with a query log."""
+    import chdb
+    from dbt.cli.main import dbtRunner
+
+    from ecom.load import load
+    from ecom.warehouse import session
+
+    warehouse = Path(spec["warehouse"])
+    warehouse.mkdir(parents=True, exist_ok=True)
+    os.environ["ECOM_CHDB_PATH"] = str(warehouse)
+    os.environ["DBT_TARGET"] = "dev"
+    config = Path(spec["run_dir"]) / "chdb-query-log.xml"
+    config.write_text(QUERY_LOG_CONFIG)
+    engine, query_log_note = None, ""
+    try:  # held open until the end: the loader and dbt open their clients on this same engine
+        engine = chdb.connect(f"file:{warehouse}?config-file={config}")
+    except Exception as exc:  # the figures do not depend on it
+        query_log_note = f"no query log: the engine did not start with it ({' '.join(str(exc).split())[:200]})"
+    mark = _engine_now(engine)
+
+    settings = Settings(raw_dir=Path(spec["raw_dir"]), chdb_path=warehouse)
+    start = date.fromisoformat(spec["start"]) if spec.get("start") else None
+    end = date.fromisoformat(spec["end"])
+    started = time.perf_counter()
+    with session(settings) as client:
+        landing = load(settings, client, start, end)
+    landed = time.perf_counter()
+    dbt_mark = _engine_now(engine)
+    root = project_dir()
+    target = Path(spec["target_path"])
+    args = ["build", "--project-dir", str(root), "--profiles-dir", str(root), "--target", "dev",
+            "--target-path", str(target), "--log-path", spec["log_path"]]
+    if spec.get("full_refresh"):
+        args.append("--full-refresh")
+    outcome = dbtRunner().invoke(args)
+    finished = time.perf_counter()
+
+    statuses, layers, errors = _dbt_layers(target)
+    result = {
+        "seconds": finished - started,
+        "load_seconds": landed - started,
+        "dbt_seconds": finished - landed,
+        "files_landed": len(landing.landed),
+        "files_rejected": len(landing.rejected),
+        "rows_landed": landing.rows,
+        "dbt_success": bool(outcome.success),
+        "dbt_statuses": statuses,
+        "dbt_errors": errors,
+        "layers": layers,
+        "query_log": _query_log(engine, mark, dbt_mark) if engine is not None else None,
+        "query_log_note": query_log_note,
+    }
+    if engine is not None:
+        engine.close()
+    return result
+
+
+def _engine_now(engine: Any) -> str | None:
+    if engine is None:
+        return None
+    cursor = engine.cursor()
+    cursor.execute("SELECT toString(now64(6))")
+    return cursor.fetchone()[0]
+
+
+def _dbt_layers(target: Path) -> tuple[dict[str, int], dict[str, dict[str, float]], list[str]]:
+    """Node statuses, per layer (the model's folder) the seconds its models and tests took, and
+    the first errors."""
+    try:
+        results = json.loads((target / "run_results.json").read_text())["results"]
+        manifest = json.loads((target / "manifest.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return {}, {}, []
+    nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
+    statuses: dict[str, int] = {}
+    layers: dict[str, dict[str, float]] = {}
+    errors: list[str] = []
+    for result in results:
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+        if result["status"] in ("error", "fail", "runtime error") and len(errors) < 5:
+            message = " ".join(str(result.get("message") or "").split())
+            errors.append(f"{result['unique_id']}: {message[:400]}")
+        node = nodes.get(result["unique_id"], {})
+        layer = _layer(node.get("original_file_path", ""), node.get("resource_type", ""))
+        kind = "tests" if node.get("resource_type") in ("test", "unit_test") else "build"
+        entry = layers.setdefault(layer, {"build_seconds": 0.0, "tests_seconds": 0.0, "nodes": 0})
+        entry[f"{kind}_seconds"] += float(result.get("execution_time") or 0.0)
+        entry["nodes"] += 1
+    return statuses, layers, errors
+
+
+def _layer(path: str, resource_type: str) -> str:
+    parts = Path(path).parts
+    if resource_type == "seed" or parts[:1] == ("seeds",):
+        return "seeds"
+    if parts[:1] == ("models",) and len(parts) > 2:
+        return parts[1]
+    return parts[0] if parts else "other"
+
+
+def _query_log(engine: Any, since: str | None, dbt_since: str | None) -> dict[str, Any]:
+    """Rows read and written by every query since `since`, in total and per dbt node (from the
+    query comment dbt puts on each statement). Queries without one are the loader's before
+    `dbt_since`, dbt's own (catalog, schema checks) after."""
+    cursor = engine.cursor()
+    cursor.execute("SYSTEM FLUSH LOGS")
+    node = (
+        "multiIf(query LIKE '%\"node_id\": \"%', extract(query, '\"node_id\": \"([^\"]+)\"'), "
+        f"event_time_microseconds < toDateTime64({_sql_string(dbt_since or '')}, 6), 'ecom load', "
+        "'dbt (no node: catalog, schema checks)')"
+    )
+    where = f"type = 'QueryFinish' AND event_time_microseconds >= toDateTime64({_sql_string(since or '')}, 6)"
+    cursor.execute(f"SELECT count(), sum(read_rows), sum(read_bytes), sum(written_rows), max(memory_usage) "
+                   f"FROM system.query_log WHERE {where}")
+    queries, read_rows, read_bytes, written_rows, memory = cursor.fetchone()
+    cursor.execute(f"SELECT {node} AS node, count(), sum(read_rows), sum(written_rows), "
+                   f"round(sum(query_duration_ms) / 1000, 2) FROM system.query_log WHERE {where} "
+                   "GROUP BY node ORDER BY sum(read_rows) DESC LIMIT 15")
+    top = [{"node": n, "queries": int(q), "read_rows": int(r), "written_rows": int(w), "seconds": float(s)}
+           for n, q, r, w, s in cursor.fetchall()]
+    return {"queries": int(queries), "read_rows": int(read_rows or 0), "read_bytes": int(read_bytes or 0),
+            "written_rows": int(written_rows or 0), "max_query_memory_bytes": int(memory or 0), "by_node": top}
+
+
+CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "loader": _child_loader,
+    "engine": _child_engine,
+    "engine_lineage": _child_engine_lineage,
+    "duckdb": _child_duckdb,
+    "pandas_postgres": _child_pandas_postgres,
+    "pipeline": _child_pipeline,
+}
+
+
+def child_main(argv: list[str]) -> int:
+    spec_path, out_path = (Path(a) for a in argv)
+    spec = json.loads(spec_path.read_text())
+    result = CHILDREN[spec["kind"]](spec)
+    out_path.write_text(json.dumps(result, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: a throwaway cluster for the pandas peer
+
+
+class PostgresUnavailable(RuntimeError):
+    pass
+
+
+def _postgres_bindir() -> Path | None:
+    if Path("/usr/local/bin/initdb").exists() and Path("/usr/local/bin/pg_ctl").exists():
+        return Path("/usr/local/bin")
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    found = [c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()]
+    return found[-1] if found else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def postgres_cluster(log: Callable[[str], None]) -> Iterator[tuple[str, str]]:
+    """(SQLAlchemy URL, server version) of a new cluster on a free 127.0.0.1 port, removed on exit.
+
+    PostgreSQL refuses to run as root: as root the cluster belongs to `nobody` (through runuser).
+    """
+    bindir = _postgres_bindir()
+    if bindir is None:
+        raise PostgresUnavailable("no PostgreSQL binaries (initdb, pg_ctl in /usr/local/bin or "
+                                  "/usr/lib/postgresql/*/bin); install Debian's postgresql")
+    home = Path(tempfile.mkdtemp(prefix="ecom-bench-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            shutil.rmtree(home, ignore_errors=True)
+            raise PostgresUnavailable("running as root and no runuser to start PostgreSQL as another user")
+        nobody = pwd.getpwnam("nobody")
+        os.chown(home, nobody.pw_uid, nobody.pw_gid)
+        as_user = [runuser, "-u", "nobody", "--"]
+    data, logfile, port = home / "data", home / "server.log", _free_port()
+
+    def pg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=timeout, cwd=home)
+
+    started = False
+    try:
+        step = pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")
+        if step.returncode != 0:
+            raise PostgresUnavailable(f"initdb failed: {_last_line(step.stderr or step.stdout)}")
+        step = pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-t", "60",
+                  "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
+        if step.returncode != 0:
+            server_log = logfile.read_text(errors="replace") if logfile.exists() else ""
+            raise PostgresUnavailable(f"pg_ctl start failed: {_last_line(server_log or step.stderr or step.stdout)}")
+        started = True
+        version = pg(str(bindir / "postgres"), "--version").stdout.strip()
+        log(f"PostgreSQL started on 127.0.0.1:{port} ({version})")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", version
+    finally:
+        if started:
+            pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+@dataclass
+class Row:
+    """One figure: a positive `value` in `unit`, or why it is missing (`skipped`, `error`)."""
+
+    id: str
+    group: str
+    label: str
+    value: float | None = None
+    unit: str = ""
+    skipped: str | None = None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    target: str
+    measured: str
+    met: bool | None
+    gap: str = ""
+
+
+def machine_info() -> dict[str, Any]:
+    memory = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = int(line.split()[1]) * 1024
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return {"cores": usable, "cpu": model, "memory_gb": round(memory / GB, 1),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("chdb", "clickhouse-connect", "duckdb", "dbt-core", "dbt-clickhouse", "pandas", "sqlalchemy",
+                 "psycopg2-binary"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run_bench(scale: Scale, cache_dir: Path, postgres: bool = True, keep: bool = False,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every measurement of `scale`; returns the figures (see `render` and the JSON schema in
+    BENCHMARKS.md)."""
+    log = log or (lambda message: print(f"[bench] {message}", file=sys.stderr, flush=True))
+    began = datetime.now(UTC)
+    machine = machine_info()
+    dataset = prepare_dataset(scale, cache_dir.resolve(), log)
+    run_dir = cache_dir.resolve() / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    runner = Runner(run_dir, log)
+    rows: list[Row] = []
+    info: dict[str, Any] = {"engine_version": None, "postgresql": None}
+
+    for factor in (1, FACTOR):
+        rows += _landing_rows(runner, dataset, factor, info)
+    rows.append(_postgres_row(runner, dataset, scale, postgres, info, log))
+    pipeline = _pipeline_rows(runner, dataset, run_dir, log)
+    rows += pipeline
+
+    if not keep:
+        for leftover in ("warehouse", "landing", "target"):
+            shutil.rmtree(run_dir / leftover, ignore_errors=True)
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    found_versions = versions()
+    found_versions["clickhouse engine"] = info["engine_version"] or "unknown"
+    found_versions["postgresql"] = info["postgresql"] or "not run"
+    return {
+        "date": began.isoformat(timespec="seconds"),
+        "seconds": round((datetime.now(UTC) - began).total_seconds(), 1),
+        "scale": scale.name,
+        "machine": machine,
+        "versions": found_versions,
+        "dataset": {
+            "raw_dir": str(dataset.raw_dir),
+            "origin": dataset.origin.isoformat(),
+            "orders_per_day": dataset.orders_per_day,
+            "days_1x": dataset.days_1x,
+            "days_10x": FACTOR * dataset.days_1x,
+            "lines_1x": dataset.lines(dataset.origin, dataset.history_end(1)),
+            "lines_10x": dataset.lines(dataset.origin, dataset.history_end(FACTOR)),
+            "files_1x": dataset.files(dataset.origin, dataset.history_end(1)),
+            "files_10x": dataset.files(dataset.origin, dataset.history_end(FACTOR)),
+            "generated_seconds": dataset.generated_seconds,
+        },
+        "rows": [asdict(r) for r in rows],
+        "targets": [asdict(t) for t in evaluate_targets(rows, scale)],
+        "logs": str(run_dir / "steps"),
+    }
+
+
+def _measure(row: Row, step: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return step()
+    except StepFailed as exc:
+        row.error = str(exc)
+        return None
+
+
+def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str, Any]) -> list[Row]:
+    size = f"{factor}x"
+    source = landing_dir(dataset, factor)
+    glob = _landing_glob(dataset, factor)
+    files = len(dataset.item_files(dataset.origin, dataset.history_end(factor)))
+    work = runner.run_dir / "landing"
+    specs = [
+        ("ecom_load", "ecom load (per file, bronze with lineage)", "loader",
+         {"raw_dir": str(source), "warehouse": str(work / f"loader-{size}")}),
+        ("engine_ceiling", "engine INSERT ... SELECT FROM file(glob), plain String MergeTree", "engine",
+         {"glob": glob, "warehouse": str(work / f"engine-{size}")}),
+        ("engine_multi_file", "one INSERT over all files with lineage (multi-file loader prototype)",
+         "engine_lineage", {"raw_dir": str(source), "warehouse": str(work / f"lineage-{size}")}),
+        ("duckdb", "DuckDB read_csv (all VARCHAR) into a DuckDB file", "duckdb",
+         {"glob": glob, "database": str(work / f"duckdb-{size}.duckdb")}),
+    ]
+    rows = []
+    for key, label, kind, spec in specs:
+        row = Row(id=f"landing.{key}.{size}", group="landing", label=label, unit="lines/s")
+        result = _measure(row, lambda kind=kind, spec=spec, label=label: runner.run(
+            kind, spec, f"landing {size}: {label}"))
+        for leftover in (spec.get("warehouse"), spec.get("database")):
+            if leftover:
+                shutil.rmtree(leftover, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
+        if result:
+            info["engine_version"] = info["engine_version"] or result.get("engine_version")
+            row.value = result["lines"] / result["seconds"]
+            row.detail = {"size": size, "files": result.get("files", files), "lines": result["lines"],
+                          "seconds": round(result["seconds"], 3),
+                          "peak_rss_gb": round(result["peak_rss_bytes"] / GB, 2)}
+            for extra in ("rejected", "max_threads", "threads", "row_numbers_exact", "inspect_seconds",
+                          "insert_seconds", "parts", "inserts"):
+                if extra in result:
+                    value = result[extra]
+                    row.detail[extra] = round(value, 3) if isinstance(value, float) else value
+        rows.append(row)
+    loader = next(r for r in rows if r.id.startswith("landing.ecom_load"))
+    multi = next(r for r in rows if r.id.startswith("landing.engine_multi_file"))
+    if loader.value and multi.value:
+        overhead = (loader.detail["seconds"] - multi.detail["seconds"]) / max(1, loader.detail["files"])
+        loader.detail["overhead_ms_per_file_vs_one_insert"] = round(overhead * 1000, 2)
+    return rows
+
+
+def _postgres_row(runner: Runner, dataset: Dataset, scale: Scale, enabled: bool, info: dict[str, Any],
+                  log: Callable[[str], None]) -> Row:
+    row = Row(id="landing.pandas_postgres.sample", group="landing", unit="lines/s",
+              label="pandas read_csv + to_sql into PostgreSQL (a sample)")
+    if not enabled:
+        row.skipped = "skipped: --no-postgres"
+        return row
+    sample, lines = [], 0
+    for day in sorted(dataset.order_item_files):
+        for relative in dataset.order_item_files[day]:
+            if lines >= scale.pg_sample_lines:
+                break
+            sample.append(str(landing_dir(dataset, FACTOR) / relative))
+            lines += dataset.lines_by_day[day] // max(1, len(dataset.order_item_files[day]))
+    row.label = f"pandas read_csv + to_sql into PostgreSQL (sample: first {len(sample)} files)"
+    try:
+        with postgres_cluster(log) as (dsn, version):
+            info["postgresql"] = version
+            result = _measure(row, lambda: runner.run("pandas_postgres", {"dsn": dsn, "files": sample},
+                                                      "landing sample: pandas to_sql into PostgreSQL"))
+    except PostgresUnavailable as exc:
+        row.skipped = f"skipped: {exc}"
+        return row
+    except (OSError, subprocess.SubprocessError) as exc:
+        row.skipped = f"skipped: PostgreSQL could not be started ({exc})"
+        return row
+    if result:
+        row.value = result["lines"] / result["seconds"]
+        row.detail = {"size": "sample", "files": len(sample), "lines": result["lines"],
+                      "seconds": round(result["seconds"], 3), "peak_rss_gb": round(result["peak_rss_bytes"] / GB, 2)}
+    return row
+
+
+def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, log: Callable[[str], None]) -> list[Row]:
+    """Full refresh and one more day at 1x and 10x history, on one warehouse path reused in turn
+    (so dbt's partial parse stays warm, as it is for `ecom run` in a checkout)."""
+    warehouse, target, dbt_logs = run_dir / "warehouse", run_dir / "target", run_dir / "dbt-logs"
+    env = {"ECOM_CHDB_PATH": str(warehouse), "DBT_TARGET": "dev"}
+    root = project_dir()
+    executable = Path(sys.executable).with_name("dbt")
+    subprocess.run([str(executable) if executable.exists() else "dbt", "parse", "--project-dir", str(root),
+                    "--profiles-dir", str(root), "--target", "dev", "--target-path", str(target),
+                    "--log-path", str(dbt_logs)],
+                   env={**os.environ, **env}, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
+    rows: list[Row] = []
+    days: dict[str, Row] = {}
+    for factor in (1, FACTOR):
+        size = f"{factor}x"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        end, added = dataset.history_end(factor), dataset.added_day(factor)
+        common = {"raw_dir": str(dataset.raw_dir), "warehouse": str(warehouse), "run_dir": str(run_dir),
+                  "target_path": str(target), "log_path": str(dbt_logs)}
+        lines = dataset.lines(dataset.origin, end)
+        full = Row(id=f"full_refresh.{size}", group="full_refresh", unit="s",
+                   label=f"full refresh raw to gold, {size} history ({factor * dataset.days_1x} days)")
+        result = _measure(full, lambda common=common, end=end, size=size, lines=lines: runner.run(
+            "pipeline", {**common, "start": None, "end": end.isoformat(), "full_refresh": True},
+            f"full refresh {size}: ecom load + dbt build --full-refresh ({lines:,} order lines)", env))
+        if result:
+            _pipeline_detail(full, result, lines, dataset.files(dataset.origin, end))
+            if not result["dbt_success"]:
+                full.error = (f"dbt build failed ({full.detail.get('note', 'see its log')}); first error: "
+                              + (result.get("dbt_errors") or ["none reported"])[0])
+        rows.append(full)
+        day = Row(id=f"one_more_day.{size}", group="one_more_day", unit="s",
+                  label=f"one more day ({added}) on {size} history")
+        if full.error is None:
+            result = _measure(day, lambda common=common, added=added, size=size: runner.run(
+                "pipeline", {**common, "start": added.isoformat(), "end": added.isoformat(), "full_refresh": False},
+                f"one more day on {size} history: ecom load --date + dbt build", env))
+            if result:
+                _pipeline_detail(day, result, dataset.lines(added, added), dataset.files(added, added))
+        else:
+            day.skipped = f"skipped: the {size} history did not build (see the full refresh row)"
+        rows.append(day)
+        days[size] = day
+    shutil.rmtree(warehouse, ignore_errors=True)
+    ratio = Row(id="one_more_day.ratio", group="one_more_day", unit="x",
+                label=f"one more day: {FACTOR}x history / 1x history (wall time)")
+    small, big = days["1x"], days[f"{FACTOR}x"]
+    if small.value and big.value:
+        ratio.value = big.value / small.value
+        read_small = (small.detail.get("query_log") or {}).get("read_rows")
+        read_big = (big.detail.get("query_log") or {}).get("read_rows")
+        ratio.detail = {"rows_read_ratio": round(read_big / read_small, 2) if read_small and read_big else None,
+                        "dbt_seconds_ratio": round(big.detail["dbt_seconds"] / small.detail["dbt_seconds"], 2)}
+    else:
+        ratio.skipped = "skipped: a one-more-day run is missing"
+    rows.append(ratio)
+    return rows
+
+
+def _pipeline_detail(row: Row, result: dict[str, Any], lines: int, files: int) -> None:
+    row.value = result["seconds"]
+    statuses = result.get("dbt_statuses", {})
+    problems = {k: v for k, v in statuses.items() if k in ("error", "fail", "skipped", "runtime error")}
+    row.detail = {
+        "order_lines": lines,
+        "raw_files": files,
+        "files_landed": result["files_landed"],
+        "files_rejected": result["files_rejected"],
+        "rows_landed": result["rows_landed"],
+        "load_seconds": round(result["load_seconds"], 2),
+        "dbt_seconds": round(result["dbt_seconds"], 2),
+        "peak_rss_gb": round(result["peak_rss_bytes"] / GB, 2),
+        "dbt_success": result["dbt_success"],
+        "dbt_statuses": statuses,
+        "layers": {name: {k: round(v, 2) for k, v in entry.items()} for name, entry in result["layers"].items()},
+        "query_log": result.get("query_log"),
+    }
+    if result.get("query_log_note"):
+        row.detail["query_log_note"] = result["query_log_note"]
+    if problems:
+        row.detail["note"] = ("dbt build did not pass: " + ", ".join(f"{v} {k}" for k, v in sorted(problems.items()))
+                              + "; the time covers what ran")
+
+
+def _row(rows: list[Row], row_id: str) -> Row | None:
+    return next((r for r in rows if r.id == row_id), None)
+
+
+def evaluate_targets(rows: list[Row], scale: Scale) -> list[Target]:
+    """SPEC section 8, one line each: measured, met or not, and the gap."""
+    big = f"{FACTOR}x"
+    loader, ceiling, duck = (_row(rows, f"landing.{k}.{big}") for k in ("ecom_load", "engine_ceiling", "duckdb"))
+    full_big, full_small = _row(rows, f"full_refresh.{big}"), _row(rows, "full_refresh.1x")
+    day_small, day_big = _row(rows, "one_more_day.1x"), _row(rows, f"one_more_day.{big}")
+    ratio = _row(rows, "one_more_day.ratio")
+    targets = []
+
+    def add(target: str, ok: bool | None, measured: str, gap: str = "") -> None:
+        targets.append(Target(target, measured, ok, "" if ok else gap))
+
+    if loader and loader.value:
+        add("landing >= 3,000,000 order lines/s", loader.value >= 3e6, f"{loader.value:,.0f} lines/s",
+            f"{3e6 / loader.value:.1f}x too slow")
+        if ceiling and ceiling.value:
+            slower = ceiling.value / loader.value
+            add("landing within 1.5x of the engine's INSERT ... SELECT FROM file()", slower <= 1.5,
+                f"ceiling {ceiling.value:,.0f} lines/s = {slower:.1f}x the loader", f"{slower / 1.5:.1f}x beyond 1.5x")
+        if duck and duck.value:
+            add("landing no slower than DuckDB read_csv", loader.value >= duck.value,
+                f"DuckDB {duck.value:,.0f} lines/s = {duck.value / loader.value:.1f}x the loader",
+                f"{duck.value / loader.value:.1f}x slower")
+    if full_big and full_big.error:
+        add("full refresh under 60 s", False, f"dbt build failed after {full_big.value or 0:,.0f} s", "it fails")
+    elif full_big and full_big.value:
+        add(f"full refresh of {full_big.detail['order_lines']:,} order lines under 60 s", full_big.value < 60,
+            f"{full_big.value:,.1f} s (landing {full_big.detail['load_seconds']:,.1f} s, "
+            f"dbt {full_big.detail['dbt_seconds']:,.1f} s)", f"{full_big.value / 60:.1f}x over")
+        peak = max(r.detail.get("peak_rss_gb", 0) for r in rows if r.group in ("full_refresh", "one_more_day"))
+        add("peak memory under 8 GB", peak < 8, f"{peak:.2f} GB", f"{peak / 8:.1f}x over")
+    for day, full, size in ((day_small, full_small, "1x"), (day_big, full_big, big)):
+        if day and day.value and full and full.value:
+            share = day.value / full.value
+            add(f"one more day on {size} history under 10% of its full refresh", share < 0.10,
+                f"{day.value:,.1f} s = {share:.0%} of {full.value:,.1f} s", f"{share / 0.10:.1f}x over")
+    if ratio and ratio.value:
+        add(f"one more day grows less than 1.5x from 1x to {big} history", ratio.value < 1.5,
+            f"{ratio.value:.2f}x" + (f" (rows read {ratio.detail['rows_read_ratio']}x)"
+                                      if ratio.detail.get("rows_read_ratio") else ""),
+            f"{ratio.value / 1.5:.1f}x beyond 1.5x")
+    if scale.name != "full":
+        for t in targets:
+            t.target += f" [{scale.name} sizes, not the spec's]"
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        cells = zip(values, widths, strict=True)
+        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(cells)).rstrip()
+
+    return [line(columns), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def render(figures: dict[str, Any]) -> str:
+    """The figures as plain-text tables (what `ecom bench` prints)."""
+    m, v, d = figures["machine"], figures["versions"], figures["dataset"]
+    rows = [Row(**r) for r in figures["rows"]]
+    out = [
+        f"ecom bench ({figures['scale']}) {figures['date']}: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB, "
+        f"load average {m['load_average_at_start'][0]} at start, {m.get('load_average_at_end', ['?'])[0]} at end",
+        f"chdb {v.get('chdb')} (engine {v.get('clickhouse engine')}), duckdb {v.get('duckdb')}, "
+        f"dbt-core {v.get('dbt-core')} + dbt-clickhouse {v.get('dbt-clickhouse')}, pandas {v.get('pandas')}, "
+        f"{v.get('postgresql')}",
+        f"world: {d['orders_per_day']} orders/day from {d['origin']}; 1x = {d['days_1x']} days, {d['lines_1x']:,} "
+        f"order lines, {d['files_1x']:,} files; 10x = {d['days_10x']} days, {d['lines_10x']:,} lines, "
+        f"{d['files_10x']:,} files",
+        "",
+        "Landing order_items files (order lines per second; higher is better)",
+    ]
+
+    def why(row: Row) -> str:
+        return row.skipped or f"error: {row.error}"
+
+    table = []
+    for r in (r for r in rows if r.group == "landing"):
+        size = r.detail.get("size", r.id.rsplit(".", 1)[-1])
+        if r.value is None:
+            table.append([r.label, size, "-", "-", "-", "-", why(r)])
+            continue
+        note = []
+        if "overhead_ms_per_file_vs_one_insert" in r.detail:
+            note.append(f"{r.detail['overhead_ms_per_file_vs_one_insert']:.1f} ms/file over one INSERT")
+        if r.detail.get("row_numbers_exact") is False:
+            note.append("ROW NUMBERS WRONG")
+        table.append([r.label, size, _fmt(r.detail["files"], 0), _fmt(r.detail["lines"], 0),
+                      _fmt(r.detail["seconds"], 2), _fmt(r.value, 0), "; ".join(note)])
+    out += _table(["contender", "size", "files", "lines", "s", "lines/s", "note"], table)
+
+    out += ["", "Full refresh raw to gold and one more day (ecom load + dbt build; seconds)"]
+    runs = [r for r in rows if r.group in ("full_refresh", "one_more_day") and r.unit == "s"]
+    table, notes = [], []
+    for r in runs:
+        if r.error and r.value is not None:
+            notes.append(f"{r.label}: {r.error}")
+        if r.value is None:
+            table.append([r.label, "-", "-", "-", "-", "-", "-", "-"])
+            notes.append(f"{r.label}: {why(r)}")
+            continue
+        read = (r.detail.get("query_log") or {}).get("read_rows")
+        table.append([r.label, _fmt(r.detail["order_lines"], 0), _fmt(r.detail["raw_files"], 0), _fmt(r.value),
+                      _fmt(r.detail["load_seconds"]), _fmt(r.detail["dbt_seconds"]), f"{r.detail['peak_rss_gb']:.2f}",
+                      _fmt(read, 0) if read is not None else "n/a"])
+        notes += [f"{r.label}: {r.detail[k]}" for k in ("note", "query_log_note") if r.detail.get(k)]
+    out += _table(["run", "order lines", "raw files", "wall", "landing", "dbt", "peak GB", "rows read"], table)
+    layers = sorted({name for r in runs if r.value for name, e in r.detail.get("layers", {}).items() if e["nodes"]},
+                    key=lambda n: (LAYER_ORDER.index(n) if n in LAYER_ORDER else len(LAYER_ORDER), n))
+    if layers:
+        out += ["", "dbt time per layer, models+tests (busy seconds of dbt's threads, so they add up to more "
+                "than the dbt wall time)"]
+        table = []
+        for r in (r for r in runs if r.value):
+            entries = r.detail.get("layers", {})
+            table.append([r.label, *(f"{entries[n]['build_seconds']:.1f}+{entries[n]['tests_seconds']:.1f}"
+                                     if n in entries else "-" for n in layers)])
+        out += _table(["run", *layers], table)
+    out += notes
+    ratio = _row(rows, "one_more_day.ratio")
+    if ratio:
+        out.append("one more day, 10x / 1x history: "
+                   + (f"{ratio.value:.2f}x wall, {ratio.detail.get('dbt_seconds_ratio')}x dbt, "
+                      f"{ratio.detail.get('rows_read_ratio')}x rows read" if ratio.value else why(ratio)))
+
+    out += ["", "Targets (SPEC section 8)"]
+    out += _table(["target", "measured", "met"],
+                  [[t["target"], t["measured"], {True: "yes", False: "NO", None: "?"}[t["met"]]]
+                   for t in figures["targets"]])
+    return "\n".join(out)
+
+
+def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, keep: bool,
+         out: TextIO | None = None) -> int:
+    # A plain `kill` ends the measurement running in a child too (Runner.run stops it on the way out).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    figures = run_bench(scale, cache_dir, postgres=postgres, keep=keep)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(render(figures), file=out or sys.stdout)
+    return 1 if any(r["error"] for r in figures["rows"]) else 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(child_main(sys.argv[1:]))

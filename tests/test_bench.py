@@ -1,0 +1,109 @@
+"""`ecom bench --quick`: the benchmark runs end to end and reports every figure (SPEC section 8).
+
+The smoke test only checks that every row is there with a positive number, or says why it was
+skipped; the figures themselves are for BENCHMARKS.md, not for assertions (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ecom_env, run_ecom
+from ecom.bench import FULL, QUICK, Row, Target, evaluate_targets, render
+
+LANDING = ("ecom_load", "engine_ceiling", "engine_multi_file", "duckdb")
+EXPECTED_ROWS = (
+    *(f"landing.{key}.{size}" for size in ("1x", "10x") for key in LANDING),
+    "landing.pandas_postgres.sample",
+    "full_refresh.1x",
+    "one_more_day.1x",
+    "full_refresh.10x",
+    "one_more_day.10x",
+    "one_more_day.ratio",
+)
+
+
+def test_scales_keep_the_added_day_the_same_size():
+    for scale in (FULL, QUICK):
+        assert scale.days_total == 10 * scale.days_1x + 1
+        # 10x history is 10x the days at the same orders per day: the lines follow.
+        expected = scale.orders_per_day * 10 * scale.days_1x * 2.6
+        assert 0.9 * scale.lines < expected < 1.1 * scale.lines
+    assert FULL.days_1x % 7 == 0  # both added days fall on the same weekday
+
+
+def test_targets_say_what_is_met_and_the_gap():
+    rows = [
+        Row("landing.ecom_load.10x", "landing", "loader", 1_000_000.0, "lines/s"),
+        Row("landing.engine_ceiling.10x", "landing", "ceiling", 4_000_000.0, "lines/s"),
+        Row("landing.duckdb.10x", "landing", "duckdb", 800_000.0, "lines/s"),
+        Row("full_refresh.1x", "full_refresh", "fr", 10.0, "s", detail={"order_lines": 1, "load_seconds": 1.0,
+                                                                          "dbt_seconds": 9.0, "peak_rss_gb": 1.0}),
+        Row("full_refresh.10x", "full_refresh", "fr", 90.0, "s", detail={"order_lines": 10, "load_seconds": 30.0,
+                                                                           "dbt_seconds": 60.0, "peak_rss_gb": 2.0}),
+        Row("one_more_day.1x", "one_more_day", "day", 2.0, "s", detail={"peak_rss_gb": 0.5}),
+        Row("one_more_day.10x", "one_more_day", "day", 4.0, "s", detail={"peak_rss_gb": 0.5}),
+        Row("one_more_day.ratio", "one_more_day", "ratio", 2.0, "x", detail={"rows_read_ratio": 3.0}),
+    ]
+    targets = {t.target.split(" [")[0]: t for t in evaluate_targets(rows, FULL)}
+    assert targets["landing >= 3,000,000 order lines/s"].met is False
+    assert targets["landing >= 3,000,000 order lines/s"].gap == "3.0x too slow"
+    assert targets["landing within 1.5x of the engine's INSERT ... SELECT FROM file()"].met is False
+    assert targets["landing no slower than DuckDB read_csv"].met is True
+    assert targets["full refresh of 10 order lines under 60 s"].gap == "1.5x over"
+    assert targets["peak memory under 8 GB"].met is True
+    assert targets["one more day on 1x history under 10% of its full refresh"].met is False
+    assert targets["one more day on 10x history under 10% of its full refresh"].met is True
+    assert targets["one more day grows less than 1.5x from 1x to 10x history"].measured == "2.00x (rows read 3.0x)"
+    assert all(isinstance(t, Target) for t in targets.values())
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[dict, str]:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "figures.json"
+    env = ecom_env(tmp / "raw-not-used", tmp / "warehouse-not-used")  # the bench has its own
+    done = run_ecom("bench", "--quick", "--json", str(out), "--cache-dir", str(tmp / "cache"), env=env,
+                    check=False)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    assert not (tmp / "raw-not-used").exists()
+    assert not (tmp / "warehouse-not-used").exists()
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_quick_bench_reports_every_row(quick_run):
+    figures, _ = quick_run
+    rows = {row["id"]: row for row in figures["rows"]}
+    assert set(EXPECTED_ROWS) <= set(rows)
+    for row_id in EXPECTED_ROWS:
+        row = rows[row_id]
+        assert row["error"] is None, f"{row_id}: {row['error']}"
+        if row["skipped"] is not None:
+            assert row["skipped"].startswith("skipped: ") and len(row["skipped"]) > len("skipped: "), row_id
+            assert row_id == "landing.pandas_postgres.sample", f"{row_id} was skipped: {row['skipped']}"
+            continue
+        assert row["value"] is not None and row["value"] > 0, row_id
+        numbers = [v for v in row["detail"].values() if isinstance(v, int | float) and not isinstance(v, bool)]
+        assert all(v >= 0 for v in numbers), row_id
+    for row_id in ("full_refresh.1x", "one_more_day.1x", "full_refresh.10x", "one_more_day.10x"):
+        detail = rows[row_id]["detail"]
+        assert detail["dbt_seconds"] > 0 and detail["load_seconds"] > 0 and detail["peak_rss_gb"] > 0
+        assert detail["files_landed"] > 0
+        assert {"silver", "gold"} <= set(detail["layers"]), detail["layers"]
+    for size in ("1x", "10x"):
+        assert rows[f"landing.engine_multi_file.{size}"]["detail"]["row_numbers_exact"] is True
+        lines = {rows[f"landing.{key}.{size}"]["detail"]["lines"] for key in LANDING}
+        assert len(lines) == 1, f"the contenders of {size} did not land the same lines: {lines}"
+
+
+def test_quick_bench_prints_machine_versions_and_targets(quick_run):
+    figures, stdout = quick_run
+    assert figures["machine"]["cores"] >= 1 and figures["machine"]["memory_gb"] > 0
+    for package in ("chdb", "duckdb", "dbt-core"):
+        assert figures["versions"][package][0].isdigit()
+    assert figures["date"][:4].isdigit()
+    assert figures["targets"] and all(t["measured"] for t in figures["targets"])
+    assert stdout.strip() == render(figures).strip()
+    assert "Targets (SPEC section 8)" in stdout
