@@ -53,5 +53,11 @@ docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080
 	$(BIN)/dbt docs generate --profiles-dir .
 	$(BIN)/dbt docs serve --profiles-dir . --host 127.0.0.1 --port 8080 --no-browser
 
+soak: $(STAMP) ## at least 50 seeded crash trials (SIGKILL during load and dbt), figures to RELIABILITY-figures.json
+	$(BIN)/python -m ecom.soak --trials 50 --seed 7 --report RELIABILITY-figures.json
+
+bench: $(STAMP) ## the benchmark of SPEC section 8 (1M and 10M order lines; about half an hour)
+	$(BIN)/ecom bench --json data/bench/latest.json
+
 clean: ## remove generated data, dbt target and the environment
 	rm -rf data target logs $(VENV)
