@@ -553,23 +553,23 @@ def _layer(path: str, resource_type: str) -> str:
 def _query_log(engine: Any, since: str | None, dbt_since: str | None) -> dict[str, Any]:
     """Rows read and written by every query since `since`, in total and per dbt node (from the
     query comment dbt puts on each statement). Queries without one are the loader's before
-    `dbt_since`, dbt's own (catalog, schema checks) after."""
+    `dbt_since`; after it, what dbt sends without its comment (catalog and schema queries)."""
     cursor = engine.cursor()
     cursor.execute("SYSTEM FLUSH LOGS")
     node = (
         "multiIf(query LIKE '%\"node_id\": \"%', extract(query, '\"node_id\": \"([^\"]+)\"'), "
         f"event_time_microseconds < toDateTime64({_sql_string(dbt_since or '')}, 6), 'ecom load', "
-        "'dbt (no node: catalog, schema checks)')"
+        "'dbt, no node comment')"
     )
     where = f"type = 'QueryFinish' AND event_time_microseconds >= toDateTime64({_sql_string(since or '')}, 6)"
     cursor.execute(f"SELECT count(), sum(read_rows), sum(read_bytes), sum(written_rows), max(memory_usage) "
                    f"FROM system.query_log WHERE {where}")
     queries, read_rows, read_bytes, written_rows, memory = cursor.fetchone()
     cursor.execute(f"SELECT {node} AS node, count(), sum(read_rows), sum(written_rows), "
-                   f"round(sum(query_duration_ms) / 1000, 2) FROM system.query_log WHERE {where} "
-                   "GROUP BY node ORDER BY sum(read_rows) DESC LIMIT 15")
-    top = [{"node": n, "queries": int(q), "read_rows": int(r), "written_rows": int(w), "seconds": float(s)}
-           for n, q, r, w, s in cursor.fetchall()]
+                   f"round(sum(query_duration_ms) / 1000, 2), max(memory_usage) FROM system.query_log "
+                   f"WHERE {where} GROUP BY node ORDER BY sum(query_duration_ms) DESC LIMIT 15")
+    top = [{"node": n, "queries": int(q), "read_rows": int(r), "written_rows": int(w), "seconds": float(s),
+            "max_memory_bytes": int(m)} for n, q, r, w, s, m in cursor.fetchall()]
     return {"queries": int(queries), "read_rows": int(read_rows or 0), "read_bytes": int(read_bytes or 0),
             "written_rows": int(written_rows or 0), "max_query_memory_bytes": int(memory or 0), "by_node": top}
 
@@ -799,7 +799,7 @@ def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str,
          {"raw_dir": str(source), "warehouse": str(work / f"loader-{size}")}),
         ("engine_ceiling", "engine INSERT ... SELECT FROM file(glob), plain String MergeTree", "engine",
          {"glob": glob, "warehouse": str(work / f"engine-{size}")}),
-        ("engine_multi_file", "one INSERT over all files with lineage (multi-file loader prototype)",
+        ("engine_multi_file", "one INSERT per month with lineage (multi-file loader prototype)",
          "engine_lineage", {"raw_dir": str(source), "warehouse": str(work / f"lineage-{size}")}),
         ("duckdb", "DuckDB read_csv (all VARCHAR) into a DuckDB file", "duckdb",
          {"glob": glob, "database": str(work / f"duckdb-{size}.duckdb")}),
@@ -1086,6 +1086,17 @@ def render(figures: dict[str, Any]) -> str:
                                      if n in entries else "-" for n in layers)])
         out += _table(["run", *layers], table)
     out += notes
+    small, big = _row(rows, "one_more_day.1x"), _row(rows, f"one_more_day.{FACTOR}x")
+    if small and big and small.value and big.value and (big.detail.get("query_log") or {}).get("by_node"):
+        before = {n["node"]: n for n in (small.detail.get("query_log") or {}).get("by_node", [])}
+        out += ["", f"Where one more day goes (query log: engine seconds and rows read per dbt node, {FACTOR}x vs 1x)"]
+        table = []
+        for n in big.detail["query_log"]["by_node"][:10]:
+            old = before.get(n["node"], {})
+            table.append([n["node"].replace("model.ecom.", "").replace("test.ecom.", "test ")[:70],
+                          _fmt(n["seconds"]), _fmt(old.get("seconds")), _fmt(n["read_rows"], 0),
+                          _fmt(old.get("read_rows"), 0)])
+        out += _table(["node", f"s {FACTOR}x", "s 1x", f"rows read {FACTOR}x", "rows read 1x"], table)
     ratio = _row(rows, "one_more_day.ratio")
     if ratio:
         out.append("one more day, 10x / 1x history: "

@@ -264,7 +264,7 @@ def report(out: Path, wait: float) -> None:
 @click.option("--lines", type=click.IntRange(min=1000), help="Order lines of the 10x history "
               "[default: 10,000,000; 50,000 with --quick].")
 @click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history; 10x has ten times as "
-              "many at the same daily volume [default: 364; 7 with --quick].")
+              "many at the same daily volume [default: 364; 5 with --quick].")
 @click.option("--no-postgres", is_flag=True, help="Leave out the pandas to_sql into PostgreSQL peer.")
 @click.option("--keep", is_flag=True, help="Keep the warehouses and landing copies of the run.")
 def bench(quick: bool, json_path: Path | None, cache_dir: Path, lines: int | None, days: int | None,
