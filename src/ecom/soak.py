@@ -442,13 +442,17 @@ SMALL_INSERT_BLOCKS = {"max_block_size": 64, "min_insert_block_size_rows": 64,
 def use_small_insert_blocks(project: Path) -> None:
     """Make every INSERT of dbt write parts of 64 rows, as inserts of millions of rows write parts
     of about a million: an INSERT stopped midway then leaves some of its parts behind."""
+    import yaml
+
     profiles = project / "profiles.yml"
-    text = profiles.read_text()
-    settings = "".join(f"        {name}: {value}\n" for name, value in SMALL_INSERT_BLOCKS.items())
-    marker = "      type: chdb\n"
-    if marker not in text:
-        raise RuntimeError("no `type: chdb` output in profiles.yml")
-    profiles.write_text(text.replace(marker, marker + "      custom_settings:\n" + settings, 1))
+    data = yaml.safe_load(profiles.read_text())
+    outputs = [output for profile in data.values() if isinstance(profile, dict)
+               for output in profile.get("outputs", {}).values() if output.get("type") == "chdb"]
+    if not outputs:
+        raise RuntimeError(f"no `type: chdb` output in {profiles}")
+    for output in outputs:
+        output["custom_settings"] = {**(output.get("custom_settings") or {}), **SMALL_INSERT_BLOCKS}
+    profiles.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 # ---------------------------------------------------------------------------------------------
