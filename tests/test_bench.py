@@ -13,7 +13,7 @@ import pytest
 from conftest import ecom_env, run_ecom
 from ecom.bench import FULL, QUICK, Row, Target, evaluate_targets, render
 
-LANDING = ("ecom_load", "engine_ceiling", "engine_multi_file", "duckdb")
+LANDING = ("ecom_load", "engine_ceiling", "duckdb")
 EXPECTED_ROWS = (
     *(f"landing.{key}.{size}" for size in ("1x", "10x") for key in LANDING),
     "landing.pandas_postgres.sample",
@@ -93,7 +93,7 @@ def test_quick_bench_reports_every_row(quick_run):
         assert detail["files_landed"] > 0
         assert {"silver", "gold"} <= set(detail["layers"]), detail["layers"]
     for size in ("1x", "10x"):
-        assert rows[f"landing.engine_multi_file.{size}"]["detail"]["row_numbers_exact"] is True
+        assert rows[f"landing.ecom_load.{size}"]["detail"]["row_numbers_exact"] is True
         lines = {rows[f"landing.{key}.{size}"]["detail"]["lines"] for key in LANDING}
         assert len(lines) == 1, f"the contenders of {size} did not land the same lines: {lines}"
 

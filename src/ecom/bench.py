@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -303,7 +302,8 @@ def _structure(entity: str) -> str:
 
 
 def _child_loader(spec: dict[str, Any]) -> dict[str, Any]:
-    """`ecom load` of the landing set: the project's per-file loader, timed around `load()`."""
+    """`ecom load` of the landing set: the project's loader, timed around `load()`; then a check that
+    every file's `_row_number`s run 1..rows."""
     from ecom.load import discover, load
     from ecom.warehouse import session
 
@@ -315,8 +315,15 @@ def _child_loader(spec: dict[str, Any]) -> dict[str, Any]:
         result = load(settings, client, files=files)
         seconds = time.perf_counter() - started
         lines = int(client.command(f"SELECT count() FROM bronze.{ORDER_ITEMS}"))
+        numbered, gaps = client.query(
+            f"SELECT count(), countIf(rows != last OR first != 1) FROM (SELECT _batch_id, count() AS rows, "
+            f"max(_row_number) AS last, min(_row_number) AS first FROM bronze.{ORDER_ITEMS} GROUP BY _batch_id)"
+        ).result_rows[0]
+        inserts = int(client.command("SELECT uniqExact(started_at) FROM bronze.ingest_log "
+                                     f"WHERE status = 'landed' AND entity = '{ORDER_ITEMS}'"))
     return {"seconds": seconds, "files": len(result.landed), "lines": lines, "rejected": len(result.rejected),
-            "engine_version": engine_version}
+            "inserts": inserts, "engine_version": engine_version,
+            "row_numbers_exact": int(numbered) == len(result.landed) and not gaps}
 
 
 def _child_engine(spec: dict[str, Any]) -> dict[str, Any]:
@@ -337,84 +344,6 @@ def _child_engine(spec: dict[str, Any]) -> dict[str, Any]:
     threads = cursor.fetchone()[0]
     connection.close()
     return {"seconds": seconds, "lines": int(lines), "parts": int(parts), "max_threads": threads}
-
-
-def _child_engine_lineage(spec: dict[str, Any]) -> dict[str, Any]:
-    """What a multi-file loader would do: the loader's inspection pass for every file, links staged
-    in one folder, ONE INSERT into the real bronze table with every lineage column (`_path` and
-    `_row_number` of the engine, the file's sha256 and batch from the inspection), the loader's
-    ingest settings (one parsing thread per file), then per-file row counts and one ingest-log
-    INSERT."""
-    import chdb
-
-    from ecom.contract import LINEAGE
-    from ecom.load import INGEST_SETTINGS, LOG_TABLE, bronze_ddl, discover, inspect
-
-    files = discover(Path(spec["raw_dir"]))
-    connection = chdb.connect(spec["warehouse"])
-    cursor = connection.cursor()
-    for statement in bronze_ddl():
-        cursor.execute(statement)
-    cursor.execute("SET max_query_size = 268435456")  # the per-file lookups are literal arrays
-    stage = Path(tempfile.mkdtemp(prefix="ecom-bench-stage-"))
-    started = time.perf_counter()
-    months: dict[str, dict[str, list[str]]] = {}  # YYYYMM -> link, relative, sha256, date, batch, size -> values
-    for i, raw in enumerate(files):
-        sha256, size, problem = inspect(raw)
-        if problem:
-            continue
-        month = months.setdefault(f"{raw.file_date:%Y%m}",
-                                  {k: [] for k in ("link", "rel", "sha", "date", "batch", "size")})
-        link = stage / f"{raw.file_date:%Y%m}" / f"f{i:07d}.csv"
-        link.parent.mkdir(exist_ok=True)
-        link.symlink_to(raw.path)
-        for key, value in (("link", str(link)), ("rel", raw.relative), ("sha", sha256),
-                           ("date", raw.file_date.isoformat()), ("batch", uuid.uuid4().hex), ("size", str(size))):
-            month[key].append(value)
-    inspected = time.perf_counter()
-
-    columns = ", ".join(f"`{c}`" for c in COLUMNS[ORDER_ITEMS])
-    lineage = ", ".join(f"`{name}`" for name, _ in LINEAGE)
-    settings = ", ".join(f"{k} = {_sql_string(v) if isinstance(v, str) else v}" for k, v in INGEST_SETTINGS.items())
-    # One INSERT per month: bronze is partitioned by month, and an INSERT may touch at most
-    # max_partitions_per_insert_block (100) partitions; a daily load is one INSERT.
-    for name, month in months.items():
-        def lookup(key: str, month: dict[str, list[str]] = month) -> str:
-            return (f"transform(_path, [{', '.join(map(_sql_string, month['link']))}], "
-                    f"[{', '.join(map(_sql_string, month[key]))}], '')")
-
-        cursor.execute(
-            f"INSERT INTO bronze.{ORDER_ITEMS} ({columns}, {lineage}) "
-            f"SELECT {columns}, {lookup('rel')}, _row_number + 1, {lookup('sha')}, toDate({lookup('date')}), "
-            f"{lookup('batch')}, now64(3, 'UTC') "
-            f"FROM file({_sql_string(str(stage / name / 'f*.csv'))}, 'CSVWithNames', "
-            f"{_sql_string(_structure(ORDER_ITEMS))}) SETTINGS {settings}"
-        )
-    inserted = time.perf_counter()
-    cursor.execute(f"SELECT _batch_id, count() FROM bronze.{ORDER_ITEMS} GROUP BY _batch_id")
-    rows = dict(cursor.fetchall())
-    log_rows = [row for m in months.values()
-                for row in zip(m["rel"], m["date"], m["sha"], m["batch"], m["size"], strict=True)]
-    values = ", ".join(
-        f"({_sql_string(rel)}, '{ORDER_ITEMS}', '{day}', '{sha}', {size}, {rows.get(batch, 0)}, 'landed', '', '', "
-        f"'{batch}', 1, now64(3, 'UTC'), now64(3, 'UTC'))"
-        for rel, day, sha, batch, size in log_rows
-    )
-    cursor.execute(f"INSERT INTO {LOG_TABLE} VALUES {values}")
-    seconds = time.perf_counter() - started
-    cursor.execute(
-        f"SELECT count(), countIf(rows != last) FROM (SELECT _batch_id, count() AS rows, "
-        f"max(_row_number) AS last, min(_row_number) AS first FROM bronze.{ORDER_ITEMS} GROUP BY _batch_id) "
-        "WHERE first = 1"
-    )
-    numbered_files, gaps = cursor.fetchone()
-    cursor.execute(f"SELECT count() FROM bronze.{ORDER_ITEMS}")
-    lines = cursor.fetchone()[0]
-    connection.close()
-    shutil.rmtree(stage, ignore_errors=True)
-    return {"seconds": seconds, "lines": int(lines), "files": len(log_rows), "inserts": len(months),
-            "inspect_seconds": inspected - started, "insert_seconds": inserted - inspected,
-            "row_numbers_exact": int(numbered_files) == len(log_rows) and int(gaps) == 0}
 
 
 def _child_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
@@ -577,7 +506,6 @@ def _query_log(engine: Any, since: str | None, dbt_since: str | None) -> dict[st
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "loader": _child_loader,
     "engine": _child_engine,
-    "engine_lineage": _child_engine_lineage,
     "duckdb": _child_duckdb,
     "pandas_postgres": _child_pandas_postgres,
     "pipeline": _child_pipeline,
@@ -795,12 +723,10 @@ def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str,
     files = len(dataset.item_files(dataset.origin, dataset.history_end(factor)))
     work = runner.run_dir / "landing"
     specs = [
-        ("ecom_load", "ecom load (per file, bronze with lineage)", "loader",
+        ("ecom_load", "ecom load (bronze with lineage and ingest log)", "loader",
          {"raw_dir": str(source), "warehouse": str(work / f"loader-{size}")}),
         ("engine_ceiling", "engine INSERT ... SELECT FROM file(glob), plain String MergeTree", "engine",
          {"glob": glob, "warehouse": str(work / f"engine-{size}")}),
-        ("engine_multi_file", "one INSERT per month with lineage (multi-file loader prototype)",
-         "engine_lineage", {"raw_dir": str(source), "warehouse": str(work / f"lineage-{size}")}),
         ("duckdb", "DuckDB read_csv (all VARCHAR) into a DuckDB file", "duckdb",
          {"glob": glob, "database": str(work / f"duckdb-{size}.duckdb")}),
     ]
@@ -826,11 +752,6 @@ def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str,
                     value = result[extra]
                     row.detail[extra] = round(value, 3) if isinstance(value, float) else value
         rows.append(row)
-    loader = next(r for r in rows if r.id.startswith("landing.ecom_load"))
-    multi = next(r for r in rows if r.id.startswith("landing.engine_multi_file"))
-    if loader.value and multi.value:
-        overhead = (loader.detail["seconds"] - multi.detail["seconds"]) / max(1, loader.detail["files"])
-        loader.detail["overhead_ms_per_file_vs_one_insert"] = round(overhead * 1000, 2)
     return rows
 
 
@@ -1050,8 +971,8 @@ def render(figures: dict[str, Any]) -> str:
             table.append([r.label, size, "-", "-", "-", "-", why(r)])
             continue
         note = []
-        if "overhead_ms_per_file_vs_one_insert" in r.detail:
-            note.append(f"{r.detail['overhead_ms_per_file_vs_one_insert']:.1f} ms/file over one INSERT")
+        if "inserts" in r.detail:
+            note.append(f"{r.detail['inserts']} INSERTs")
         if r.detail.get("row_numbers_exact") is False:
             note.append("ROW NUMBERS WRONG")
         table.append([r.label, size, _fmt(r.detail["files"], 0), _fmt(r.detail["lines"], 0),

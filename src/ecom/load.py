@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -333,72 +333,125 @@ def _structure(entity: str) -> str:
     return ", ".join(f"`{column}` String" for column in COLUMNS[entity])
 
 
-def _insert_select(entity: str, source: str) -> str:
+def _settings_clause(settings: dict) -> str:
+    """`SETTINGS a = 1, ...` for the project's own constant settings. Sent as part of the statement:
+    the chDB backend of clickhouse-connect turns `settings=` into a lookup plus a SET before and
+    after every statement."""
+    def literal(value: object) -> str:
+        if isinstance(value, str):
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("\x00", "\\0") + "'"
+        return str(int(value))
+    return "SETTINGS " + ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
+
+
+@dataclass
+class _Batch:
+    """A file on its way into bronze: what its inspection found and the batch its rows get."""
+
+    raw: RawFile
+    sha256: str
+    size: int
+    state: tuple[int, int, int]  # inode, size, mtime before landing: a change means it was still written
+    version: int
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    rows: int = 0
+
+
+def _insert_select(entity: str, source: str, file_index: str) -> str:
+    """INSERT of `source` into bronze; `file_index` is the expression of the file's 1-based index
+    in the bound arrays of lineage values."""
     columns = ", ".join(f"`{c}`" for c in COLUMNS[entity])
     lineage = ", ".join(f"`{name}`" for name, _ in LINEAGE)
     return (
         f"INSERT INTO bronze.`{entity}` ({columns}, {lineage}) "
-        f"SELECT {columns}, {{relative:String}}, {{row_number}}, {{sha256:String}}, "
-        f"{{file_date:Date}}, {{batch_id:String}}, now64(3, 'UTC') FROM {source}"
+        f"SELECT {columns}, {{relatives:Array(String)}}[{file_index}], {{row_number}}, "
+        f"{{sha256s:Array(String)}}[{file_index}], toDate({{file_dates:Array(String)}}[{file_index}]), "
+        f"{{batch_ids:Array(String)}}[{file_index}], "
+        f"toDateTime64({{ingested_at:String}}, 3, 'UTC') + toIntervalMillisecond({file_index} - 1) "
+        f"FROM {source}"
     )
 
 
 @contextmanager
-def _literal_path(path: Path) -> Iterator[Path]:
-    """`path`, or a glob-free symlink to it: `file()` expands `*`, `?` and `{a,b}` in paths, so a
-    raw directory named like `exports{2026}` would otherwise match nothing and land 0 rows; and a
-    path that is not UTF-8 cannot be passed as a String parameter at all."""
-    text = str(path)
-    if not _GLOB_CHARS.intersection(text) and _printable(text) == text:
-        yield path
-        return
+def _staged(batches: list[_Batch]) -> Iterator[Path | None]:
+    """A fresh folder of symbolic links `f00001.csv`, ... to the batches' files, so one `file()` glob
+    reads exactly them: `file()` expands `*`, `?` and `{a,b}` in paths, so a raw directory named
+    like `exports{2026}` would otherwise match nothing, and a path that is not UTF-8 cannot be
+    passed as a String parameter at all. None if the temporary folder's own path is not plain."""
     with tempfile.TemporaryDirectory(prefix="ecom-load-") as tmp:
-        link = Path(tmp, "raw.csv")
-        link.symlink_to(path)
-        yield link
+        if _GLOB_CHARS.intersection(tmp) or _printable(tmp) != tmp:
+            yield None
+            return
+        for i, batch in enumerate(batches, start=1):
+            Path(tmp, f"f{i:05d}.csv").symlink_to(batch.raw.path)
+        yield Path(tmp)
 
 
-def _land_rows(client: Client, settings: Settings, raw: RawFile, sha256: str, batch_id: str) -> None:
-    assert raw.entity is not None
+def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_Batch], ingested_at: str) -> None:
+    """Land the files of `batches` (one entity) into bronze. The file at index i gets
+    `_ingested_at` = ingested_at + (i - 1) ms, so ingestion order is file order."""
     parameters = {
-        "relative": raw.relative,
-        "sha256": sha256,
-        "file_date": raw.file_date,
-        "batch_id": batch_id,
-        "structure": _structure(raw.entity),
+        "relatives": [b.raw.relative for b in batches],
+        "sha256s": [b.sha256 for b in batches],
+        "file_dates": [b.raw.file_date.isoformat() for b in batches],
+        "batch_ids": [b.batch_id for b in batches],
+        "ingested_at": ingested_at,
+        "structure": _structure(entity),
     }
     if settings.embedded:
-        # The engine reads the file itself; `_row_number` is its 0-based record index.
-        sql = _insert_select(raw.entity, "file({path:String}, 'CSVWithNames', {structure:String})")
-        sql = sql.replace("{row_number}", "_row_number + 1")
-        with _literal_path(raw.path) as path:
-            client.command(sql, parameters={**parameters, "path": str(path)}, settings=INGEST_SETTINGS)
+        # The engine reads the files itself, one parsing thread per file, several files at once;
+        # `_row_number` is its 0-based record index within the file.
+        with _staged(batches) as folder:
+            if folder is None:
+                raise OSError(f"the temporary folder {tempfile.gettempdir()} has glob characters in its path; "
+                              "set TMPDIR to a plain path")
+            sql = _insert_select(entity, "file({glob:String}, 'CSVWithNames', {structure:String})",
+                                 "toUInt32(substring(_file, 2, 5))")
+            sql = sql.replace("{row_number}", "_row_number + 1")
+            client.command(f"{sql} {_settings_clause(INGEST_SETTINGS)}",
+                           parameters={**parameters, "glob": f"{folder}/f*.csv"})
         return
-    # A server cannot see this machine's files: stream them. One thread keeps row order.
-    sql = _insert_select(raw.entity, "input({structure:String})")
+    # A server cannot see this machine's files: stream them, one at a time. One thread keeps row order.
+    sql = _insert_select(entity, "input({structure:String})", "{file_index:UInt32}")
     sql = sql.replace("{row_number}", "rowNumberInAllBlocks() + 1")
-    client.command(
-        f"{sql} FORMAT CSVWithNames",
-        parameters=parameters,
-        data=raw.path.read_bytes(),
-        settings={**INGEST_SETTINGS, "max_threads": 1},
-    )
+    for i, batch in enumerate(batches, start=1):
+        client.command(
+            f"{sql} FORMAT CSVWithNames",
+            parameters={**parameters, "file_index": i},
+            data=batch.raw.path.read_bytes(),
+            settings={**INGEST_SETTINGS, "max_threads": 1},
+        )
 
 
-def _log(client: Client, raw: RawFile, *, sha256: str, size: int, rows: int, status: str, reason: str,
-         error: str, batch_id: str, version: int, started: str) -> None:
+def _log(client: Client, entries: list[dict], started: str) -> None:
+    """One INSERT of ingest-log rows (all values bound), so a group of files is logged at once."""
+    def column(name: str) -> list:
+        return [entry[name] for entry in entries]
+
     client.command(
         f"INSERT INTO {LOG_TABLE} (file_path, entity, file_date, sha256, bytes, rows, status, reason, error, "
-        "batch_id, version, started_at, finished_at) SELECT {path:String}, {entity:String}, "
-        "{file_date:Nullable(Date)}, {sha256:String}, {bytes:UInt64}, {rows:UInt64}, {status:String}, "
-        "{reason:String}, {error:String}, {batch_id:String}, {version:UInt32}, "
-        "parseDateTime64BestEffort({started:String}, 3, 'UTC'), now64(3, 'UTC')",
+        "batch_id, version, started_at, finished_at) "
+        "SELECT e.1, e.2, if(e.3 = '', NULL, toDate(e.3)), e.4, e.5, e.6, e.7, e.8, e.9, e.10, e.11, "
+        "parseDateTime64BestEffort({started:String}, 3, 'UTC'), now64(3, 'UTC') "
+        "FROM (SELECT arrayJoin(arrayZip({paths:Array(String)}, {entities:Array(String)}, "
+        "{dates:Array(String)}, {sha256s:Array(String)}, {bytes:Array(UInt64)}, {rows:Array(UInt64)}, "
+        "{statuses:Array(String)}, {reasons:Array(String)}, {errors:Array(String)}, "
+        "{batch_ids:Array(String)}, {versions:Array(UInt32)})) AS e)",
         parameters={
-            "path": raw.relative, "entity": raw.entity or "", "file_date": raw.file_date, "sha256": sha256,
-            "bytes": size, "rows": rows, "status": status, "reason": reason, "error": error,
-            "batch_id": batch_id, "version": version, "started": started,
+            "paths": column("path"), "entities": column("entity"), "dates": column("file_date"),
+            "sha256s": column("sha256"), "bytes": column("bytes"), "rows": column("rows"),
+            "statuses": column("status"), "reasons": column("reason"), "errors": column("error"),
+            "batch_ids": column("batch_id"), "versions": column("version"), "started": started,
         },
     )
+
+
+def _log_entry(raw: RawFile, *, sha256: str, size: int, rows: int, status: str, reason: str, error: str,
+               batch_id: str, version: int) -> dict:
+    return {"path": raw.relative, "entity": raw.entity or "",
+            "file_date": raw.file_date.isoformat() if raw.file_date else "", "sha256": sha256, "bytes": size,
+            "rows": rows, "status": status, "reason": reason, "error": error, "batch_id": batch_id,
+            "version": version}
 
 
 def remove_orphan_batches(client: Client) -> int:
@@ -503,8 +556,13 @@ def load(
 ) -> LoadResult:
     """Land every file of `settings.raw_dir` (within start..end) not landed yet.
 
+    Files are inspected one by one, then landed a group at a time: the files of one entity and
+    month in one INSERT (bronze is partitioned by month) and one ingest-log INSERT, so a group is
+    logged whole or not at all. A group whose INSERT fails is discarded and lands again file by
+    file, which rejects the broken file alone.
+
     Raises LoadAborted when the warehouse itself fails (disk full, permissions): files landed
-    before stay landed, rows of the file being landed are removed by the next load.
+    before stay landed, rows of the files being landed are removed by the next load.
     """
     try:
         ensure_bronze(client, settings.cluster)
@@ -512,16 +570,36 @@ def load(
         ledger = _Ledger.read(client)
     except (DatabaseError, OperationalError) as exc:
         raise LoadAborted(f"cannot prepare bronze: {_warehouse_failure(exc, settings)}") from None
-    for raw in discover(settings.raw_dir, start, end) if files is None else files:
-        try:
-            outcome = _load_one(client, settings, raw, ledger)
-        except (DatabaseError, OperationalError) as exc:
-            raise LoadAborted(f"landing stopped at {raw.relative}: {_warehouse_failure(exc, settings)}; files "
-                              "landed before it are kept, this one lands again on the next load") from None
-        result.outcomes.append(outcome)
-        if on_file:
-            on_file(outcome)
+    loader = _Loader(client, settings, ledger, result, on_file)
+    groups: dict[str, list[_Batch]] = {}  # entity -> files of the open month
+    month: tuple[int, int] | None = None
+    later: list[RawFile] = []  # same bytes as a file not landed yet: decided once that one is
+    try:
+        for raw in discover(settings.raw_dir, start, end) if files is None else files:
+            if raw.file_date and (raw.file_date.year, raw.file_date.month) != month:
+                loader.land_all(groups)
+                month = (raw.file_date.year, raw.file_date.month)
+            batch = loader.inspect(raw, pending=groups)
+            if batch == "later":
+                later.append(raw)
+            elif isinstance(batch, _Batch):
+                group = groups.setdefault(batch.raw.entity, [])
+                group.append(batch)
+                if len(group) >= MAX_FILES_PER_INSERT:
+                    loader.land(groups.pop(batch.raw.entity))
+        loader.land_all(groups)
+        for raw in later:
+            batch = loader.inspect(raw, pending={})
+            if isinstance(batch, _Batch):
+                loader.land([batch])
+    except (DatabaseError, OperationalError) as exc:
+        raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
+                          "landed before them are kept, these land again on the next load") from None
     return result
+
+
+# Files per INSERT at most: their lineage values are bound as arrays in the statement.
+MAX_FILES_PER_INSERT = 200
 
 
 def _is_warehouse_error(exc: Exception) -> bool:
@@ -547,61 +625,134 @@ def _file_state(path: Path) -> tuple[int, int, int]:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def _load_one(client: Client, settings: Settings, raw: RawFile, ledger: _Ledger) -> FileOutcome:
-    started = client.command("SELECT toString(now64(3, 'UTC'))")
-    sha256, size = "", 0
-    try:
+class _Loader:
+    """One load's steps: inspect a file (reject or skip it, or make it a batch), land groups of
+    batches, and report every file's outcome once."""
+
+    def __init__(self, client: Client, settings: Settings, ledger: _Ledger, result: LoadResult,
+                 on_file: Callable[[FileOutcome], None] | None):
+        self.client, self.settings, self.ledger, self.result, self.on_file = client, settings, ledger, result, on_file
+        self.landing = ""  # what is being landed, for the message when the warehouse fails
+        self.next_ingested: datetime | None = None
+
+    def report(self, outcome: FileOutcome) -> None:
+        self.result.outcomes.append(outcome)
+        if self.on_file:
+            self.on_file(outcome)
+
+    def inspect(self, raw: RawFile, pending: dict[str, list[_Batch]]) -> _Batch | str | None:
+        """A batch to land, "later" (same bytes as a pending batch), or None (outcome reported)."""
         try:
-            before = _file_state(raw.path)
+            state = _file_state(raw.path)
         except OSError:
-            before = (0, 0, 0)  # inspect() says why
+            state = (0, 0, 0)  # inspect() says why
         sha256, size, problem = inspect(raw)
         if problem:
-            raise problem
-        if why := ledger.why_skip(raw.relative, sha256):
-            return FileOutcome(raw, "skipped", reason="already_landed", detail=why)
-        batch_id = uuid.uuid4().hex
-        version = ledger.versions.get(raw.relative, 0) + 1
+            self.reject(raw, problem, sha256, size, self.now())
+            return None
+        if why := self.ledger.why_skip(raw.relative, sha256):
+            self.report(FileOutcome(raw, "skipped", reason="already_landed", detail=why))
+            return None
+        if any(b.sha256 == sha256 for group in pending.values() for b in group):
+            return "later"
+        return _Batch(raw, sha256, size, state, self.ledger.versions.get(raw.relative, 0) + 1)
+
+    def now(self) -> str:
+        return self.client.command("SELECT toString(now64(3, 'UTC'))")
+
+    def land_all(self, groups: dict[str, list[_Batch]]) -> None:
+        for entity in sorted(groups, key=lambda e: ENTITY_ORDER.get(e, 99)):
+            self.land(groups[entity])
+        groups.clear()
+
+    def land(self, batches: list[_Batch]) -> None:
+        """One INSERT for the batches (one entity), then one ingest-log INSERT for them all."""
+        if not batches:
+            return
+        entity = batches[0].raw.entity
+        assert entity is not None
+        self.landing = batches[0].raw.relative if len(batches) == 1 else (
+            f"{len(batches)} {entity} files of {batches[0].raw.file_date:%Y-%m}")
+        started = self.ingestion_start(len(batches))
         try:
-            _land_rows(client, settings, raw, sha256, batch_id)
+            _land_rows(self.client, self.settings, entity, batches, started)
         except DatabaseError as exc:
-            if os.access(raw.path, os.R_OK) and _is_warehouse_error(exc):
-                raise  # not the file's fault: load() stops, the next load removes the rows
-            _discard_batch(client, raw, batch_id)
-            if not os.access(raw.path, os.R_OK):
-                raise Rejected("unreadable", "became unreadable while it was being landed; fix its "
-                                             "permissions") from None
-            raise Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(exc)}") from None
-        try:
-            changed = _file_state(raw.path) != before
-        except OSError:
-            changed = True
+            readable = all(os.access(b.raw.path, os.R_OK) for b in batches)
+            if readable and _is_warehouse_error(exc):
+                raise  # not the files' fault: load() stops, the next load removes the rows
+            _discard(self.client, entity, batches)
+            if len(batches) > 1:  # find the broken file: each lands on its own
+                for batch in batches:
+                    self.land([_Batch(batch.raw, batch.sha256, batch.size, batch.state, batch.version)])
+                return
+            (batch,) = batches
+            if not os.access(batch.raw.path, os.R_OK):
+                problem = Rejected("unreadable", "became unreadable while it was being landed; fix its permissions")
+            else:
+                problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(exc)}")
+            self.reject(batch.raw, problem, batch.sha256, batch.size, started)
+            return
+        changed = [b for b in batches if not _unchanged(b)]
         if changed:
-            _discard_batch(client, raw, batch_id)
-            raise Rejected("changed_while_loading", "changed while it was being landed (is it still being "
-                                                    "written?); it lands on a later load once it is complete")
-        rows = int(client.command(
-            f"SELECT count() FROM bronze.`{raw.entity}` "
-            "WHERE _file_date = {d:Date} AND _batch_id = {b:String}",
-            parameters={"d": raw.file_date, "b": batch_id},
-        ))
-        _log(client, raw, sha256=sha256, size=size, rows=rows, status="landed", reason="", error="",
-             batch_id=batch_id, version=version, started=started)
-        ledger.note_landed(raw.relative, sha256, rows)
-        detail = f"version {version} of this path" if version > 1 else ""
-        return FileOutcome(raw, "landed", rows=rows, detail=detail)
-    except Rejected as exc:
-        if (raw.relative, sha256) in ledger.rejected:
-            return FileOutcome(raw, "skipped", reason=exc.reason, detail=f"rejected earlier: {exc}")
-        _log(client, raw, sha256=sha256, size=size, rows=0, status="rejected", reason=exc.reason,
-             error=str(exc), batch_id="", version=0, started=started)
-        ledger.rejected.add((raw.relative, sha256))
-        return FileOutcome(raw, "rejected", reason=exc.reason, detail=str(exc))
+            _discard(self.client, entity, changed)
+        kept = [b for b in batches if b not in changed]
+        counts = dict(self.client.query(
+            f"SELECT _batch_id, count() FROM bronze.`{entity}` WHERE _file_date BETWEEN {{first:Date}} AND "
+            "{last:Date} AND has({batch_ids:Array(String)}, _batch_id) GROUP BY _batch_id",
+            parameters={"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
+                        "batch_ids": [b.batch_id for b in kept]},
+        ).result_rows) if kept else {}
+        for batch in kept:
+            batch.rows = int(counts.get(batch.batch_id, 0))
+        entries = [_log_entry(b.raw, sha256=b.sha256, size=b.size, rows=b.rows, status="landed", reason="",
+                              error="", batch_id=b.batch_id, version=b.version) for b in kept]
+        if entries:
+            _log(self.client, entries, started)
+        for batch in batches:
+            if batch in changed:
+                self.reject(batch.raw, Rejected(
+                    "changed_while_loading", "changed while it was being landed (is it still being written?); "
+                                             "it lands on a later load once it is complete"),
+                    batch.sha256, batch.size, started)
+                continue
+            self.ledger.note_landed(batch.raw.relative, batch.sha256, batch.rows)
+            detail = f"version {batch.version} of this path" if batch.version > 1 else ""
+            self.report(FileOutcome(batch.raw, "landed", rows=batch.rows, detail=detail))
+
+    def ingestion_start(self, files: int) -> str:
+        """The engine's now, or 1 ms after the last file of the previous group if that is later: the
+        files of a load get strictly increasing `_ingested_at` in the order they are landed."""
+        start = datetime.fromisoformat(self.now())
+        if self.next_ingested and self.next_ingested > start:
+            start = self.next_ingested
+        self.next_ingested = start + timedelta(milliseconds=files)
+        return start.isoformat(sep=" ", timespec="milliseconds")
+
+    def reject(self, raw: RawFile, problem: Rejected, sha256: str, size: int, started: str) -> None:
+        if (raw.relative, sha256) in self.ledger.rejected:
+            self.report(FileOutcome(raw, "skipped", reason=problem.reason, detail=f"rejected earlier: {problem}"))
+            return
+        _log(self.client, [_log_entry(raw, sha256=sha256, size=size, rows=0, status="rejected",
+                                      reason=problem.reason, error=str(problem), batch_id="", version=0)], started)
+        self.ledger.rejected.add((raw.relative, sha256))
+        self.report(FileOutcome(raw, "rejected", reason=problem.reason, detail=str(problem)))
 
 
-def _discard_batch(client: Client, raw: RawFile, batch_id: str) -> None:
-    assert raw.entity is not None
-    _delete_rows(client, raw.entity, "_batch_id = {b:String}", {"b": batch_id})
+def _unchanged(batch: _Batch) -> bool:
+    try:
+        return _file_state(batch.raw.path) == batch.state
+    except OSError:
+        return False
+
+
+def _discard(client: Client, entity: str, batches: list[_Batch]) -> None:
+    """Remove the rows of batches that will not be logged, within their days' partitions."""
+    _delete_rows(
+        client, entity,
+        "_file_date BETWEEN {first:Date} AND {last:Date} AND has({batch_ids:Array(String)}, _batch_id)",
+        {"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
+         "batch_ids": [b.batch_id for b in batches]},
+    )
 
 
 def _engine_message(exc: Exception) -> str:

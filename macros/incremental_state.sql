@@ -1,0 +1,65 @@
+{#- Incremental models survive a run stopped midway: a kill, or an INSERT that failed after
+    some of its parts were written. ClickHouse commits an INSERT part by part, so such a run
+    can leave part of its rows, and the `max(_ingested_at)` watermarks would then skip the rest
+    for good. Each model records the watermark of its last finished run (post-hook); the next
+    run first removes the rows above it, the remains of an unfinished run (pre-hook), and so
+    redoes that run's work in full. -#}
+
+{% macro incremental_state_table() -%}
+ecom_state.incremental_watermarks
+{%- endmacro %}
+
+{#- on-run-start: the state table, and on the embedded target (one process at a time) the work
+    tables dbt-clickhouse names after an invocation id, left by runs that were stopped. -#}
+{% macro create_incremental_state() -%}
+    {%- if execute -%}
+        {%- do run_query("create database if not exists ecom_state") -%}
+        {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
+                         ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
+                         ~ "engine = MergeTree order by (model, recorded_at)") -%}
+        {%- if target.type == 'chdb' -%}
+            {%- set stale = run_query("select database, name from system.tables where database in ('silver', 'gold') "
+                                      ~ "and match(name, '__dbt_(new_data|distributed_new_data)_')") -%}
+            {%- for row in stale.rows -%}
+                {%- do run_query("drop table if exists `" ~ row[0] ~ "`.`" ~ row[1] ~ "`") -%}
+            {%- endfor -%}
+        {%- endif -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
+
+{#- pre-hook: an incremental model that has rows above the watermark of its last finished run
+    (or no finished run at all) drops them, so this run redoes the unfinished one in full. -#}
+{% macro rollback_unfinished_run() -%}
+    {%- if execute and model.config.materialized == 'incremental' and not should_full_refresh() -%}
+        {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
+        {%- if existing is not none -%}
+            {%- set name = this.schema ~ '.' ~ this.identifier -%}
+            {%- set finished = run_query("select count() from " ~ incremental_state_table()
+                                         ~ " where model = '" ~ name ~ "'").rows[0][0] > 0 -%}
+            {%- if not finished -%}
+                {%- do run_query("truncate table " ~ this) -%}
+            {%- else -%}
+                {%- set above = "_ingested_at > (select argMax(watermark, recorded_at) from "
+                                ~ incremental_state_table() ~ " where model = '" ~ name ~ "')" -%}
+                {%- set left_over = run_query("select count() from " ~ this ~ " where " ~ above).rows[0][0] -%}
+                {%- if left_over > 0 -%}
+                    {{ log("removing " ~ left_over ~ " rows of an unfinished run from " ~ name, info=true) }}
+                    {%- do run_query("delete from " ~ this ~ " where " ~ above
+                                     ~ " settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
+                {%- endif -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endif -%}
+    select 1
+{%- endmacro %}
+
+{#- post-hook: the watermark of the run that just finished. -#}
+{% macro record_finished_run() -%}
+    {%- if model.config.materialized == 'incremental' -%}
+        insert into {{ incremental_state_table() }} (model, watermark)
+        select '{{ this.schema ~ "." ~ this.identifier }}', max(_ingested_at) from {{ this }}
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}
