@@ -53,8 +53,10 @@ docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080
 	$(BIN)/dbt docs generate --profiles-dir .
 	$(BIN)/dbt docs serve --profiles-dir . --host 127.0.0.1 --port 8080 --no-browser
 
-soak: $(STAMP) ## at least 50 seeded crash trials (SIGKILL during load and dbt), figures to RELIABILITY-figures.json
+soak: $(STAMP) ## 50 seeded crash trials, then 10 kills inside INSERTs written in small parts; figures to RELIABILITY-*.json
 	$(BIN)/python -m ecom.soak --trials 50 --seed 7 --report RELIABILITY-figures.json
+	$(BIN)/python -m ecom.soak --trials 10 --seed 3 --small-insert-blocks --kinds partial_insert --corpus '' \
+		--report RELIABILITY-figures-partial-inserts.json
 
 bench: $(STAMP) ## the benchmark of SPEC section 8 (1M and 10M order lines; about half an hour)
 	$(BIN)/ecom bench --json data/bench/latest.json
