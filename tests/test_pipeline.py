@@ -130,6 +130,17 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert "reconciliation" in result.stdout and ("FAIL" in result.stdout or "ERROR" in result.stdout)
 
 
+def test_the_unit_tests_pass(world: World):
+    """`ecom run` leaves dbt's unit tests out of its build (they check SQL, not data): run them here."""
+    result = dbt("test", "--select", "test_type:unit", env=world.env)
+    assert result.returncode == 0, result.stdout[-3000:]
+    target = Path(world.env["DBT_TARGET_PATH"])
+    unit_tests = json.loads((target / "manifest.json").read_text())["unit_tests"]
+    results = json.loads((target / "run_results.json").read_text())["results"]
+    ran = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
+    assert unit_tests and ran == dict.fromkeys(unit_tests, "pass"), ran
+
+
 def test_every_model_source_seed_and_column_is_described(world: World):
     env = {**world.env, "DBT_TARGET_PATH": world.env["DBT_TARGET_PATH"]}
     result = dbt("docs", "generate", env=env)

@@ -22,10 +22,22 @@ sipHash128({% for column in columns %}{{ column }}{{ ', ' if not loop.last }}{% 
 {%- endmacro %}
 
 {#- An exact duplicate is a row whose fingerprint was already seen in an earlier row: earlier
-    ingestion, or the same batch and a lower row number. -#}
+    ingestion, or the same batch and a lower row number. The window runs over the narrow
+    `bronze_rows` CTE of the model (fingerprint and lineage) and yields the few duplicates'
+    (batch, row) pairs: sorting the wide typed rows instead cost twice the time and the memory. -#}
 {% macro is_duplicate() -%}
 (
-    row_number() over (partition by _row_hash order by _ingested_at, _row_number) > 1
+    (_batch_id, _row_number) in (
+        select _batch_id, _row_number
+        from (
+            select
+                _batch_id,
+                _row_number,
+                row_number() over (partition by _row_hash order by _ingested_at, _row_number) as seen
+            from bronze_rows
+        )
+        where seen > 1
+    )
     {%- if is_incremental() %}
     or _row_hash in (select _row_hash from {{ this }})
     {%- endif %}

@@ -410,7 +410,8 @@ def _child_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     root = project_dir()
     target = Path(spec["target_path"])
     args = ["build", "--project-dir", str(root), "--profiles-dir", str(root), "--target", "dev",
-            "--target-path", str(target), "--log-path", spec["log_path"]]
+            "--target-path", str(target), "--log-path", spec["log_path"],
+            "--exclude-resource-type", "unit_test"]  # as `ecom run` and the Dagster jobs build
     if spec.get("full_refresh"):
         args.append("--full-refresh")
     outcome = dbtRunner().invoke(args)

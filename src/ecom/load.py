@@ -681,16 +681,20 @@ class _Loader:
             if readable and _is_warehouse_error(exc):
                 raise  # not the files' fault: load() stops, the next load removes the rows
             _discard(self.client, entity, batches)
-            if len(batches) > 1:  # find the broken file: each lands on its own
+            named = _file_named_in(exc, batches)
+            if len(batches) > 1 and named is None:  # find the broken file: each lands on its own
                 for batch in batches:
                     self.land([_Batch(batch.raw, batch.sha256, batch.size, batch.state, batch.version)])
                 return
-            (batch,) = batches
+            batch = named or batches[0]
             if not os.access(batch.raw.path, os.R_OK):
                 problem = Rejected("unreadable", "became unreadable while it was being landed; fix its permissions")
             else:
-                problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(exc)}")
+                message = _STAGED_FILE.sub(f"(in {batch.raw.relative})", str(exc))
+                problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(Exception(message))}")
             self.reject(batch.raw, problem, batch.sha256, batch.size, started)
+            # The engine named the file it could not parse: the others land together again.
+            self.land([_Batch(b.raw, b.sha256, b.size, b.state, b.version) for b in batches if b is not batch])
             return
         changed = [b for b in batches if not _unchanged(b)]
         if changed:
@@ -746,13 +750,23 @@ def _unchanged(batch: _Batch) -> bool:
 
 
 def _discard(client: Client, entity: str, batches: list[_Batch]) -> None:
-    """Remove the rows of batches that will not be logged, within their days' partitions."""
-    _delete_rows(
-        client, entity,
-        "_file_date BETWEEN {first:Date} AND {last:Date} AND has({batch_ids:Array(String)}, _batch_id)",
-        {"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
-         "batch_ids": [b.batch_id for b in batches]},
-    )
+    """Remove the rows of batches that will not be logged, within their days' partitions (an
+    INSERT that failed often wrote nothing: then there is nothing to delete)."""
+    where = "_file_date BETWEEN {first:Date} AND {last:Date} AND has({batch_ids:Array(String)}, _batch_id)"
+    parameters = {"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
+                  "batch_ids": [b.batch_id for b in batches]}
+    if int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}", parameters=parameters)):
+        _delete_rows(client, entity, where, parameters)
+
+
+_STAGED_FILE = re.compile(r"\(in file/uri [^)]*/f(\d{5})\.csv\)")
+
+
+def _file_named_in(exc: Exception, batches: list[_Batch]) -> _Batch | None:
+    """The batch whose staged file the engine's error names (`(in file/uri .../f00012.csv)`)."""
+    match = _STAGED_FILE.search(str(exc))
+    index = int(match.group(1)) if match else 0
+    return batches[index - 1] if 0 < index <= len(batches) else None
 
 
 def _engine_message(exc: Exception) -> str:
