@@ -7,6 +7,8 @@
         engine='MergeTree()',
         order_by='(order_date, order_id, line_number)',
         partition_by='toYYYYMM(order_date)',
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per order line whose order header is in silver (lines still waiting for their

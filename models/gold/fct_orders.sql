@@ -7,7 +7,8 @@
         engine='MergeTree()',
         order_by='(order_date, order_id)',
         partition_by='toYYYYMM(order_date)',
-        query_settings={'join_use_nulls': 0},
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'join_use_nulls': 0, 'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per order header in silver, with its line totals, USD amounts and revenue flags.

@@ -7,7 +7,8 @@
         engine='MergeTree()',
         order_by='(payment_date, payment_id)',
         partition_by='toYYYYMM(payment_date)',
-        query_settings={'join_use_nulls': 0},
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'join_use_nulls': 0, 'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per payment at its latest status, converted to USD at the rate of its own

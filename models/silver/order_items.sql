@@ -5,6 +5,8 @@
         unique_key=['order_id', 'line_number'],
         engine='MergeTree()',
         order_by='(order_id, line_number)',
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per order line (order_id + line_number) at its latest valid version. Lines stay

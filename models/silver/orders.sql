@@ -6,6 +6,8 @@
         engine='MergeTree()',
         order_by='(order_id)',
         partition_by='toYYYYMM(order_date)',
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per order at its latest valid version. delete+insert on the key: a daily run

@@ -5,6 +5,8 @@
         unique_key='payment_id',
         engine='MergeTree()',
         order_by='(payment_id)',
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per payment at its latest valid version (authorized, then captured, ...). -#}
