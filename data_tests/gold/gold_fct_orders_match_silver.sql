@@ -1,22 +1,21 @@
 {#- fct_orders holds every order header of silver exactly once, and nothing else: the
-    incremental runs miss no order and keep no stale one. -#}
+    incremental runs miss no order and keep no stale one. One aggregation over both tables. -#}
 
 with
 
-silver_orders as (
-    select order_id from {{ ref('orders') }}
-),
-
-fct_orders as (
-    select order_id from {{ ref('fct_orders') }}
+both_sides as (
+    select order_id, 1 as in_silver, 0 as in_fct from {{ ref('orders') }}
+    union all
+    select order_id, 0 as in_silver, 1 as in_fct from {{ ref('fct_orders') }}
 )
 
-select order_id, 'missing from fct_orders' as problem
-from silver_orders
-where order_id not in (select order_id from fct_orders)
-
-union all
-
-select order_id, 'not in silver.orders' as problem
-from fct_orders
-where order_id not in (select order_id from silver_orders)
+select
+    order_id,
+    multiIf(
+        sum(in_fct) = 0, 'missing from fct_orders',
+        sum(in_silver) = 0, 'not in silver.orders',
+        'more than one row'
+    ) as problem
+from both_sides
+group by order_id
+having sum(in_silver) != 1 or sum(in_fct) != 1

@@ -1,29 +1,35 @@
 {#- fct_payments holds every payment of silver exactly once, at the same status and amount:
-    the incremental runs miss no payment and keep no superseded version. -#}
+    the incremental runs miss no payment and keep no superseded version. One aggregation over
+    both tables, key by key. -#}
 
 with
 
-silver_payments as (
-    select payment_id, payment_status, amount from {{ ref('payments') }}
-),
+both_sides as (
+    select
+        payment_id,
+        1 as in_silver,
+        0 as in_fct,
+        cityHash64(payment_status, amount) as version
+    from {{ ref('payments') }}
 
-fct_payments as (
-    select payment_id, payment_status, amount from {{ ref('fct_payments') }}
+    union all
+
+    select
+        payment_id,
+        0 as in_silver,
+        1 as in_fct,
+        cityHash64(payment_status, amount) as version
+    from {{ ref('fct_payments') }}
 )
 
-select payment_id, 'missing from fct_payments or at another version' as problem
-from silver_payments
-where (payment_id, payment_status, amount) not in (select * from fct_payments)
-
-union all
-
-select payment_id, 'not in silver.payments at this version' as problem
-from fct_payments
-where (payment_id, payment_status, amount) not in (select * from silver_payments)
-
-union all
-
-select payment_id, 'more than one row in fct_payments' as problem
-from fct_payments
+select
+    payment_id,
+    multiIf(
+        sum(in_fct) = 0, 'missing from fct_payments',
+        sum(in_silver) = 0, 'not in silver.payments',
+        sum(in_fct) > 1, 'more than one row in fct_payments',
+        'at another status or amount than in silver.payments'
+    ) as problem
+from both_sides
 group by payment_id
-having count() > 1
+having sum(in_silver) != 1 or sum(in_fct) != 1 or min(version) != max(version)
