@@ -10,7 +10,9 @@ ecom_state.incremental_watermarks
 {%- endmacro %}
 
 {#- on-run-start: the state table, and on the embedded target (one process at a time) the work
-    tables dbt-clickhouse names after an invocation id, left by runs that were stopped. -#}
+    tables of runs that were stopped: a delete+insert model's `<model>__dbt_new_data_<invocation>`,
+    a table model's `<model>__dbt_tmp` and `<model>__dbt_backup`. Nothing else can be using them
+    there, and the models they belong to are rebuilt from their inputs. -#}
 {% macro create_incremental_state() -%}
     {%- if execute -%}
         {%- do run_query("create database if not exists ecom_state") -%}
@@ -19,7 +21,7 @@ ecom_state.incremental_watermarks
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
         {%- if target.type == 'chdb' -%}
             {%- set stale = run_query("select database, name from system.tables where database in ('silver', 'gold') "
-                                      ~ "and match(name, '__dbt_(new_data|distributed_new_data)_')") -%}
+                                      ~ "and match(name, '__dbt_(new_data_|distributed_new_data|tmp$|backup$)')") -%}
             {%- for row in stale.rows -%}
                 {%- do run_query("drop table if exists `" ~ row[0] ~ "`.`" ~ row[1] ~ "`") -%}
             {%- endfor -%}
