@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -356,6 +356,10 @@ class _Batch:
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     rows: int = 0
 
+    def retry(self) -> _Batch:
+        """The same file under a new batch id, to land again after its group failed."""
+        return replace(self, batch_id=uuid.uuid4().hex, rows=0)
+
 
 def _insert_select(entity: str, source: str, file_index: str) -> str:
     """INSERT of `source` into bronze; `file_index` is the expression of the file's 1-based index
@@ -684,7 +688,7 @@ class _Loader:
             named = _file_named_in(exc, batches)
             if len(batches) > 1 and named is None:  # find the broken file: each lands on its own
                 for batch in batches:
-                    self.land([_Batch(batch.raw, batch.sha256, batch.size, batch.state, batch.version)])
+                    self.land([batch.retry()])
                 return
             batch = named or batches[0]
             if not os.access(batch.raw.path, os.R_OK):
@@ -694,7 +698,7 @@ class _Loader:
                 problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(Exception(message))}")
             self.reject(batch.raw, problem, batch.sha256, batch.size, started)
             # The engine named the file it could not parse: the others land together again.
-            self.land([_Batch(b.raw, b.sha256, b.size, b.state, b.version) for b in batches if b is not batch])
+            self.land([b.retry() for b in batches if b is not batch])
             return
         changed = [b for b in batches if not _unchanged(b)]
         if changed:
