@@ -9,16 +9,35 @@
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
-{#- on-run-start: the state table, and on the embedded target (one process at a time) the work
-    tables of runs that were stopped: a delete+insert model's `<model>__dbt_new_data_<invocation>`,
-    a table model's `<model>__dbt_tmp` and `<model>__dbt_backup`. Nothing else can be using them
-    there, and the models they belong to are rebuilt from their inputs. -#}
+{#- on-run-start: the state table; the tables of incremental models that have no watermark
+    column yet (built under an earlier materialization); and on the embedded target (one
+    process at a time) the work tables of runs that were stopped: a delete+insert model's
+    `<model>__dbt_new_data_<invocation>`, a table model's `<model>__dbt_tmp` and
+    `<model>__dbt_backup`. Nothing else can be using them there, and the models they belong
+    to are rebuilt from their inputs. -#}
 {% macro create_incremental_state() -%}
     {%- if execute -%}
         {%- do run_query("create database if not exists ecom_state") -%}
         {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
+        {#- A table an incremental model had under an earlier materialization, without the
+            `_ingested_at` watermark column: dropped, so this run builds it anew. -#}
+        {%- set incremental = [] -%}
+        {%- for node in graph.nodes.values() -%}
+            {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
+                {%- do incremental.append("('" ~ node.schema ~ "', '" ~ node.alias ~ "')") -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if incremental -%}
+            {%- set outdated = run_query("select database, name from system.tables where (database, name) in ("
+                                         ~ incremental | join(', ') ~ ") and (database, name) not in "
+                                         ~ "(select database, table from system.columns where name = '_ingested_at')") -%}
+            {%- for row in outdated.rows -%}
+                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built before it was incremental", info=true) }}
+                {%- do adapter.drop_relation(api.Relation.create(schema=row[0], identifier=row[1], type='table')) -%}
+            {%- endfor -%}
+        {%- endif -%}
         {%- if target.type == 'chdb' -%}
             {%- set stale = run_query("select database, name from system.tables where database in ('silver', 'gold') "
                                       ~ "and match(name, '__dbt_(new_data_|distributed_new_data|tmp$|backup$)')") -%}

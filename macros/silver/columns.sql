@@ -11,15 +11,17 @@
     {{ return(columns) }}
 {%- endmacro %}
 
-{#- `col as raw_col, ...` for every source column, plus the lineage columns. -#}
+{#- `col as raw_col, ...` for every source column, plus the lineage columns (the per-file
+    strings as plain String whatever bronze stores them as, so silver's and gold's column types
+    do not depend on when bronze was created). -#}
 {% macro raw_with_lineage(entity) -%}
     {%- for column in source_columns(entity) %}
     `{{ column }}` as raw_{{ column }},
     {%- endfor %}
-    _source_file,
+    cast(_source_file as String) as _source_file,
     _row_number,
     _file_date,
-    _batch_id,
+    cast(_batch_id as String) as _batch_id,
     _ingested_at,
     {{ row_hash(prefixed_columns(entity, '`', '`')) }} as _row_hash
 {%- endmacro %}

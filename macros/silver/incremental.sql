@@ -46,7 +46,10 @@ sipHash128({% for column in columns %}{{ column }}{{ ', ' if not loop.last }}{% 
 
 {#- The latest valid version of every key (latest updated_at, ties by latest ingestion, then
     row number). On an incremental run only keys with a version newer than anything in the
-    current table are recomputed, from all their versions: cost follows the new data. -#}
+    current table are recomputed, from all their versions: cost follows the new data. Sorted
+    by the key first, as the versions tables are: the engine reads them in key order and only
+    sorts the versions of one key at a time (a full sort of 15.8M order versions took 7.7 GB
+    and 16 s; key first, 3.0 GB and 11 s). -#}
 {% macro latest_valid_versions(entity, keys, has_updated_at=true) -%}
 select *
 from {{ ref(entity ~ '_versions') }}
@@ -58,6 +61,6 @@ where reason = '' and not _is_duplicate
         where _ingested_at > (select max(_ingested_at) from {{ this }})
     )
 {%- endif %}
-order by {% if has_updated_at %}updated_at desc, {% endif %}_ingested_at desc, _row_number desc
+order by {{ keys | join(', ') }}, {% if has_updated_at %}updated_at desc, {% endif %}_ingested_at desc, _row_number desc
 limit 1 by {{ keys | join(', ') }}
 {%- endmacro %}

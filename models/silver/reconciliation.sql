@@ -1,18 +1,37 @@
 {{
     config(
-        materialized='table',
+        materialized='incremental',
+        incremental_strategy='delete_insert',
+        unique_key=['entity', 'file_date'],
         engine='MergeTree()',
         order_by='(entity, file_date)',
+        settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
+        query_settings={'lightweight_delete_mode': 'lightweight_update', 'optimize_aggregation_in_order': 1},
     )
 }}
 {#- Per entity and file day: bronze rows = silver rows + duplicates + superseded versions +
     quarantined rows (SPEC section 5). Each term is counted on its own: silver rows in the
     silver table, superseded versions from the versions alone (valid rows less the latest
     valid version of each key, counted on the day of that version's file), so a row lost or
-    doubled anywhere shows up as is_balanced = false. Small (entities x days): a table
-    rebuilt each run. -#}
+    doubled anywhere shows up as is_balanced = false.
 
-{%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
+    Incremental: a run recounts every day it could have changed, in full, and replaces those
+    rows (delete+insert on entity and day). Those days are the days of the rows landed since
+    the last run, and every day holding a valid version of a key that got a new valid version:
+    silver replaces exactly those keys, so its rows can only move, appear or vanish on those
+    days. `--full-refresh` recounts every day.
+
+    optimize_aggregation_in_order: the versions tables are sorted by key, so the latest version
+    of each key is found in one streaming pass instead of a hash table of every key (a full
+    recount of 10M order lines: 2.2 GB instead of 5.0 GB, 15 s instead of 11 s alone). -#}
+
+{%- set entities = {
+    'customers': ['customer_id'],
+    'products': ['product_id'],
+    'orders': ['order_id'],
+    'order_items': ['order_id', 'line_number'],
+    'payments': ['payment_id'],
+} %}
 
 with
 
@@ -20,8 +39,34 @@ landed_batches as (
     select batch_id from {{ source('bronze', 'ingest_log') }} where status = 'landed'
 ),
 
+{%- if is_incremental() %}
+{%- for entity, keys in entities.items() %}
+{%- set versions = ref(entity ~ '_versions') %}
+{%- set key = keys | join(', ') %}
+
+{{ entity }}_days as (
+    select _file_date
+    from {{ source('bronze', entity) }}
+    where _ingested_at > (select max(_ingested_at) from {{ this }})
+    union distinct
+    select _file_date
+    from {{ versions }}
+    where not _is_duplicate and reason = ''
+        and ({{ key }}) in (
+            select {{ key }}
+            from {{ versions }}
+            where _ingested_at > (select max(_ingested_at) from {{ this }})
+                and not _is_duplicate and reason = ''
+        )
+),
+{%- endfor %}
+{%- endif %}
+
 counts as (
-    {%- for entity in entities %}
+    {%- for entity, keys in entities.items() %}
+    {%- set versions = ref(entity ~ '_versions') %}
+    {%- set key = keys | join(', ') %}
+    {%- set on_days = '_file_date in (select _file_date from ' ~ entity ~ '_days)' if is_incremental() else 'true' %}
     select
         '{{ entity }}' as entity,
         _file_date as file_date,
@@ -31,7 +76,7 @@ counts as (
         toInt64(0) as superseded_rows,
         toInt64(0) as quarantined_rows
     from {{ source('bronze', entity) }}
-    where _batch_id in (select batch_id from landed_batches)
+    where _batch_id in (select batch_id from landed_batches) and {{ on_days }}
     group by file_date
 
     union all
@@ -45,12 +90,14 @@ counts as (
         toInt64(0) as superseded_rows,
         toInt64(0) as quarantined_rows
     from {{ ref(entity) }}
+    where {{ on_days }}
     group by file_date
 
     union all
 
     {# superseded = valid versions - latest valid versions, per file day: the latest valid version
-       of each key is decided here on its own (argMax), not read from silver. #}
+       of each key is decided here on its own (argMax), not read from silver. A key whose latest
+       version is on one of the days has a version on that day, so only those keys are read. #}
     select
         '{{ entity }}' as entity,
         _file_date as file_date,
@@ -59,7 +106,8 @@ counts as (
         toInt64(countIf(_is_duplicate)) as duplicate_rows,
         toInt64(countIf(not _is_duplicate and reason = '')) as superseded_rows,
         toInt64(countIf(not _is_duplicate and reason != '')) as quarantined_rows
-    from {{ ref(entity ~ '_versions') }}
+    from {{ versions }}
+    where {{ on_days }}
     group by file_date
 
     union all
@@ -77,16 +125,38 @@ counts as (
             _file_date,
             ({{ 'updated_at, ' if entity != 'order_items' }}_ingested_at, _row_number)
         ) as latest_file_date
-        from {{ ref(entity ~ '_versions') }}
+        from {{ versions }}
         where not _is_duplicate and reason = ''
-        group by {{ 'order_id, line_number' if entity == 'order_items' else entity[:-1] ~ '_id' }}
+        {%- if is_incremental() %}
+            and ({{ key }}) in (
+                select {{ key }} from {{ versions }}
+                where not _is_duplicate and reason = '' and {{ on_days }}
+            )
+        {%- endif %}
+        group by {{ key }}
     )
+    {%- if is_incremental() %}
+    where latest_file_date in (select _file_date from {{ entity }}_days)
+    {%- endif %}
     group by file_date
     {%- if not loop.last %}
 
     union all
     {%- endif %}
     {%- endfor %}
+),
+
+{#- The newest landing these counts include: the watermark of the incremental runs. -#}
+newest_landing as (
+    select max(newest) as _ingested_at
+    from (
+        {%- for entity in entities %}
+        select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
+    )
 ),
 
 final as (
@@ -98,7 +168,8 @@ final as (
         toUInt64(sum(duplicate_rows)) as duplicate_rows,
         toUInt64(sum(superseded_rows)) as superseded_rows,
         toUInt64(sum(quarantined_rows)) as quarantined_rows,
-        toBool(bronze_rows = silver_rows + duplicate_rows + superseded_rows + quarantined_rows) as is_balanced
+        toBool(bronze_rows = silver_rows + duplicate_rows + superseded_rows + quarantined_rows) as is_balanced,
+        (select _ingested_at from newest_landing) as _ingested_at
     from counts
     group by entity, file_date
 )
