@@ -9,9 +9,9 @@
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
-{#- on-run-start: the state table; the tables of incremental models that have no watermark
-    column yet (built under an earlier materialization); and on the embedded target (one
-    process at a time) the work tables of runs that were stopped: a delete+insert model's
+{#- on-run-start: the state table; the tables of incremental models built by an earlier version
+    of the project (no watermark column yet, or row fingerprints of another kind); and on the
+    embedded target (one process at a time) the work tables of runs that were stopped: a delete+insert model's
     `<model>__dbt_new_data_<invocation>`, a table model's `<model>__dbt_tmp` and
     `<model>__dbt_backup`. Nothing else can be using them there, and the models they belong
     to are rebuilt from their inputs. -#}
@@ -22,7 +22,9 @@ ecom_state.incremental_watermarks
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
         {#- A table an incremental model had under an earlier materialization, without the
-            `_ingested_at` watermark column: dropped, so this run builds it anew. -#}
+            `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
+            UInt128 of the row_hash macro (new rows could not be matched against its rows):
+            dropped, so this run builds it anew. -#}
         {%- set incremental = [] -%}
         {%- for node in graph.nodes.values() -%}
             {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
@@ -31,10 +33,13 @@ ecom_state.incremental_watermarks
         {%- endfor -%}
         {%- if incremental -%}
             {%- set outdated = run_query("select database, name from system.tables where (database, name) in ("
-                                         ~ incremental | join(', ') ~ ") and (database, name) not in "
-                                         ~ "(select database, table from system.columns where name = '_ingested_at')") -%}
+                                         ~ incremental | join(', ') ~ ") and ((database, name) not in "
+                                         ~ "(select database, table from system.columns where name = '_ingested_at') "
+                                         ~ "or (database, name) in (select database, table from system.columns "
+                                         ~ "where name = '_row_hash' and type != 'UInt128'))") -%}
             {%- for row in outdated.rows -%}
-                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built before it was incremental", info=true) }}
+                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model, "
+                       ~ "rebuilt in this run", info=true) }}
                 {%- do adapter.drop_relation(api.Relation.create(schema=row[0], identifier=row[1], type='table')) -%}
             {%- endfor -%}
         {%- endif -%}

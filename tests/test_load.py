@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
-from ecom.load import LoadResult, load
+from ecom.load import LoadResult, discover, load
 from ecom.warehouse import session
 
 DAY = date(2026, 3, 1)
@@ -453,3 +453,20 @@ def test_start_and_end_pick_the_days_to_land(tmp_path):
 
     assert [(o.file.file_date, o.rows) for o in result.outcomes] == [(date(2026, 3, 2), 2)]
     assert query(settings, "SELECT DISTINCT _file_date FROM bronze.order_items") == [(date(2026, 3, 2),)]
+
+
+def test_a_dated_load_searches_only_its_days_folders_and_misnamed_ones(tmp_path):
+    settings = settings_for(tmp_path)
+    for day in (date(2025, 12, 31), date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2), date(2026, 4, 1)):
+        write_csv(settings.raw_dir, "order_items", day, order_items(1))
+    misplaced = settings.raw_dir / "order_items" / "exports" / "order_items_20260301.csv"
+    misplaced.parent.mkdir()
+    misplaced.write_text("order_id\n")
+    start, end = date(2026, 3, 1), date(2026, 3, 1)
+
+    everything = discover(settings.raw_dir)
+    dated = discover(settings.raw_dir, start, end)
+
+    assert dated == [f for f in everything if f.file_date is None or start <= f.file_date <= end]
+    assert {f.relative for f in dated} == {"order_items/2026/03/01/order_items_20260301.csv",
+                                           "order_items/exports/order_items_20260301.csv"}

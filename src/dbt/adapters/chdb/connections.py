@@ -10,11 +10,14 @@ import os
 from dataclasses import dataclass
 
 import clickhouse_connect
-from clickhouse_connect.driver.exceptions import ProgrammingError
+from clickhouse_connect.driver.exceptions import DatabaseError, ProgrammingError
+from dbt.adapters.clickhouse import ClickHouseColumn
 from dbt.adapters.clickhouse.connections import ClickHouseConnectionManager
 from dbt.adapters.clickhouse.credentials import ClickHouseCredentials
 from dbt.adapters.clickhouse.httpclient import ChHttpClient
+from dbt.adapters.clickhouse.util import hide_stack_trace
 from dbt.adapters.exceptions import FailedToConnectError
+from dbt_common.exceptions import DbtDatabaseError
 
 from ecom.lock import WarehouseLocked, ensure_unlocked
 
@@ -66,6 +69,17 @@ class ChdbClient(ChHttpClient):
             except WarehouseLocked as locked:
                 raise FailedToConnectError(str(locked)) from None
             raise FailedToConnectError(f"cannot open the embedded warehouse at {path}: {exc}") from None
+
+    def columns_in_query(self, sql: str, **kwargs) -> list[ClickHouseColumn]:
+        """Names and types of a query's columns (contract checks, schema changes), from `DESCRIBE`:
+        the engine types the query without running it. The inherited `SELECT * FROM (query)
+        LIMIT 0` builds every `IN` set and runs every scalar subquery first: 3.4 s for
+        mart_data_quality on ten years of history, 0.1 s described."""
+        try:
+            described = self._client.query(f"DESCRIBE TABLE ( \n{sql} \n)", **kwargs)
+        except DatabaseError as ex:
+            raise DbtDatabaseError(hide_stack_trace(ex)) from ex
+        return [ClickHouseColumn.create(row[0], row[1]) for row in described.result_rows]
 
     def close(self) -> None:
         self._client.close()
