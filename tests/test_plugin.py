@@ -109,6 +109,26 @@ def test_build_with_four_threads_and_docs_on_a_plain_project(tmp_path):
         assert client.command("SELECT count() FROM plugin_check.colors_incremental") == 3
 
 
+def test_a_querys_columns_are_typed_without_running_it(tmp_path):
+    """Contract checks ask the adapter for a query's columns. The engine types the query without
+    building its `IN` sets: one that fails when built proves it (the inherited `SELECT * FROM
+    (query) LIMIT 0` builds it)."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from dbt.adapters.chdb.connections import ChdbClient, ChdbCredentials
+
+    client = ChdbClient(ChdbCredentials(path=str(tmp_path / "warehouse"), schema="default"))
+    try:
+        client.command("CREATE TABLE default.keys (k UInt64) ENGINE = MergeTree ORDER BY k")
+        client.command("INSERT INTO default.keys SELECT number FROM numbers(10)")
+        sql = "SELECT k, toString(k) AS s FROM default.keys WHERE k IN (SELECT throwIf(k = 3) FROM default.keys)"
+        assert [(c.name, c.data_type) for c in client.columns_in_query(sql)] == [("k", "UInt64"), ("s", "String")]
+        with pytest.raises(DatabaseError, match="throwIf"):
+            client._client.query(f"SELECT * FROM ({sql}) LIMIT 0")
+    finally:
+        client.close()
+
+
 def test_debug_build_and_docs_of_the_bronze_sources(tmp_path):
     day = tmp_path / "raw" / "orders" / "2026" / "03" / "01"
     day.mkdir(parents=True)
