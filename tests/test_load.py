@@ -470,3 +470,24 @@ def test_a_dated_load_searches_only_its_days_folders_and_misnamed_ones(tmp_path)
     assert dated == [f for f in everything if f.file_date is None or start <= f.file_date <= end]
     assert {f.relative for f in dated} == {"order_items/2026/03/01/order_items_20260301.csv",
                                            "order_items/exports/order_items_20260301.csv"}
+
+
+def test_a_load_lands_after_every_earlier_ingestion_time_even_one_ahead_of_the_clock(tmp_path):
+    """Files of a load get `_ingested_at` 1 ms apart from the engine's clock, so a load of many
+    small files runs ahead of it. Silver reads "newer than the newest `_ingested_at` it has": the
+    next load must start after the newest time in bronze, clock or not."""
+    settings = settings_for(tmp_path)
+    write_csv(settings.raw_dir, "order_items", DAY, order_items(2))
+    land(settings)
+    with session(settings) as client:  # the first load as if it had run an hour ahead of the clock
+        client.command("ALTER TABLE bronze.order_items UPDATE _ingested_at = _ingested_at + toIntervalHour(1) "
+                       "WHERE 1 SETTINGS mutations_sync = 2")
+        client.command("ALTER TABLE bronze.ingest_log UPDATE started_at = started_at + toIntervalHour(1) "
+                       "WHERE 1 SETTINGS mutations_sync = 2")
+    write_csv(settings.raw_dir, "order_items", NEXT_DAY, order_items(3))
+
+    land(settings)
+
+    (first,), (second,) = query(settings, "SELECT max(_ingested_at) FROM bronze.order_items GROUP BY _file_date "
+                                          "ORDER BY _file_date")
+    assert second > first

@@ -596,9 +596,11 @@ def load(
         ensure_bronze(client, settings.cluster)
         result = LoadResult(orphan_rows_removed=remove_orphan_batches(client))
         ledger = _Ledger.read(client)
+        latest = _latest_ingestion(client)
     except (DatabaseError, OperationalError) as exc:
         raise LoadAborted(f"cannot prepare bronze: {_warehouse_failure(exc, settings)}") from None
     loader = _Loader(client, settings, ledger, result, on_file)
+    loader.next_ingested = latest + timedelta(milliseconds=1)
     groups: dict[str, list[_Batch]] = {}  # entity -> files of the open month
     month: tuple[int, int] | None = None
     later: list[RawFile] = []  # same bytes as a file not landed yet: decided once that one is
@@ -628,6 +630,17 @@ def load(
 
 # Files per INSERT at most: their lineage values are bound as arrays in the statement.
 MAX_FILES_PER_INSERT = 200
+
+
+def _latest_ingestion(client: Client) -> datetime:
+    """No earlier than the newest `_ingested_at` in bronze (1970 when empty). A load gives its files
+    times 1 ms apart from the engine's clock, so a load of many small files runs ahead of the
+    clock; the next load starts after it, or silver, which takes "newer than the newest
+    `_ingested_at` it has" as new, would never read that load's rows. Read from the ingest log:
+    every row in bronze belongs to a logged group, whose files got `started_at` plus at most
+    MAX_FILES_PER_INSERT - 1 ms."""
+    return datetime.fromisoformat(client.command(
+        f"SELECT toString(max(started_at) + toIntervalMillisecond({MAX_FILES_PER_INSERT})) FROM {LOG_TABLE}"))
 
 
 def _is_warehouse_error(exc: Exception) -> bool:
