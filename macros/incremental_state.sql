@@ -11,10 +11,10 @@ ecom_state.incremental_watermarks
 
 {#- on-run-start: the state table; the tables of incremental models built by an earlier version
     of the project (no watermark column yet, or row fingerprints of another kind); and on the
-    embedded target (one process at a time) the work tables of runs that were stopped: a delete+insert model's
-    `<model>__dbt_new_data_<invocation>`, a table model's `<model>__dbt_tmp` and
-    `<model>__dbt_backup`. Nothing else can be using them there, and the models they belong
-    to are rebuilt from their inputs. -#}
+    embedded target (one process at a time) the work tables of runs that were stopped: a
+    delete+insert model's `<model>__dbt_new_data_<invocation>`, a table model's
+    `<model>__dbt_tmp` and `<model>__dbt_backup`. Nothing else can be using them there, and
+    the models they belong to are rebuilt from their inputs. -#}
 {% macro create_incremental_state() -%}
     {%- if execute -%}
         {%- do run_query("create database if not exists ecom_state") -%}
