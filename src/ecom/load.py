@@ -599,8 +599,7 @@ def load(
         latest = _latest_ingestion(client)
     except (DatabaseError, OperationalError) as exc:
         raise LoadAborted(f"cannot prepare bronze: {_warehouse_failure(exc, settings)}") from None
-    loader = _Loader(client, settings, ledger, result, on_file)
-    loader.next_ingested = latest + timedelta(milliseconds=1)
+    loader = _Loader(client, settings, ledger, result, on_file, next_ingested=latest + timedelta(milliseconds=1))
     groups: dict[str, list[_Batch]] = {}  # entity -> files of the open month
     month: tuple[int, int] | None = None
     later: list[RawFile] = []  # same bytes as a file not landed yet: decided once that one is
@@ -671,10 +670,10 @@ class _Loader:
     batches, and report every file's outcome once."""
 
     def __init__(self, client: Client, settings: Settings, ledger: _Ledger, result: LoadResult,
-                 on_file: Callable[[FileOutcome], None] | None):
+                 on_file: Callable[[FileOutcome], None] | None, next_ingested: datetime):
         self.client, self.settings, self.ledger, self.result, self.on_file = client, settings, ledger, result, on_file
         self.landing = ""  # what is being landed, for the message when the warehouse fails
-        self.next_ingested: datetime | None = None
+        self.next_ingested = next_ingested  # no file of this load lands before it
 
     def report(self, outcome: FileOutcome) -> None:
         self.result.outcomes.append(outcome)
@@ -765,11 +764,9 @@ class _Loader:
             self.report(FileOutcome(batch.raw, "landed", rows=batch.rows, detail=detail))
 
     def ingestion_start(self, files: int) -> str:
-        """The engine's now, or 1 ms after the last file of the previous group if that is later: the
-        files of a load get strictly increasing `_ingested_at` in the order they are landed."""
-        start = datetime.fromisoformat(self.now())
-        if self.next_ingested and self.next_ingested > start:
-            start = self.next_ingested
+        """The engine's now, or 1 ms after the last file of the previous group (or of earlier loads)
+        if that is later: files get strictly increasing `_ingested_at` in the order they land."""
+        start = max(datetime.fromisoformat(self.now()), self.next_ingested)
         self.next_ingested = start + timedelta(milliseconds=files)
         return start.isoformat(sep=" ", timespec="milliseconds")
 
