@@ -30,3 +30,77 @@ from {{ ref('fx_rates_monthly') }}
 {% macro gold_watermark() -%}
 (select max(_ingested_at) from {{ this }})
 {%- endmacro %}
+
+{#- The months a model kept by month of order date builds (insert_overwrite of
+    `toYYYYMM(order_month)` partitions), as a select of literal rows (order_month, source_lines,
+    source_fingerprint, source_ingested_at), so the run's query reads only their partitions of
+    the lines. Each month of the order lines (`relation`, fct_order_items) has a line count and
+    a fingerprint of the line columns those models read: any line added, removed, moved to
+    another month or changed in one of them changes it, whatever its `_ingested_at` says (a
+    late product repoints a line without one). A full refresh builds every month; an
+    incremental run the months whose count or fingerprint differs from the one the month was
+    built from (kept in its marker row, `marker_filter`), new months, and months that lost all
+    their lines. -#}
+{% macro months_to_build(relation, marker_filter) -%}
+    {%- set source_months -%}
+        select
+            toStartOfMonth(order_date) as order_month,
+            count() as source_lines,
+            sum(cityHash64(
+                order_id, line_number, product_id, quantity, line_amount_usd, is_revenue_order,
+                is_returned_order
+            )) as source_fingerprint,
+            max(_ingested_at) as source_ingested_at
+        from {{ relation }}
+        group by order_month
+    {%- endset -%}
+    {%- set months = [] -%}
+    {%- if execute -%}
+        {%- if is_incremental() -%}
+            {%- set built -%}
+                select order_month, source_lines, source_fingerprint, toDateTime64(0, 3, 'UTC'), 2
+                from {{ this }}
+                where {{ marker_filter }} and source_lines > 0
+            {%- endset -%}
+            {%- set changed -%}
+                select
+                    order_month,
+                    sumIf(lines, side = 1) as source_lines,
+                    sumIf(fingerprint, side = 1) as source_fingerprint,
+                    max(ingested_at) as source_ingested_at
+                from (
+                    select
+                        order_month,
+                        source_lines as lines,
+                        source_fingerprint as fingerprint,
+                        source_ingested_at as ingested_at,
+                        1 as side
+                    from ({{ source_months }})
+                    union all
+                    {{ built }}
+                )
+                group by order_month
+                having count() = 1 or min((lines, fingerprint)) != max((lines, fingerprint))
+            {%- endset -%}
+        {%- else -%}
+            {%- set changed = source_months -%}
+        {%- endif -%}
+        {%- set rows = run_query("select toString(order_month), toString(source_lines), "
+                                 ~ "toString(source_fingerprint), toString(source_ingested_at) from ("
+                                 ~ changed ~ ")").rows -%}
+        {%- for row in rows -%}
+            {%- do months.append("(toDate('" ~ row[0] ~ "'), " ~ row[1] ~ ", " ~ row[2] ~ ", toDateTime64('"
+                                 ~ row[3] ~ "', 3, 'UTC'))") -%}
+        {%- endfor -%}
+    {%- endif -%}
+select
+    month.1 as order_month,
+    toUInt64(month.2) as source_lines,
+    toUInt64(month.3) as source_fingerprint,
+    month.4 as source_ingested_at
+from (
+    select arrayJoin(
+        cast([{{ months | join(', ') }}], 'Array(Tuple(Date, UInt64, UInt64, DateTime64(3, \'UTC\')))')
+    ) as month
+)
+{%- endmacro %}

@@ -106,7 +106,9 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_fails(tmp_path):
     raw_dir = tmp_path / "raw"
-    start, days = date(2026, 11, 20), 4
+    # Across a month's end: the models kept by month rebuild November when December's files
+    # bring its status changes.
+    start, days = date(2026, 11, 29), 4
     logs = str(tmp_path / "logs")
     daily = ecom_env(raw_dir, tmp_path / "daily", DBT_TARGET_PATH=str(tmp_path / "t1"), DBT_LOG_PATH=logs)
     full = ecom_env(raw_dir, tmp_path / "full", DBT_TARGET_PATH=str(tmp_path / "t2"), DBT_LOG_PATH=logs)
@@ -128,6 +130,17 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert any(name.startswith("gold.") for name in refreshed)
     assert all(count > 0 for name, (count, _) in refreshed.items() if name.startswith("gold.fct_")), refreshed
     assert incremental == refreshed
+
+    # With no new data, the models kept by month rebuild no month: no partition is swapped in,
+    # so no part gets a new block number (merges keep the highest one).
+    parts = ("SELECT table, uniqExact(partition), max(max_block_number) FROM system.parts "
+             "WHERE database = 'gold' AND table LIKE 'int_product_%_by_month' AND active "
+             "GROUP BY table ORDER BY table")
+    before = query(daily, parts)
+    assert [months for _, months, _ in before] == [2, 2], before
+    result = dbt("run", "-s", "int_product_sales_by_month", "int_product_pairs_by_month", env=daily)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert query(daily, parts) == before
 
     # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
     # No run touches its day again, so it takes the full recount of every day.

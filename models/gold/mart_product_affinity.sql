@@ -6,61 +6,46 @@
     )
 }}
 {#- Pairs of distinct catalog products bought in the same revenue order (market-basket
-    analysis). Each order's products become a sorted array and pairs come from the array,
-    not from a self-join of the lines. Only pairs bought together at least twice are kept,
-    so the table stays small; rebuilt every run. -#}
+    analysis), summed over the months of int_product_pairs_by_month, which keeps the pair
+    counts of each month. Only pairs bought together at least twice are kept, so the table
+    stays small; rebuilt every run. -#}
 
 {%- set min_orders_together = 2 %}
 
 with
 
-basket_lines as (
-    select order_id, product_id
-    from {{ ref('fct_order_items') }}
-    where is_revenue_order and product_id != '-1'
+monthly_pairs as (
+    select * from {{ ref('int_product_pairs_by_month') }}
 ),
 
 products as (
     select product_id, product_name from {{ ref('dim_products') }}
 ),
 
-baskets as (
-    select
-        order_id,
-        arraySort(groupUniqArray(product_id)) as basket
-    from basket_lines
-    group by order_id
-),
-
+{#- Marker rows ('', ''): the baskets of each month. #}
 basket_count as (
-    select count() as total_orders from baskets
+    select sum(orders_together) as total_orders
+    from monthly_pairs
+    where product_a_id = ''
 ),
 
+{#- A product paired with itself: the orders that have it. #}
 product_orders as (
     select
-        product_id,
-        count() as orders_with_product
-    from baskets
-    array join basket as product_id
+        product_a_id as product_id,
+        sum(orders_together) as orders_with_product
+    from monthly_pairs
+    where product_a_id = product_b_id and product_a_id != ''
     group by product_id
 ),
 
 pairs as (
     select
-        pair.1 as product_a_id,
-        pair.2 as product_b_id,
-        count() as orders_together
-    from baskets
-    array join arrayFlatten(
-        arrayMap(
-            (product, position) -> arrayMap(
-                other -> (product, other),
-                arraySlice(basket, position + 1)
-            ),
-            basket,
-            arrayEnumerate(basket)
-        )
-    ) as pair
+        product_a_id,
+        product_b_id,
+        sum(orders_together) as orders_together
+    from monthly_pairs
+    where product_a_id < product_b_id
     group by product_a_id, product_b_id
     having orders_together >= {{ min_orders_together }}
 ),

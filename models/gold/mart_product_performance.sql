@@ -7,9 +7,9 @@
     )
 }}
 {#- One row per product of dim_products (the unknown product included, so its sales are
-    visible): units, line revenue, returns and margin over all history. A table rebuilt
-    every run from fct_order_items, one aggregation pass; products are few. join_use_nulls =
-    0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its type's default
+    visible): units, line revenue, returns and margin over all history. A table rebuilt every
+    run from the monthly sales of int_product_sales_by_month; products are few. join_use_nulls
+    = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its type's default
     ('' or 0), handled explicitly below. -#}
 
 with
@@ -18,21 +18,18 @@ products as (
     select * from {{ ref('dim_products') }}
 ),
 
-sold_lines as (
-    select * from {{ ref('fct_order_items') }}
-    where is_revenue_order or is_returned_order
-),
-
+{#- Products sold per month, summed; an order is in one month, so its orders add up. #}
 product_sales as (
     select
         product_id,
-        sumIf(quantity, is_revenue_order) as units_sold,
-        uniqExactIf(order_id, is_revenue_order) as revenue_orders,
-        sumIf(line_amount_usd, is_revenue_order) as exact_revenue_usd,
-        sumIf(quantity, is_returned_order) as units_returned,
-        uniqExactIf(order_id, is_returned_order) as returned_orders,
-        sumIf(line_amount_usd, is_returned_order) as exact_returned_revenue_usd
-    from sold_lines
+        sum(units_sold) as units_sold,
+        sum(revenue_orders) as revenue_orders,
+        sum(exact_revenue_usd) as exact_revenue_usd,
+        sum(units_returned) as units_returned,
+        sum(returned_orders) as returned_orders,
+        sum(exact_returned_revenue_usd) as exact_returned_revenue_usd
+    from {{ ref('int_product_sales_by_month') }}
+    where product_id != ''
     group by product_id
 ),
 
