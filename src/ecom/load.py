@@ -742,7 +742,7 @@ class _Loader:
         kept = [b for b in batches if b not in changed]
         counts = dict(self.client.query(
             f"SELECT _batch_id, count() FROM bronze.`{entity}` WHERE _file_date BETWEEN {{first:Date}} AND "
-            "{last:Date} AND has({batch_ids:Array(String)}, _batch_id) GROUP BY _batch_id",
+            "{last:Date} AND _batch_id IN {batch_ids:Array(String)} GROUP BY _batch_id",
             parameters={"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
                         "batch_ids": [b.batch_id for b in kept]},
         ).result_rows) if kept else {}
@@ -790,7 +790,7 @@ def _unchanged(batch: _Batch) -> bool:
 def _discard(client: Client, entity: str, batches: list[_Batch]) -> None:
     """Remove the rows of batches that will not be logged, within their days' partitions (an
     INSERT that failed often wrote nothing: then there is nothing to delete)."""
-    where = "_file_date BETWEEN {first:Date} AND {last:Date} AND has({batch_ids:Array(String)}, _batch_id)"
+    where = "_file_date BETWEEN {first:Date} AND {last:Date} AND _batch_id IN {batch_ids:Array(String)}"
     parameters = {"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
                   "batch_ids": [b.batch_id for b in batches]}
     if int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}", parameters=parameters)):
