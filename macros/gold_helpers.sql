@@ -55,7 +55,8 @@ from {{ ref('fx_rates_monthly') }}
         group by order_month
     {%- endset -%}
     {%- set months = [] -%}
-    {%- if execute -%}
+    {#- `dbt compile` or `docs generate` before the first build: no lines yet, no months. -#}
+    {%- if execute and load_relation(relation) is not none -%}
         {%- if is_incremental() -%}
             {%- set built -%}
                 select order_month, source_lines, source_fingerprint, toDateTime64(0, 3, 'UTC'), 2
