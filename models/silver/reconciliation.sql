@@ -40,6 +40,9 @@ landed_batches as (
 ),
 
 {%- if is_incremental() %}
+{#- The newest landing counted. `_ingested_at` is Nullable here: an empty table (a first build
+    stopped between its CREATE and its INSERT) has none, and then every day is counted. #}
+{%- set counted = "(select ifNull(max(_ingested_at), toDateTime64(0, 3, 'UTC')) from " ~ this ~ ")" %}
 {%- for entity, keys in entities.items() %}
 {%- set versions = ref(entity ~ '_versions') %}
 {%- set key = keys | join(', ') %}
@@ -47,7 +50,7 @@ landed_batches as (
 {{ entity }}_days as (
     select _file_date
     from {{ source('bronze', entity) }}
-    where _ingested_at > (select max(_ingested_at) from {{ this }})
+    where _ingested_at > {{ counted }}
     union distinct
     select _file_date
     from {{ versions }}
@@ -55,7 +58,7 @@ landed_batches as (
         and ({{ key }}) in (
             select {{ key }}
             from {{ versions }}
-            where _ingested_at > (select max(_ingested_at) from {{ this }})
+            where _ingested_at > {{ counted }}
                 and not _is_duplicate and reason = ''
         )
 ),
