@@ -63,9 +63,10 @@ pairs as (
     group by order_month, product_a_id, product_b_id
 ),
 
+{#- Counted from the lines: `baskets` again would build every basket array a second time. #}
 month_baskets as (
-    select order_month, count() as baskets
-    from baskets
+    select order_month, uniqExact(order_id) as baskets
+    from basket_lines
     group by order_month
 ),
 
