@@ -7,6 +7,7 @@ engine, and checks gold against what the raw files and the generator's manifest 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections import Counter
 from datetime import date, timedelta
@@ -106,16 +107,18 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_fails(tmp_path):
     raw_dir = tmp_path / "raw"
-    # Across a month's end: the models kept by month rebuild November when December's files
-    # bring its status changes.
-    start, days = date(2026, 11, 29), 4
+    # A first build of eight days, then four days one by one, across a month's end: the models
+    # kept by month rebuild November when December's files bring its status changes, and
+    # mart_data_quality counts again only the days the new files reach.
+    start, history, days = date(2026, 11, 22), 8, 4
     logs = str(tmp_path / "logs")
     daily = ecom_env(raw_dir, tmp_path / "daily", DBT_TARGET_PATH=str(tmp_path / "t1"), DBT_LOG_PATH=logs)
     full = ecom_env(raw_dir, tmp_path / "full", DBT_TARGET_PATH=str(tmp_path / "t2"), DBT_LOG_PATH=logs)
-    run_ecom("generate", "--start", start.isoformat(), "--days", str(days), "--orders-per-day", "120",
+    run_ecom("generate", "--start", start.isoformat(), "--days", str(history + days), "--orders-per-day", "120",
              "--dirty-rate", "0.10", "--quiet", env=daily)
+    run_ecom("run", "--end", (start + timedelta(days=history - 1)).isoformat(), "--quiet", env=daily)
     for offset in range(days):
-        if offset == days - 1:
+        if offset == 1:
             # A warehouse built by earlier versions of the models: reconciliation before it was
             # incremental has no watermark column, orders_versions fingerprints of another type
             # (sipHash128's FixedString(16)). The next run builds both anew.
@@ -123,20 +126,27 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                 client.command("ALTER TABLE silver.reconciliation DROP COLUMN _ingested_at")
                 client.command("ALTER TABLE silver.orders_versions DROP COLUMN _row_hash")
                 client.command("ALTER TABLE silver.orders_versions ADD COLUMN _row_hash FixedString(16)")
-        if offset == days - 2:
+        if offset == 0:
             # A first build of reconciliation stopped between its CREATE and its INSERT: the
             # table is there, empty, with no finished run. The next run counts every day again.
             with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
                 client.command("TRUNCATE TABLE silver.reconciliation")
                 client.command("DELETE FROM ecom_state.incremental_watermarks WHERE model = 'silver.reconciliation'")
-        run_ecom("run", "--date", (start + timedelta(days=offset)).isoformat(), "--quiet", env=daily)
-        if offset == days - 2:
+        day = start + timedelta(days=history + offset)
+        run_ecom("run", "--date", day.isoformat(), "--quiet", env=daily)
+        if offset == 0:
             landed_days = " UNION ALL ".join(
                 f"SELECT DISTINCT '{entity}', _file_date FROM bronze.{entity}"
                 for entity in ("customers", "products", "orders", "order_items", "payments"))
             assert query(daily, "SELECT count() FROM silver.reconciliation") == \
                 query(daily, f"SELECT count() FROM ({landed_days})")
     run_ecom("run", "--quiet", env=full)
+
+    # The last run of mart_data_quality counted its own day again, not every entity and day.
+    compiled = (tmp_path / "t1" / "compiled" / "ecom" / "models" / "gold" / "mart_data_quality.sql").read_text()
+    counted = re.search(r"reconciliation_to_count as \((.*?)\n\),", compiled, re.S).group(1)
+    assert "kept as (" in compiled and f"toDate('{day.isoformat()}')" in counted
+    assert counted.count("toDate(") < 5 * (history + days), counted
 
     incremental, refreshed = _table_fingerprints(daily), _table_fingerprints(full)
     assert any(name.startswith("gold.") for name in refreshed)

@@ -4,18 +4,38 @@
         engine='MergeTree()',
         order_by='(entity, metric, file_date, reason)',
         query_settings={'join_use_nulls': 0},
+        post_hook="alter table {{ this }} modify comment '{{ data_quality_version() }}'",
     )
 }}
 {#- Data quality in long format: one row per entity, file date (partition date of the raw
     file the rows came from), metric and reason, with a count. Long, so a new check is new
     rows, not a new column, and "quarantined rows per entity and reason over all days" is
     one group by. Reconciliation metrics have a row for every entity and day, zero or not;
-    the other checks only have rows where they found something. A table rebuilt every run:
-    it is a snapshot of the current state of silver and gold. join_use_nulls = 0 (the
+    the other checks only have rows where they found something. A snapshot of the current
+    state of silver and gold, written as a new table every run. join_use_nulls = 0 (the
     engine's default, pinned): an unmatched LEFT JOIN column holds its type's default ('' or
-    0), handled explicitly below. -#}
+    0), handled explicitly below.
+
+    Only the entity days the new data can have changed are counted again (see
+    `data_quality_days_to_count`); the rows of every other entity and day are copied from
+    the table as it was. `_ingested_at` is the newest landing the table includes: the next
+    run counts again what landed after it. A full refresh, a first build, or a table built
+    by another version of this SQL (the table's comment) counts every day. -#}
 
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
+{%- set days = data_quality_days_to_count(entities) %}
+
+{#- A filter on a relation's `_file_date`: every day, or the days counted again for entity. -#}
+{%- set on_days = {} %}
+{%- for entity in entities %}
+    {%- if days is none %}
+        {%- do on_days.update({entity: 'true'}) %}
+    {%- elif days[entity] %}
+        {%- do on_days.update({entity: '_file_date in (' ~ days[entity] | join(', ') ~ ')'}) %}
+    {%- else %}
+        {%- do on_days.update({entity: 'false'}) %}
+    {%- endif %}
+{%- endfor %}
 
 with
 
@@ -58,6 +78,17 @@ fct_payments as (
     select * from {{ ref('fct_payments') }}
 ),
 
+{#- The entity days counted in this run. #}
+reconciliation_to_count as (
+    select *
+    from reconciliation
+    where
+        {%- for entity in entities %}
+        (entity = '{{ entity }}' and {{ on_days[entity] | replace('_file_date', 'file_date') }})
+        {%- if not loop.last %} or{% endif %}
+        {%- endfor %}
+),
+
 reconciliation_metrics as (
     select
         toString(entity) as entity,
@@ -70,7 +101,7 @@ reconciliation_metrics as (
         metric_value.1 as metric,
         '' as reason,
         metric_value.2 as value
-    from reconciliation
+    from reconciliation_to_count
     array join [
         ('bronze_rows', bronze_rows),
         ('silver_rows', silver_rows),
@@ -90,11 +121,19 @@ quarantine_metrics as (
         toString(reason) as reason,
         count() as value
     from quarantine_{{ entity }}
+    where {{ on_days[entity] }}
     group by file_date, reason
     {%- if not loop.last %}
     union all
     {%- endif %}
     {%- endfor %}
+),
+
+{#- The rows of the days counted. When those are some days only, the key sets the anti-joins
+    below read are cut down to the keys those rows hold. -#}
+lines_to_count as (
+    select * from order_items
+    where {{ on_days['order_items'] }}
 ),
 
 {#- The latest reason each quarantined order key was quarantined for. -#}
@@ -104,6 +143,9 @@ quarantined_orders as (
         argMax(toString(reason), (_ingested_at, _row_number)) as reason
     from quarantine_orders
     where trimBoth(order_id) != ''
+        {%- if days is not none %}
+        and trimBoth(order_id) in (select order_id from lines_to_count)
+        {%- endif %}
     group by order_id
 ),
 
@@ -111,16 +153,23 @@ quarantined_orders as (
     quarantine reason, the lines without an order header and the lines without a product. -#}
 line_counts as (
     select
-        order_items._file_date as file_date,
+        lines_to_count._file_date as file_date,
         {#- '' when the order was never quarantined. #}
         quarantined_orders.reason as order_quarantine_reason,
-        countIf(order_items.order_id not in (select order_id from orders)) as headerless_lines,
         countIf(
-            order_items.product_id not in (select product_id from products)
+            lines_to_count.order_id not in (
+                select order_id from orders
+                {%- if days is not none %}
+                where order_id in (select order_id from lines_to_count)
+                {%- endif %}
+            )
+        ) as headerless_lines,
+        countIf(
+            lines_to_count.product_id not in (select product_id from products)
         ) as unknown_product_lines
-    from order_items
+    from lines_to_count
     left join quarantined_orders
-        on order_items.order_id = quarantined_orders.order_id
+        on lines_to_count.order_id = quarantined_orders.order_id
     group by file_date, order_quarantine_reason
 ),
 
@@ -145,6 +194,11 @@ line_metrics as (
     having value > 0
 ),
 
+orders_to_count as (
+    select * from orders
+    where {{ on_days['orders'] }} and customer_id is not null
+),
+
 order_metrics as (
     select
         'orders' as entity,
@@ -153,20 +207,29 @@ order_metrics as (
         'unknown_customer_orders' as metric,
         '' as reason,
         count() as value
-    from orders
-    where customer_id is not null
-        and customer_id not in (select customer_id from customers)
+    from orders_to_count
+    where customer_id not in (
+        select customer_id from customers
+        {%- if days is not none %}
+        where customer_id in (select customer_id from orders_to_count)
+        {%- endif %}
+    )
     group by file_date
+),
+
+{#- Payment checks of the orders of the payments days counted again: revenue orders by the
+    order's file date, payments without order by the payment's. -#}
+revenue_orders as (
+    select * from fct_orders
+    where is_revenue_order and {{ on_days['payments'] }}
 ),
 
 captured_payments as (
     select * from fct_payments
     where is_captured
-),
-
-revenue_orders as (
-    select * from fct_orders
-    where is_revenue_order
+        {%- if days is not none %}
+        and order_id in (select order_id from revenue_orders)
+        {%- endif %}
 ),
 
 {#- Revenue orders with captured payments that do not add up to the order total (lines - order
@@ -191,6 +254,11 @@ uncaptured_revenue_orders as (
     select _file_date as file_date
     from revenue_orders
     where order_id not in (select order_id from captured_payments)
+),
+
+payments_to_count as (
+    select * from payments
+    where {{ on_days['payments'] }}
 ),
 
 payment_metrics as (
@@ -225,8 +293,13 @@ payment_metrics as (
         'payments_without_order' as metric,
         '' as reason,
         count() as value
-    from payments
-    where order_id not in (select order_id from orders)
+    from payments_to_count
+    where order_id not in (
+        select order_id from orders
+        {%- if days is not none %}
+        where order_id in (select order_id from payments_to_count)
+        {%- endif %}
+    )
     group by file_date
 ),
 
@@ -242,7 +315,7 @@ all_metrics as (
     select * from payment_metrics
 ),
 
-final as (
+counted as (
     select
         toLowCardinality(entity) as entity,
         file_date,
@@ -251,6 +324,46 @@ final as (
         toLowCardinality(reason) as reason,
         toUInt64(value) as value
     from all_metrics
+),
+
+{%- if days is not none %}
+
+{#- Every other entity and day as the table had it. #}
+kept as (
+    select entity, file_date, check_category, metric, reason, value
+    from {{ this }}
+    where not (
+        {%- for entity in entities %}
+        (entity = '{{ entity }}' and {{ on_days[entity] | replace('_file_date', 'file_date') }})
+        {%- if not loop.last %} or{% endif %}
+        {%- endfor %}
+    )
+),
+{%- endif %}
+
+newest_landing as (
+    select max(newest) as _ingested_at
+    from (
+        {%- for entity in entities %}
+        select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
+        {%- if not loop.last %}
+        union all
+        {%- endif %}
+        {%- endfor %}
+    )
+),
+
+final as (
+    select
+        *,
+        ifNull((select _ingested_at from newest_landing), toDateTime64(0, 3, 'UTC')) as _ingested_at
+    from (
+        select * from counted
+        {%- if days is not none %}
+        union all
+        select * from kept
+        {%- endif %}
+    )
 )
 
 select * from final
