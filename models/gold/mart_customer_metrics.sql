@@ -44,49 +44,10 @@ order_history as (
     group by customer_id
 ),
 
-{#- Full join: CRM customers without orders and order customers without a CRM record. #}
-joined as (
-    select
-        customer_id,
-        current_customers.customer_key != '' as has_customer_record,
-        {#- Without a customer record: the unknown member's key, segment and country. #}
-        if(has_customer_record, current_customers.customer_key, '-1') as customer_key,
-        if(has_customer_record, toString(current_customers.segment), 'unknown') as segment,
-        if(has_customer_record, toString(current_customers.country_code), 'ZZ') as country_code,
-        if(has_customer_record, toDate(current_customers.signup_at), null) as signup_date,
-        {#- Without orders: 0 orders, 0 value, no dates. #}
-        order_history.orders as orders,
-        order_history.revenue_orders as revenue_orders,
-        order_history.returned_orders as returned_orders,
-        order_history.cancelled_orders as cancelled_orders,
-        if(order_history.orders > 0, order_history.first_order_date, null) as first_order_date,
-        if(order_history.orders > 0, order_history.last_order_date, null) as last_order_date,
-        if(
-            order_history.revenue_orders > 0, order_history.first_revenue_order_date, null
-        ) as first_revenue_order_date,
-        if(
-            order_history.revenue_orders > 0, order_history.last_revenue_order_date, null
-        ) as last_revenue_order_date,
-        order_history.exact_lifetime_value_usd as exact_lifetime_value_usd
-    from current_customers
-    full outer join order_history using (customer_id)
-),
-
-with_recency as (
-    select
-        *,
-        if(
-            revenue_orders > 0,
-            toInt32(dateDiff('day', last_revenue_order_date, as_of.as_of_date)),
-            null
-        ) as recency_days,
-        as_of.as_of_date as rfm_as_of_date
-    from joined
-    cross join as_of
-),
-
-{#- Quintiles among the customers with a revenue order; ties split by customer_id. -#}
-scored as (
+{#- Quintiles among the customers with a revenue order; ties split by customer_id. Ranked on
+    the order history alone, before the join adds the CRM columns: the three sorts carry
+    narrow rows. #}
+scored_history as (
     select
         *,
         ntile(5) over (
@@ -101,7 +62,51 @@ scored as (
             partition by revenue_orders > 0
             order by exact_lifetime_value_usd, customer_id
         ) as monetary_tile
-    from with_recency
+    from (
+        select
+            *,
+            if(
+                revenue_orders > 0,
+                toInt32(dateDiff('day', last_revenue_order_date, as_of.as_of_date)),
+                null
+            ) as recency_days
+        from order_history
+        cross join as_of
+    )
+),
+
+{#- Full join: CRM customers without orders and order customers without a CRM record. #}
+scored as (
+    select
+        customer_id,
+        current_customers.customer_key != '' as has_customer_record,
+        {#- Without a customer record: the unknown member's key, segment and country. #}
+        if(has_customer_record, current_customers.customer_key, '-1') as customer_key,
+        if(has_customer_record, toString(current_customers.segment), 'unknown') as segment,
+        if(has_customer_record, toString(current_customers.country_code), 'ZZ') as country_code,
+        if(has_customer_record, toDate(current_customers.signup_at), null) as signup_date,
+        {#- Without orders: 0 orders, 0 value, no dates, no recency (NULL) and no tiles (0). #}
+        scored_history.orders as orders,
+        scored_history.revenue_orders as revenue_orders,
+        scored_history.returned_orders as returned_orders,
+        scored_history.cancelled_orders as cancelled_orders,
+        if(scored_history.orders > 0, scored_history.first_order_date, null) as first_order_date,
+        if(scored_history.orders > 0, scored_history.last_order_date, null) as last_order_date,
+        if(
+            scored_history.revenue_orders > 0, scored_history.first_revenue_order_date, null
+        ) as first_revenue_order_date,
+        if(
+            scored_history.revenue_orders > 0, scored_history.last_revenue_order_date, null
+        ) as last_revenue_order_date,
+        scored_history.exact_lifetime_value_usd as exact_lifetime_value_usd,
+        scored_history.recency_days as recency_days,
+        scored_history.recency_tile as recency_tile,
+        scored_history.frequency_tile as frequency_tile,
+        scored_history.monetary_tile as monetary_tile,
+        as_of.as_of_date as rfm_as_of_date
+    from current_customers
+    full outer join scored_history using (customer_id)
+    cross join as_of
 ),
 
 final as (
