@@ -136,10 +136,10 @@ from (
     {%- endif -%}
     {%- set included = "(select max(_ingested_at) from " ~ this ~ ")" -%}
     {%- set valid = "not _is_duplicate and reason = ''" -%}
+    {#- Every version, quarantined or not: `order_id` is the trimmed raw key, as the quarantine
+        checks read it. -#}
     {%- set landed_orders -%}
         select order_id from {{ versions['orders'] }} where _ingested_at > {{ included }}
-        union distinct
-        select trimBoth(raw_order_id) from {{ versions['orders'] }} where _ingested_at > {{ included }}
     {%- endset -%}
     {%- set first_seen -%}
         {#- keys whose first valid version landed after the table: {0} key, {1} versions -#}

@@ -78,3 +78,17 @@ where reason = '' and not _is_duplicate
 order by {{ keys | join(', ') }}, {% if has_updated_at %}updated_at desc, {% endif %}_ingested_at desc, _row_number desc
 limit 1 by {{ keys | join(', ') }}
 {%- endmacro %}
+
+{#- The newest landing the versions tables hold, as one `_ingested_at` row: the watermark that
+    reconciliation and mart_data_quality record on their rows. -#}
+{% macro newest_landing() -%}
+select max(newest) as _ingested_at
+from (
+    {%- for entity in ['customers', 'products', 'orders', 'order_items', 'payments'] %}
+    select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+)
+{%- endmacro %}

@@ -342,15 +342,7 @@ kept as (
 {%- endif %}
 
 newest_landing as (
-    select max(newest) as _ingested_at
-    from (
-        {%- for entity in entities %}
-        select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
-        {%- if not loop.last %}
-        union all
-        {%- endif %}
-        {%- endfor %}
-    )
+    {{ newest_landing() }}
 ),
 
 final as (

@@ -151,15 +151,7 @@ counts as (
 
 {#- The newest landing these counts include: the watermark of the incremental runs. -#}
 newest_landing as (
-    select max(newest) as _ingested_at
-    from (
-        {%- for entity in entities %}
-        select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
-        {%- if not loop.last %}
-        union all
-        {%- endif %}
-        {%- endfor %}
-    )
+    {{ newest_landing() }}
 ),
 
 final as (
