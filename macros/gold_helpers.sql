@@ -106,96 +106,31 @@ from (
 )
 {%- endmacro %}
 
-{#- The entity days mart_data_quality counts again, as {entity: [date literals]}, or none to
-    count every day: a full refresh, a first build, or a table another version of the model's
-    SQL built (the version is kept in the table's comment). What landed
-    after the table's `_ingested_at` can change the counts of:
-    - every entity day silver's reconciliation counted again (the days of the rows landed and
-      the days a replaced version was on): its volume, quarantine and reconciliation rows, and
-      for orders the payment checks of the orders that were on those days;
-    - the order lines' days, for lines whose order landed (a header arrives, is quarantined) or
-      whose product appeared for the first time;
-    - the orders' days, for orders whose customer appeared for the first time;
-    - the payment checks' days: the orders whose header, lines or payments landed (every order
-      a payment with a new valid version was ever paid against), and the payments whose order
-      landed. -#}
-{% macro data_quality_days_to_count(entities) -%}
-    {%- set versions = {} -%}
-    {%- for entity in entities -%}
-        {%- do versions.update({entity: ref(entity ~ '_versions')}) -%}
+{#- The incremental models mart_data_quality reads, as `schema.name` (their names in the
+    incremental state table). -#}
+{% macro data_quality_inputs() -%}
+    {%- set inputs = [] -%}
+    {%- for node_id in model.depends_on.nodes -%}
+        {%- set node = graph.nodes.get(node_id) -%}
+        {%- if node and node.config.materialized == 'incremental' -%}
+            {%- do inputs.append(node.schema ~ '.' ~ node.alias) -%}
+        {%- endif -%}
     {%- endfor -%}
-    {%- set reconciliation, order_items, orders, payments, fct_orders = ref('reconciliation'), ref('order_items'),
-        ref('orders'), ref('payments'), ref('fct_orders') -%}
-    {%- if not execute or should_full_refresh() or load_relation(this) is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set built_by = run_query("select comment from system.tables where database = '" ~ this.schema
-                                 ~ "' and name = '" ~ this.identifier ~ "'").rows -%}
-    {%- if built_by | length == 0 or built_by[0][0] != data_quality_version() -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set included = "(select max(_ingested_at) from " ~ this ~ ")" -%}
-    {%- set valid = "not _is_duplicate and reason = ''" -%}
-    {#- Every version, quarantined or not: `order_id` is the trimmed raw key, as the quarantine
-        checks read it. -#}
-    {%- set landed_orders -%}
-        select order_id from {{ versions['orders'] }} where _ingested_at > {{ included }}
-    {%- endset -%}
-    {%- set first_seen -%}
-        {#- keys whose first valid version landed after the table: {0} key, {1} versions -#}
-        select {0} from {1}
-        where {0} in (select {0} from {1} where _ingested_at > {2} and {3}) and {3}
-        group by {0}
-        having min(_ingested_at) > {2}
-    {%- endset -%}
-    {%- set query -%}
-        select toString(entity) as entity, file_date as day
-        from {{ reconciliation }}
-        where _ingested_at > {{ included }}
-        union distinct
-        select 'payments', file_date
-        from {{ reconciliation }}
-        where entity = 'orders' and _ingested_at > {{ included }}
-        union distinct
-        select 'order_items', _file_date
-        from {{ order_items }}
-        where order_id in ({{ landed_orders }})
-            or product_id in ({{ first_seen.format('product_id', versions['products'], included, valid) }})
-        union distinct
-        select 'orders', _file_date
-        from {{ orders }}
-        where customer_id in ({{ first_seen.format('customer_id', versions['customers'], included, valid) }})
-        union distinct
-        select 'payments', _file_date
-        from {{ fct_orders }}
-        where order_id in (
-            {{ landed_orders }}
-            union distinct
-            select order_id from {{ versions['order_items'] }} where _ingested_at > {{ included }}
-            union distinct
-            select order_id from {{ versions['payments'] }}
-            where {{ valid }} and payment_id in (
-                select payment_id from {{ versions['payments'] }}
-                where _ingested_at > {{ included }} and {{ valid }}
-            )
-        )
-        union distinct
-        select 'payments', _file_date
-        from {{ payments }}
-        where order_id in ({{ landed_orders }})
-    {%- endset -%}
-    {%- set days = {} -%}
-    {%- for entity in entities -%}
-        {%- do days.update({entity: []}) -%}
-    {%- endfor -%}
-    {%- for row in run_query("select entity, toString(day) from (" ~ query ~ ") order by entity, day").rows -%}
-        {%- do days[row[0]].append("toDate('" ~ row[1] ~ "')") -%}
-    {%- endfor -%}
-    {{ return(days) }}
+    {{ return(inputs | sort) }}
 {%- endmacro %}
 
-{#- The version of mart_data_quality's SQL, kept in its table's comment: a table built by other
-    SQL has its days counted again in full, as a table model would. -#}
+{#- What mart_data_quality's table was built by, kept in its comment: the model's SQL (its rules
+    for the days to count again included) and the tables of its incremental inputs (a full
+    refresh of one of them builds a new table, with a new UUID). A table built by anything else
+    has every day counted again, as a table model would. -#}
 {% macro data_quality_version() -%}
-{{ model.name }} {{ local_md5(model.raw_code) }}
+    {%- set names = data_quality_inputs() -%}
+    {%- set uuids = [] -%}
+    {%- if execute and names -%}
+        {%- for row in run_query("select toString(uuid) from system.tables where concat(database, '.', name) in ('"
+                                 ~ names | join("', '") ~ "') order by database, name").rows -%}
+            {%- do uuids.append(row[0]) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(model.name ~ ' ' ~ local_md5(model.raw_code) ~ ' ' ~ local_md5(uuids | join(','))) }}
 {%- endmacro %}

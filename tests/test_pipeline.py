@@ -123,6 +123,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
             # incremental has no watermark column, orders_versions fingerprints of another type
             # (sipHash128's FixedString(16)). The next run builds both anew.
             with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+                client.command("ALTER TABLE silver.reconciliation DROP INDEX ingested_at_minmax")
                 client.command("ALTER TABLE silver.reconciliation DROP COLUMN _ingested_at")
                 client.command("ALTER TABLE silver.orders_versions DROP COLUMN _row_hash")
                 client.command("ALTER TABLE silver.orders_versions ADD COLUMN _row_hash FixedString(16)")
@@ -133,6 +134,14 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                 client.command("TRUNCATE TABLE silver.reconciliation")
                 client.command("DELETE FROM ecom_state.incremental_watermarks WHERE model = 'silver.reconciliation'")
         day = start + timedelta(days=history + offset)
+        if offset == days - 1:
+            # A build of only some models first: silver takes the day and mart_data_quality is
+            # built on gold facts a day behind. The run after it has nothing new to land, and
+            # the mart must still catch up with the facts it brings up to date.
+            run_ecom("load", "--start", day.isoformat(), "--end", day.isoformat(), "--quiet", env=daily)
+            for selection in ("silver", "mart_data_quality"):
+                result = dbt("run", "-s", selection, env=daily)
+                assert result.returncode == 0, result.stdout[-2000:]
         run_ecom("run", "--date", day.isoformat(), "--quiet", env=daily)
         if offset == 0:
             landed_days = " UNION ALL ".join(
@@ -142,7 +151,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                 query(daily, f"SELECT count() FROM ({landed_days})")
     run_ecom("run", "--quiet", env=full)
 
-    # The last run of mart_data_quality counted its own day again, not every entity and day.
+    # The last run of mart_data_quality counted the day it caught up with again, not every
+    # entity and day.
     compiled = (tmp_path / "t1" / "compiled" / "ecom" / "models" / "gold" / "mart_data_quality.sql").read_text()
     counted = re.search(r"reconciliation_to_count as \((.*?)\n\),", compiled, re.S).group(1)
     assert "kept as (" in compiled and f"toDate('{day.isoformat()}')" in counted

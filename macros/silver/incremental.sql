@@ -79,8 +79,8 @@ order by {{ keys | join(', ') }}, {% if has_updated_at %}updated_at desc, {% end
 limit 1 by {{ keys | join(', ') }}
 {%- endmacro %}
 
-{#- The newest landing the versions tables hold, as one `_ingested_at` row: the watermark that
-    reconciliation and mart_data_quality record on their rows. -#}
+{#- The newest landing the versions tables hold, as one `_ingested_at` row: the watermark
+    reconciliation records on its rows, and the most mart_data_quality can include. -#}
 {% macro newest_landing() -%}
 select max(newest) as _ingested_at
 from (

@@ -16,14 +16,99 @@
     engine's default, pinned): an unmatched LEFT JOIN column holds its type's default ('' or
     0), handled explicitly below.
 
-    Only the entity days the new data can have changed are counted again (see
-    `data_quality_days_to_count`); the rows of every other entity and day are copied from
-    the table as it was. `_ingested_at` is the newest landing the table includes: the next
-    run counts again what landed after it. A full refresh, a first build, or a table built
-    by another version of this SQL (the table's comment) counts every day. -#}
+    Only the entity days that data landed since the last build can have changed are counted
+    again; the rows of every other entity and day are copied from the table as it was.
+    `_ingested_at` is the landing up to which every input of the table had been built (see
+    `inputs_built`): the next run counts again what landed after it, so a build of only some
+    of the inputs is caught up by the next one. A full refresh, a first
+    build, and a table built by other SQL or from other input tables (a full refresh of one
+    of them; `data_quality_version`, kept in the table's comment) count every day. -#}
 
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
-{%- set days = data_quality_days_to_count(entities) %}
+
+{#- The entity days to count again, {entity: [date literals]}, or none for every day; found
+    when the model is compiled and inlined, so the statement reads only those days. Relative
+    to the table's `_ingested_at`, what landed after it can change the counts of:
+    - every entity day silver's reconciliation counted again (the days of the rows landed and
+      the days a replaced version was on): its volume, quarantine and reconciliation rows, and
+      for orders the payment checks of the orders that were on those days;
+    - the order lines' days, for lines whose order landed (a header arrives, is quarantined) or
+      whose product appeared for the first time;
+    - the orders' days, for orders whose customer appeared for the first time;
+    - the payment checks' days: the orders whose header, lines or payments landed (every order
+      a payment with a new valid version was ever paid against), and the payments whose order
+      landed. -#}
+{%- set versions = {} %}
+{%- for entity in entities %}
+    {%- do versions.update({entity: ref(entity ~ '_versions')}) %}
+{%- endfor %}
+{%- set days = none %}
+{%- if execute and not should_full_refresh() and load_relation(this) is not none %}
+    {%- set built_by = run_query("select comment from system.tables where database = '" ~ this.schema
+                                 ~ "' and name = '" ~ this.identifier ~ "'").rows %}
+    {%- if built_by | length > 0 and built_by[0][0] == data_quality_version() %}
+        {%- set included = "(select max(_ingested_at) from " ~ this ~ ")" %}
+        {%- set valid = "not _is_duplicate and reason = ''" %}
+        {#- Every version, quarantined or not: `order_id` is the trimmed raw key, as the
+            quarantine checks read it. #}
+        {%- set landed_orders -%}
+            select order_id from {{ versions['orders'] }} where _ingested_at > {{ included }}
+        {%- endset %}
+        {#- Keys whose first valid version landed after the table. #}
+        {%- set first_seen -%}
+            select {key} from {versions}
+            where {key} in (select {key} from {versions} where _ingested_at > {included} and {valid})
+                and {valid}
+            group by {key}
+            having min(_ingested_at) > {included}
+        {%- endset %}
+        {%- set to_count -%}
+            select toString(entity) as entity, file_date as day
+            from {{ ref('reconciliation') }}
+            where _ingested_at > {{ included }}
+            union distinct
+            select 'payments', file_date
+            from {{ ref('reconciliation') }}
+            where entity = 'orders' and _ingested_at > {{ included }}
+            union distinct
+            select 'order_items', _file_date
+            from {{ ref('order_items') }}
+            where order_id in ({{ landed_orders }})
+                or product_id in ({{ first_seen.format(key='product_id', versions=versions['products'],
+                                                       included=included, valid=valid) }})
+            union distinct
+            select 'orders', _file_date
+            from {{ ref('orders') }}
+            where customer_id in ({{ first_seen.format(key='customer_id', versions=versions['customers'],
+                                                       included=included, valid=valid) }})
+            union distinct
+            select 'payments', _file_date
+            from {{ ref('fct_orders') }}
+            where order_id in (
+                {{ landed_orders }}
+                union distinct
+                select order_id from {{ versions['order_items'] }} where _ingested_at > {{ included }}
+                union distinct
+                select order_id from {{ versions['payments'] }}
+                where {{ valid }} and payment_id in (
+                    select payment_id from {{ versions['payments'] }}
+                    where _ingested_at > {{ included }} and {{ valid }}
+                )
+            )
+            union distinct
+            select 'payments', _file_date
+            from {{ ref('payments') }}
+            where order_id in ({{ landed_orders }})
+        {%- endset %}
+        {%- set days = {} %}
+        {%- for entity in entities %}
+            {%- do days.update({entity: []}) %}
+        {%- endfor %}
+        {%- for row in run_query("select entity, toString(day) from (" ~ to_count ~ ") order by entity, day").rows %}
+            {%- do days[row[0]].append("toDate('" ~ row[1] ~ "')") %}
+        {%- endfor %}
+    {%- endif %}
+{%- endif %}
 
 {#- A filter on a relation's `_file_date`: every day, or the days counted again for entity. -#}
 {%- set on_days = {} %}
@@ -341,14 +426,32 @@ kept as (
 ),
 {%- endif %}
 
+{#- The landing up to which every incremental input had been built: the newest landing the
+    versions hold or, if earlier, the end of the last run of the input built least recently
+    (1970 if one has none). A build of only some models leaves it behind, and the next run
+    counts again what landed since. -#}
+{%- set inputs = data_quality_inputs() %}
 newest_landing as (
     {{ newest_landing() }}
+),
+
+inputs_built as (
+    select if(uniqExact(model) = {{ inputs | length }}, min(built_at), toDateTime64(0, 3, 'UTC')) as built_at
+    from (
+        select model, max(recorded_at) as built_at
+        from {{ incremental_state_table() }}
+        where model in ('{{ inputs | join("', '") }}')
+        group by model
+    )
 ),
 
 final as (
     select
         *,
-        ifNull((select _ingested_at from newest_landing), toDateTime64(0, 3, 'UTC')) as _ingested_at
+        ifNull(
+            least((select _ingested_at from newest_landing), (select built_at from inputs_built)),
+            toDateTime64(0, 3, 'UTC')
+        ) as _ingested_at
     from (
         select * from counted
         {%- if days is not none %}
