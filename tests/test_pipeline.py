@@ -107,10 +107,10 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
 @pytest.mark.slow
 def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_fails(tmp_path):
     raw_dir = tmp_path / "raw"
-    # A first build of eight days, then four days one by one, across a month's end: the models
-    # kept by month rebuild November when December's files bring its status changes, and
-    # mart_data_quality counts again only the days the new files reach.
-    start, history, days = date(2026, 11, 22), 8, 4
+    # A first build of eight days, then three days one by one, across a month's end: the
+    # models kept by month rebuild November when December's files bring its status changes,
+    # and mart_data_quality counts again only the days the new files reach.
+    start, history, days = date(2026, 11, 22), 8, 3
     logs = str(tmp_path / "logs")
     daily = ecom_env(raw_dir, tmp_path / "daily", DBT_TARGET_PATH=str(tmp_path / "t1"), DBT_LOG_PATH=logs)
     full = ecom_env(raw_dir, tmp_path / "full", DBT_TARGET_PATH=str(tmp_path / "t2"), DBT_LOG_PATH=logs)
