@@ -20,9 +20,9 @@
     again; the rows of every other entity and day are copied from the table as it was.
     `_ingested_at` is the landing up to which every input of the table had been built (see
     `inputs_built`): the next run counts again what landed after it, so a build of only some
-    of the inputs is caught up by the next one. A full refresh, a first
-    build, and a table built by other SQL or from other input tables (a full refresh of one
-    of them; `data_quality_version`, kept in the table's comment) count every day. -#}
+    of the inputs is caught up by the next one. A full refresh, a first build, and a table
+    built by other SQL or from other input tables (a full refresh of one of them;
+    `data_quality_version`, kept in the table's comment) count every day. -#}
 
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
 
@@ -122,6 +122,14 @@
     {%- endif %}
 {%- endfor %}
 
+{#- The same days as a filter on rows of (entity, file_date): the rows counted in this run; the
+    others are kept. -#}
+{%- set counted_pairs = [] %}
+{%- for entity in entities %}
+    {%- do counted_pairs.append("(entity = '" ~ entity ~ "' and "
+                                ~ on_days[entity] | replace('_file_date', 'file_date') ~ ")") %}
+{%- endfor %}
+
 with
 
 reconciliation as (
@@ -167,11 +175,7 @@ fct_payments as (
 reconciliation_to_count as (
     select *
     from reconciliation
-    where
-        {%- for entity in entities %}
-        (entity = '{{ entity }}' and {{ on_days[entity] | replace('_file_date', 'file_date') }})
-        {%- if not loop.last %} or{% endif %}
-        {%- endfor %}
+    where {{ counted_pairs | join(' or ') }}
 ),
 
 reconciliation_metrics as (
@@ -417,12 +421,7 @@ counted as (
 kept as (
     select entity, file_date, check_category, metric, reason, value
     from {{ this }}
-    where not (
-        {%- for entity in entities %}
-        (entity = '{{ entity }}' and {{ on_days[entity] | replace('_file_date', 'file_date') }})
-        {%- if not loop.last %} or{% endif %}
-        {%- endfor %}
-    )
+    where not ({{ counted_pairs | join(' or ') }})
 ),
 {%- endif %}
 
