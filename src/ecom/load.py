@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -384,10 +385,11 @@ class _Batch:
     version: int
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     rows: int = 0
+    started: str = ""  # when its group's INSERT began: the ingest log's started_at
 
     def retry(self) -> _Batch:
         """The same file under a new batch id, to land again after its group failed."""
-        return replace(self, batch_id=uuid.uuid4().hex, rows=0)
+        return replace(self, batch_id=uuid.uuid4().hex, rows=0, started="")
 
 
 def _insert_select(entity: str, source: str, file_index: str) -> str:
@@ -456,7 +458,7 @@ def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_B
         )
 
 
-def _log(client: Client, entries: list[dict], started: str) -> None:
+def _log(client: Client, entries: list[dict]) -> None:
     """One INSERT of ingest-log rows (all values bound), so a group of files is logged at once."""
     def column(name: str) -> list:
         return [entry[name] for entry in entries]
@@ -465,26 +467,26 @@ def _log(client: Client, entries: list[dict], started: str) -> None:
         f"INSERT INTO {LOG_TABLE} (file_path, entity, file_date, sha256, bytes, rows, status, reason, error, "
         "batch_id, version, started_at, finished_at) "
         "SELECT e.1, e.2, if(e.3 = '', NULL, toDate(e.3)), e.4, e.5, e.6, e.7, e.8, e.9, e.10, e.11, "
-        "parseDateTime64BestEffort({started:String}, 3, 'UTC'), now64(3, 'UTC') "
+        "parseDateTime64BestEffort(e.12, 3, 'UTC'), now64(3, 'UTC') "
         "FROM (SELECT arrayJoin(arrayZip({paths:Array(String)}, {entities:Array(String)}, "
         "{dates:Array(String)}, {sha256s:Array(String)}, {bytes:Array(UInt64)}, {rows:Array(UInt64)}, "
         "{statuses:Array(String)}, {reasons:Array(String)}, {errors:Array(String)}, "
-        "{batch_ids:Array(String)}, {versions:Array(UInt32)})) AS e)",
+        "{batch_ids:Array(String)}, {versions:Array(UInt32)}, {started:Array(String)})) AS e)",
         parameters={
             "paths": column("path"), "entities": column("entity"), "dates": column("file_date"),
             "sha256s": column("sha256"), "bytes": column("bytes"), "rows": column("rows"),
             "statuses": column("status"), "reasons": column("reason"), "errors": column("error"),
-            "batch_ids": column("batch_id"), "versions": column("version"), "started": started,
+            "batch_ids": column("batch_id"), "versions": column("version"), "started": column("started"),
         },
     )
 
 
 def _log_entry(raw: RawFile, *, sha256: str, size: int, rows: int, status: str, reason: str, error: str,
-               batch_id: str, version: int) -> dict:
+               batch_id: str, version: int, started: str) -> dict:
     return {"path": raw.relative, "entity": raw.entity or "",
             "file_date": raw.file_date.isoformat() if raw.file_date else "", "sha256": sha256, "bytes": size,
             "rows": rows, "status": status, "reason": reason, "error": error, "batch_id": batch_id,
-            "version": version}
+            "version": version, "started": started}
 
 
 def remove_orphan_batches(client: Client) -> int:
@@ -589,10 +591,11 @@ def load(
 ) -> LoadResult:
     """Land every file of `settings.raw_dir` (within start..end) not landed yet.
 
-    Files are inspected one by one, then landed a group at a time: the files of one entity and
-    month in one INSERT (bronze is partitioned by month) and one ingest-log INSERT, so a group is
-    logged whole or not at all. A group whose INSERT fails is discarded and lands again file by
-    file, which rejects the broken file alone.
+    Files are checked in order (a thread reads ahead), then landed a group at a time: the files
+    of one entity and month in one INSERT (bronze is partitioned by month). Every few hundred
+    files, the landed ones are counted in one query and logged in one ingest-log INSERT, so each
+    file is logged whole or not at all. A group whose INSERT fails is discarded and lands again
+    without the file the engine could not parse, which is rejected alone.
 
     Raises LoadAborted when the warehouse itself fails (disk full, permissions): files landed
     before stay landed, rows of the files being landed are removed by the next load.
@@ -608,32 +611,44 @@ def load(
     groups: dict[str, list[_Batch]] = {}  # entity -> files of the open month
     month: tuple[int, int] | None = None
     later: list[RawFile] = []  # same bytes as a file not landed yet: decided once that one is
-    try:
-        for raw in discover(settings.raw_dir, start, end) if files is None else files:
-            if raw.file_date and (raw.file_date.year, raw.file_date.month) != month:
-                loader.land_all(groups)
-                month = (raw.file_date.year, raw.file_date.month)
-            batch = loader.inspect(raw, pending=groups)
-            if batch == "later":
-                later.append(raw)
-            elif isinstance(batch, _Batch):
-                group = groups.setdefault(batch.raw.entity, [])
-                group.append(batch)
-                if len(group) >= MAX_FILES_PER_INSERT:
-                    loader.land(groups.pop(batch.raw.entity))
-        loader.land_all(groups)
-        for raw in later:
-            batch = loader.inspect(raw, pending={})
-            if isinstance(batch, _Batch):
-                loader.land([batch])
-    except (DatabaseError, OperationalError) as exc:
-        raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
-                          "landed before them are kept, these land again on the next load") from None
+    files = list(discover(settings.raw_dir, start, end) if files is None else files)
+    # A thread reads and checks the next files while the engine lands the current ones (the
+    # engine lets Python run while it works); what each file's check means is decided here, in order.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecom-inspect") as reader:
+        try:
+            for raw, examined in zip(files, reader.map(_examine, files), strict=True):
+                if raw.file_date and (raw.file_date.year, raw.file_date.month) != month:
+                    loader.land_all(groups)
+                    month = (raw.file_date.year, raw.file_date.month)
+                batch = loader.decide(raw, examined, pending=groups)
+                if batch == "later":
+                    later.append(raw)
+                elif isinstance(batch, _Batch):
+                    group = groups.setdefault(batch.raw.entity, [])
+                    group.append(batch)
+                    if len(group) >= MAX_FILES_PER_INSERT:
+                        loader.insert(groups.pop(batch.raw.entity))
+            loader.land_all(groups)
+            loader.commit()
+            for raw in later:
+                batch = loader.decide(raw, _examine(raw), pending={})
+                if isinstance(batch, _Batch):
+                    loader.insert([batch])
+                loader.commit()
+        except (DatabaseError, OperationalError) as exc:
+            raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
+                              "landed before them are kept, these land again on the next load") from None
+        finally:
+            reader.shutdown(cancel_futures=True)
     return result
 
 
 # Files per INSERT at most: their lineage values are bound as arrays in the statement.
 MAX_FILES_PER_INSERT = 200
+# Files landed before their ingest-log rows are written, in one INSERT with their row counts read
+# in one query: a few statements per few hundred files instead of per group. Rows of files not
+# logged yet are invisible to silver, and removed by the next load if this one is killed.
+COMMIT_FILES = 500
 
 
 def _latest_ingestion(client: Client) -> datetime:
@@ -671,34 +686,34 @@ def _file_state(path: Path) -> tuple[int, int, int]:
 
 
 class _Loader:
-    """One load's steps: inspect a file (reject or skip it, or make it a batch), land groups of
-    batches, and report every file's outcome once."""
+    """One load's steps: decide what a checked file is (reject or skip it, or make it a batch),
+    land groups of batches, log them, and report every file's outcome once."""
 
     def __init__(self, client: Client, settings: Settings, ledger: _Ledger, result: LoadResult,
                  on_file: Callable[[FileOutcome], None] | None, next_ingested: datetime):
         self.client, self.settings, self.ledger, self.result, self.on_file = client, settings, ledger, result, on_file
         self.landing = ""  # what is being landed, for the message when the warehouse fails
         self.next_ingested = next_ingested  # no file of this load lands before it
+        self.clock: datetime | None = None  # the engine's clock, read once per commit
+        self.uncommitted: list[_Batch] = []  # in bronze, not in the ingest log yet
+        self.rejected: list[dict] = []  # ingest-log rows of files rejected since the last commit
 
     def report(self, outcome: FileOutcome) -> None:
         self.result.outcomes.append(outcome)
         if self.on_file:
             self.on_file(outcome)
 
-    def inspect(self, raw: RawFile, pending: dict[str, list[_Batch]]) -> _Batch | str | None:
-        """A batch to land, "later" (same bytes as a pending batch), or None (outcome reported)."""
-        try:
-            state = _file_state(raw.path)
-        except OSError:
-            state = (0, 0, 0)  # inspect() says why
-        sha256, size, problem = inspect(raw)
+    def decide(self, raw: RawFile, examined: _Examined, pending: dict[str, list[_Batch]]) -> _Batch | str | None:
+        """A batch to land, "later" (same bytes as a batch not logged yet), or None (outcome reported)."""
+        state, sha256, size, problem = examined
         if problem:
             self.reject(raw, problem, sha256, size, self.now())
             return None
         if why := self.ledger.why_skip(raw.relative, sha256):
             self.report(FileOutcome(raw, "skipped", reason="already_landed", detail=why))
             return None
-        if any(b.sha256 == sha256 for group in pending.values() for b in group):
+        if any(b.sha256 == sha256 for b in self.uncommitted) or any(
+                b.sha256 == sha256 for group in pending.values() for b in group):
             return "later"
         return _Batch(raw, sha256, size, state, self.ledger.versions.get(raw.relative, 0) + 1)
 
@@ -707,11 +722,15 @@ class _Loader:
 
     def land_all(self, groups: dict[str, list[_Batch]]) -> None:
         for entity in sorted(groups, key=lambda e: ENTITY_ORDER.get(e, 99)):
-            self.land(groups[entity])
+            self.insert(groups[entity])
         groups.clear()
+        if len(self.uncommitted) >= COMMIT_FILES:
+            self.commit()
 
-    def land(self, batches: list[_Batch]) -> None:
-        """One INSERT for the batches (one entity), then one ingest-log INSERT for them all."""
+    def insert(self, batches: list[_Batch]) -> None:
+        """One INSERT for the batches (one entity); they are logged by the next commit. A group
+        whose INSERT fails is discarded; the file the engine names is rejected and the others
+        land again together (each on its own when no file is named)."""
         if not batches:
             return
         entity = batches[0].raw.entity
@@ -729,7 +748,7 @@ class _Loader:
             named = _file_named_in(exc, batches)
             if len(batches) > 1 and named is None:  # find the broken file: each lands on its own
                 for batch in batches:
-                    self.land([batch.retry()])
+                    self.insert([batch.retry()])
                 return
             batch = named or batches[0]
             if not os.access(batch.raw.path, os.R_OK):
@@ -739,39 +758,45 @@ class _Loader:
                 problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(Exception(message))}")
             self.reject(batch.raw, problem, batch.sha256, batch.size, started)
             # The engine named the file it could not parse: the others land together again.
-            self.land([b.retry() for b in batches if b is not batch])
+            self.insert([b.retry() for b in batches if b is not batch])
             return
         changed = [b for b in batches if not _unchanged(b)]
         if changed:
             _discard(self.client, entity, changed)
-        kept = [b for b in batches if b not in changed]
-        counts = dict(self.client.query(
-            f"SELECT _batch_id, count() FROM bronze.`{entity}` WHERE _file_date BETWEEN {{first:Date}} AND "
-            "{last:Date} AND _batch_id IN {batch_ids:Array(String)} GROUP BY _batch_id",
-            parameters={"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
-                        "batch_ids": [b.batch_id for b in kept]},
-        ).result_rows) if kept else {}
-        for batch in kept:
-            batch.rows = int(counts.get(batch.batch_id, 0))
-        entries = [_log_entry(b.raw, sha256=b.sha256, size=b.size, rows=b.rows, status="landed", reason="",
-                              error="", batch_id=b.batch_id, version=b.version) for b in kept]
-        if entries:
-            _log(self.client, entries, started)
-        for batch in batches:
-            if batch in changed:
+            for batch in changed:
                 self.reject(batch.raw, Rejected(
                     "changed_while_loading", "changed while it was being landed (is it still being written?); "
                                              "it lands on a later load once it is complete"),
                     batch.sha256, batch.size, started)
-                continue
+        for batch in batches:
+            if batch not in changed:
+                batch.started = started
+                self.uncommitted.append(batch)
+
+    def commit(self) -> None:
+        """The row counts of the landed batches in one query, then one ingest-log INSERT for them
+        and for the files rejected since the last commit: from then on their rows count."""
+        batches, self.uncommitted, self.clock = self.uncommitted, [], None
+        rejected, self.rejected = self.rejected, []
+        counts = _row_counts(self.client, batches) if batches else {}
+        for batch in batches:
+            batch.rows = counts.get(batch.batch_id, 0)
+        entries = [_log_entry(b.raw, sha256=b.sha256, size=b.size, rows=b.rows, status="landed", reason="", error="",
+                              batch_id=b.batch_id, version=b.version, started=b.started) for b in batches]
+        if entries or rejected:
+            _log(self.client, entries + rejected)
+        for batch in batches:
             self.ledger.note_landed(batch.raw.relative, batch.sha256, batch.rows)
             detail = f"version {batch.version} of this path" if batch.version > 1 else ""
             self.report(FileOutcome(batch.raw, "landed", rows=batch.rows, detail=detail))
 
     def ingestion_start(self, files: int) -> str:
         """The engine's now, or 1 ms after the last file of the previous group (or of earlier loads)
-        if that is later: files get strictly increasing `_ingested_at` in the order they land."""
-        start = max(datetime.fromisoformat(self.now()), self.next_ingested)
+        if that is later: files get strictly increasing `_ingested_at` in the order they land. The
+        clock is read once per commit; until the next, groups follow on from the last one."""
+        if self.clock is None:
+            self.clock = datetime.fromisoformat(self.now())
+        start = max(self.clock, self.next_ingested)
         self.next_ingested = start + timedelta(milliseconds=files)
         return start.isoformat(sep=" ", timespec="milliseconds")
 
@@ -779,10 +804,38 @@ class _Loader:
         if (raw.relative, sha256) in self.ledger.rejected:
             self.report(FileOutcome(raw, "skipped", reason=problem.reason, detail=f"rejected earlier: {problem}"))
             return
-        _log(self.client, [_log_entry(raw, sha256=sha256, size=size, rows=0, status="rejected",
-                                      reason=problem.reason, error=str(problem), batch_id="", version=0)], started)
+        self.rejected.append(_log_entry(raw, sha256=sha256, size=size, rows=0, status="rejected",
+                                        reason=problem.reason, error=str(problem), batch_id="", version=0,
+                                        started=started))
         self.ledger.rejected.add((raw.relative, sha256))
         self.report(FileOutcome(raw, "rejected", reason=problem.reason, detail=str(problem)))
+
+
+_Examined = tuple[tuple[int, int, int], str, int, "Rejected | None"]
+
+
+def _examine(raw: RawFile) -> _Examined:
+    """The file's state (a change after this means it was still being written), then its check."""
+    try:
+        state = _file_state(raw.path)
+    except OSError:
+        state = (0, 0, 0)  # inspect() says why
+    return (state, *inspect(raw))
+
+
+def _row_counts(client: Client, batches: list[_Batch]) -> dict[str, int]:
+    """Rows in bronze of each batch, in one query over the entities' days (the primary key serves)."""
+    by_entity: dict[str, list[_Batch]] = {}
+    for batch in batches:
+        by_entity.setdefault(batch.raw.entity, []).append(batch)
+    selects, parameters = [], {}
+    for i, (entity, group) in enumerate(by_entity.items()):
+        selects.append(f"SELECT _batch_id, count() FROM bronze.`{entity}` WHERE _file_date BETWEEN {{first{i}:Date}} "
+                       f"AND {{last{i}:Date}} AND _batch_id IN {{batch_ids{i}:Array(String)}} GROUP BY _batch_id")
+        parameters |= {f"first{i}": min(b.raw.file_date for b in group),
+                       f"last{i}": max(b.raw.file_date for b in group), f"batch_ids{i}": [b.batch_id for b in group]}
+    rows = client.query(" UNION ALL ".join(selects), parameters=parameters).result_rows
+    return {str(batch_id): int(count) for batch_id, count in rows}
 
 
 def _unchanged(batch: _Batch) -> bool:
