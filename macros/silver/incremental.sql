@@ -32,8 +32,11 @@ bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ l
     that ranks their rows, which yields the few duplicates' (batch, row) pairs: a window over
     every row sorted 15.8M order rows to find 0.3M repeated fingerprints. On an incremental run
     a row is also a duplicate when its fingerprint is already in the table; the table is
-    searched for the new rows' fingerprints only, not loaded whole into a set. -#}
-{% macro is_duplicate() -%}
+    searched for the new rows' fingerprints only, not loaded whole into a set, and only within
+    their keys: `key` is the first column of the table's sort key, `trimBoth(raw_<key>)`, which
+    an exact duplicate shares, so the primary key skips the granules of other keys instead of
+    reading every fingerprint of the history. -#}
+{% macro is_duplicate(key) -%}
 (
     (_batch_id, _row_number) in (
         select _batch_id, _row_number
@@ -52,7 +55,8 @@ bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ l
     {%- if is_incremental() %}
     or _row_hash in (
         select _row_hash from {{ this }}
-        where _row_hash in (select _row_hash from bronze_rows)
+        where {{ key }} in (select trimBoth(raw_{{ key }}) from bronze_rows)
+            and _row_hash in (select _row_hash from bronze_rows)
     )
     {%- endif %}
 )

@@ -49,7 +49,7 @@ checked as (
 final as (
     select
         *,
-        {{ is_duplicate() }} as _is_duplicate
+        {{ is_duplicate('order_id') }} as _is_duplicate
     from checked
 )
 
