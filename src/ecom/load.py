@@ -72,7 +72,7 @@ class Rejected(Exception):
 
 class LoadAborted(WarehouseUnavailable):
     """The warehouse failed (disk full, permissions, ...): not the file's fault, so the load stops
-    instead of rejecting good files. Rows of the file being landed are removed by the next load."""
+    instead of rejecting good files. Rows of files not in the ingest log yet are removed by the next load."""
 
 
 # Engine errors that say the warehouse, not the file, is at fault (ClickHouse error codes).
@@ -597,8 +597,9 @@ def load(
     file is logged whole or not at all. A group whose INSERT fails is discarded and lands again
     without the file the engine could not parse, which is rejected alone.
 
-    Raises LoadAborted when the warehouse itself fails (disk full, permissions): files landed
-    before stay landed, rows of the files being landed are removed by the next load.
+    Raises LoadAborted when the warehouse itself fails (disk full, permissions): files already in
+    the ingest log stay landed; rows of the others (landed since the last commit, or being landed)
+    are removed by the next load, which lands those files again.
     """
     try:
         ensure_bronze(client, settings.cluster)
@@ -637,7 +638,7 @@ def load(
                 loader.commit()
         except (DatabaseError, OperationalError) as exc:
             raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
-                              "landed before them are kept, these land again on the next load") from None
+                              "already in the ingest log are kept, the others land again on the next load") from None
         finally:
             reader.shutdown(cancel_futures=True)
     return result
