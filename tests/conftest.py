@@ -32,8 +32,12 @@ class World:
 
 def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
+    # dbt's target and log folders beside the warehouse, never the checkout's: test files run in
+    # parallel, and two dbt processes must not write one manifest.
     env.update(ECOM_RAW_DIR=str(raw_dir), ECOM_CHDB_PATH=str(chdb_path), DBT_TARGET="dev",
-               ECOM_PROJECT_DIR=str(ROOT), **extra)
+               ECOM_PROJECT_DIR=str(ROOT), DBT_TARGET_PATH=str(chdb_path.parent / "dbt-target"),
+               DBT_LOG_PATH=str(chdb_path.parent / "dbt-logs"))
+    env.update(extra)
     return env
 
 
