@@ -92,6 +92,12 @@ def test_quick_bench_reports_every_row(quick_run):
         assert detail["dbt_seconds"] > 0 and detail["load_seconds"] > 0 and detail["peak_rss_gb"] > 0
         assert detail["files_landed"] > 0
         assert {"silver", "gold"} <= set(detail["layers"]), detail["layers"]
+        # The engine's CPU (its statements, from the query log) is part of the process's.
+        log = detail["query_log"]
+        assert 0 < log["engine_cpu_seconds"] <= detail["cpu_seconds"] + 0.05, (log["engine_cpu_seconds"], detail)
+        assert log["by_node"] and all(n["cpu_seconds"] >= 0 for n in log["by_node"])
+        assert [n["cpu_seconds"] for n in log["by_node"]] == sorted((n["cpu_seconds"] for n in log["by_node"]),
+                                                                     reverse=True)
     for size in ("1x", "10x"):
         assert rows[f"landing.ecom_load.{size}"]["detail"]["row_numbers_exact"] is True
         lines = {rows[f"landing.{key}.{size}"]["detail"]["lines"] for key in LANDING}

@@ -280,6 +280,7 @@ class Runner:
                              f"(log: {log_path})")
         result = json.loads(out_path.read_text())
         result["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux reports KiB
+        result["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)  # the child's, engine and Python
         result["log"] = str(log_path)
         self.log(f"  {label}: done in {elapsed:.1f} s")
         return result
@@ -492,16 +493,20 @@ def _query_log(engine: Any, since: str | None, dbt_since: str | None) -> dict[st
         "'dbt, no node comment')"
     )
     where = f"type = 'QueryFinish' AND event_time_microseconds >= toDateTime64({_sql_string(since or '')}, 6)"
-    cursor.execute(f"SELECT count(), sum(read_rows), sum(read_bytes), sum(written_rows), max(memory_usage) "
-                   f"FROM system.query_log WHERE {where}")
-    queries, read_rows, read_bytes, written_rows, memory = cursor.fetchone()
+    # CPU time (user + system, all threads) rather than duration: with more dbt threads than
+    # cores, a statement's duration includes the time it waited for the others.
+    cpu = "(ProfileEvents['UserTimeMicroseconds'] + ProfileEvents['SystemTimeMicroseconds']) / 1e6"
+    cursor.execute(f"SELECT count(), sum(read_rows), sum(read_bytes), sum(written_rows), max(memory_usage), "
+                   f"round(sum({cpu}), 2) FROM system.query_log WHERE {where}")
+    queries, read_rows, read_bytes, written_rows, memory, cpu_seconds = cursor.fetchone()
     cursor.execute(f"SELECT {node} AS node, count(), sum(read_rows), sum(written_rows), "
-                   f"round(sum(query_duration_ms) / 1000, 2), max(memory_usage) FROM system.query_log "
-                   f"WHERE {where} GROUP BY node ORDER BY sum(query_duration_ms) DESC LIMIT 15")
+                   f"round(sum(query_duration_ms) / 1000, 2), round(sum({cpu}), 2), max(memory_usage) "
+                   f"FROM system.query_log WHERE {where} GROUP BY node ORDER BY sum({cpu}) DESC LIMIT 25")
     top = [{"node": n, "queries": int(q), "read_rows": int(r), "written_rows": int(w), "seconds": float(s),
-            "max_memory_bytes": int(m)} for n, q, r, w, s, m in cursor.fetchall()]
+            "cpu_seconds": float(c), "max_memory_bytes": int(m)} for n, q, r, w, s, c, m in cursor.fetchall()]
     return {"queries": int(queries), "read_rows": int(read_rows or 0), "read_bytes": int(read_bytes or 0),
-            "written_rows": int(written_rows or 0), "max_query_memory_bytes": int(memory or 0), "by_node": top}
+            "written_rows": int(written_rows or 0), "max_query_memory_bytes": int(memory or 0),
+            "engine_cpu_seconds": float(cpu_seconds or 0), "by_node": top}
 
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -862,6 +867,7 @@ def _pipeline_detail(row: Row, result: dict[str, Any], lines: int, files: int) -
         "load_seconds": round(result["load_seconds"], 2),
         "dbt_seconds": round(result["dbt_seconds"], 2),
         "peak_rss_gb": round(result["peak_rss_bytes"] / GB, 2),
+        "cpu_seconds": result.get("cpu_seconds"),
         "dbt_success": result["dbt_success"],
         "dbt_statuses": statuses,
         "layers": {name: {k: round(v, 2) for k, v in entry.items()} for name, entry in result["layers"].items()},
@@ -990,12 +996,17 @@ def render(figures: dict[str, Any]) -> str:
             table.append([r.label, "-", "-", "-", "-", "-", "-", "-"])
             notes.append(f"{r.label}: {why(r)}")
             continue
-        read = (r.detail.get("query_log") or {}).get("read_rows")
+        log = r.detail.get("query_log") or {}
+        read, engine_cpu = log.get("read_rows"), log.get("engine_cpu_seconds")
         table.append([r.label, _fmt(r.detail["order_lines"], 0), _fmt(r.detail["raw_files"], 0), _fmt(r.value),
                       _fmt(r.detail["load_seconds"]), _fmt(r.detail["dbt_seconds"]), f"{r.detail['peak_rss_gb']:.2f}",
+                      _fmt(r.detail.get("cpu_seconds")), _fmt(engine_cpu),
                       _fmt(read, 0) if read is not None else "n/a"])
         notes += [f"{r.label}: {r.detail[k]}" for k in ("note", "query_log_note") if r.detail.get(k)]
-    out += _table(["run", "order lines", "raw files", "wall", "landing", "dbt", "peak GB", "rows read"], table)
+    out += _table(["run", "order lines", "raw files", "wall", "landing", "dbt", "peak GB", "CPU s", "engine CPU s",
+                   "rows read"], table)
+    out.append("CPU s: the run's process, user + system (the engine's statements and dbt's Python); engine CPU s: "
+               "the statements alone, from the query log")
     layers = sorted({name for r in runs if r.value for name, e in r.detail.get("layers", {}).items() if e["nodes"]},
                     key=lambda n: (LAYER_ORDER.index(n) if n in LAYER_ORDER else len(LAYER_ORDER), n))
     if layers:
@@ -1011,14 +1022,15 @@ def render(figures: dict[str, Any]) -> str:
     small, big = _row(rows, "one_more_day.1x"), _row(rows, f"one_more_day.{FACTOR}x")
     if small and big and small.value and big.value and (big.detail.get("query_log") or {}).get("by_node"):
         before = {n["node"]: n for n in (small.detail.get("query_log") or {}).get("by_node", [])}
-        out += ["", f"Where one more day goes (query log: engine seconds and rows read per dbt node, {FACTOR}x vs 1x)"]
+        out += ["", f"Where one more day goes (query log: engine CPU seconds and rows read per dbt node, "
+                f"{FACTOR}x vs 1x)"]
         table = []
-        for n in big.detail["query_log"]["by_node"][:10]:
+        for n in big.detail["query_log"]["by_node"][:15]:
             old = before.get(n["node"], {})
             table.append([n["node"].replace("model.ecom.", "").replace("test.ecom.", "test ")[:70],
-                          _fmt(n["seconds"]), _fmt(old.get("seconds")), _fmt(n["read_rows"], 0),
+                          _fmt(n.get("cpu_seconds")), _fmt(old.get("cpu_seconds")), _fmt(n["read_rows"], 0),
                           _fmt(old.get("read_rows"), 0)])
-        out += _table(["node", f"s {FACTOR}x", "s 1x", f"rows read {FACTOR}x", "rows read 1x"], table)
+        out += _table(["node", f"CPU s {FACTOR}x", "CPU s 1x", f"rows read {FACTOR}x", "rows read 1x"], table)
     ratio = _row(rows, "one_more_day.ratio")
     if ratio:
         out.append("one more day, 10x / 1x history: "
