@@ -58,10 +58,17 @@ from {{ ref('fx_rates_monthly') }}
     {#- `dbt compile` or `docs generate` before the first build: no lines yet, no months. -#}
     {%- if execute and load_relation(relation) is not none -%}
         {%- if is_incremental() -%}
+            {#- A month swapped in by a run that did not finish is not built: the rollback
+                pre-hook (rollback_unfinished_run) removes the rows above the last finished run's
+                watermark, and it runs after this SQL has chosen its months. -#}
             {%- set built -%}
                 select order_month, source_lines, source_fingerprint, toDateTime64(0, 3, 'UTC'), 2
                 from {{ this }}
                 where {{ marker_filter }} and source_lines > 0
+                    and _ingested_at <= (
+                        select argMax(watermark, recorded_at) from {{ incremental_state_table() }}
+                        where model = '{{ this.schema ~ "." ~ this.identifier }}'
+                    )
             {%- endset -%}
             {%- set changed -%}
                 select
