@@ -24,6 +24,8 @@ customer_orders as (
     where customer_id is not null
 ),
 
+{#- One value, read as a scalar subquery: joined to every row with a cross join, it made the
+    model slower (10x history: 5.8-7.2 s against 4.8-5.7 s, the same table). #}
 as_of as (
     select max(order_date) as as_of_date from {{ ref('fct_orders') }}
 ),
@@ -67,11 +69,10 @@ scored_history as (
             *,
             if(
                 revenue_orders > 0,
-                toInt32(dateDiff('day', last_revenue_order_date, as_of.as_of_date)),
+                toInt32(dateDiff('day', last_revenue_order_date, (select as_of.as_of_date from as_of))),
                 null
             ) as recency_days
         from order_history
-        cross join as_of
     )
 ),
 
@@ -103,10 +104,9 @@ scored as (
         scored_history.recency_tile as recency_tile,
         scored_history.frequency_tile as frequency_tile,
         scored_history.monetary_tile as monetary_tile,
-        as_of.as_of_date as rfm_as_of_date
+        assumeNotNull((select as_of.as_of_date from as_of)) as rfm_as_of_date
     from current_customers
     full outer join scored_history using (customer_id)
-    cross join as_of
 ),
 
 final as (
