@@ -171,7 +171,7 @@ def test_a_delete_insert_model_failing_after_its_delete_then_a_kill_mid_dbt_are_
 # part (one part per block of about a million rows and per partition), so the parts written
 # before the stop stay, and their `_ingested_at` is the newest in the table. The soak's
 # `partial_insert` trials (`--small-insert-blocks`) get there with real kills; this test builds
-# the same state exactly, for an append model and a delete+insert model.
+# the same state exactly, for an append model, a delete+insert model and a model kept by month.
 # The rows of the last run taken out again, per model. A model kept by month swaps whole month
 # partitions in, so a run stopped after the swap and before its watermark keeps them all (None).
 PARTIAL_MODELS = {"silver.payments_versions": "cityHash64(payment_id, _row_number) % 2 = 0",
