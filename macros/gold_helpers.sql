@@ -65,10 +65,7 @@ from {{ ref('fx_rates_monthly') }}
                 select order_month, source_lines, source_fingerprint, toDateTime64(0, 3, 'UTC'), 2
                 from {{ this }}
                 where {{ marker_filter }} and source_lines > 0
-                    and _ingested_at <= (
-                        select argMax(watermark, recorded_at) from {{ incremental_state_table() }}
-                        where model = '{{ this.schema ~ "." ~ this.identifier }}'
-                    )
+                    and _ingested_at <= {{ finished_watermark() }}
             {%- endset -%}
             {%- set changed -%}
                 select

@@ -9,6 +9,13 @@
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
+{#- The watermark of the model's last finished run, as a scalar subquery (NULL before its first
+    one): rows above it are the remains of a run that did not finish. -#}
+{% macro finished_watermark() -%}
+(select argMax(watermark, recorded_at) from {{ incremental_state_table() }}
+ where model = '{{ this.schema ~ "." ~ this.identifier }}')
+{%- endmacro %}
+
 {#- on-run-start: the state table; the tables of incremental models built by an earlier version
     of the project (no watermark column yet, or row fingerprints of another kind); and on the
     embedded target (one process at a time) the work tables of runs that were stopped: a
@@ -66,8 +73,7 @@ ecom_state.incremental_watermarks
             {%- if not finished -%}
                 {%- do run_query("truncate table " ~ this) -%}
             {%- else -%}
-                {%- set above = "_ingested_at > (select argMax(watermark, recorded_at) from "
-                                ~ incremental_state_table() ~ " where model = '" ~ name ~ "')" -%}
+                {%- set above = "_ingested_at > " ~ finished_watermark() -%}
                 {%- set left_over = run_query("select count() from " ~ this ~ " where " ~ above).rows[0][0] -%}
                 {%- if left_over > 0 -%}
                     {{ log("removing " ~ left_over ~ " rows of an unfinished run from " ~ name, info=true) }}
