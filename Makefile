@@ -11,10 +11,10 @@ export ECOM_CHDB_PATH ?= data/warehouse
 export DBT_TARGET ?= dev
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
-.PHONY: help install browser demo test lint dev docs soak bench clean
+.PHONY: help install browser demo test screenshots lint dev docs soak bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ demo: $(STAMP) ## fresh demo: generate 90 days, load, dbt build, print a summary
 
 test: $(STAMP) browser ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+screenshots: $(STAMP) browser ## the browser tests, saving the README's images in docs/img
+	ECOM_SCREENSHOT_DIR=$(CURDIR)/docs/img $(BIN)/python -m pytest -m browser
 
 lint: $(STAMP) ## ruff and sqlfluff
 	$(BIN)/ruff check src tests orchestration

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -17,6 +18,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Where the browser tests save what they saw: a temporary folder, so a test run leaves the
+# checkout as it was; `make screenshots` points it at docs/img, the README's images.
+SCREENSHOTS = Path(os.environ.get("ECOM_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "ecom-screenshots")
 
 
 @dataclass(frozen=True)

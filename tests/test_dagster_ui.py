@@ -5,7 +5,7 @@
 yesterday, so that day is the only partition. The browser opens the global asset lineage,
 finds the layer groups, launches a materialization of the day from the "Materialize all"
 dialog and waits for the run to succeed; the graph, now materialized, is saved as
-docs/img/dagster-asset-graph.png for the README.
+dagster-asset-graph.png (in docs/img, for the README, with `make screenshots`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SCREENSHOTS
 from ecom.generate import generate
 
 pytestmark = pytest.mark.browser
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOT = ROOT / "docs" / "img" / "dagster-asset-graph.png"
+SCREENSHOT = SCREENSHOTS / "dagster-asset-graph.png"
 DAY = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
 STARTUP_SECONDS = 240
 RUN_SECONDS = 420

@@ -2,7 +2,8 @@
 
 `dbt docs generate` runs on the shared test world (its own target directory), then `dbt docs
 serve` serves it on a free local port as `make docs` does, and headless Chromium opens the
-lineage of mart_daily_sales. The browser test saves docs/img/dbt-docs-lineage.png.
+lineage of mart_daily_sales. The browser test saves
+dbt-docs-lineage.png (in docs/img with `make screenshots`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from chromium import chrome, needs_chromium, outside_requests, severe_console_errors
-from conftest import BIN, ROOT, World
+from conftest import BIN, ROOT, SCREENSHOTS, World
 from ecom.report import QUERIES
 
-SCREENSHOT = ROOT / "docs" / "img" / "dbt-docs-lineage.png"
+SCREENSHOT = SCREENSHOTS / "dbt-docs-lineage.png"
 MART = "model.ecom.mart_daily_sales"
 # Upstream of mart_daily_sales, from the raw landing to the fact it is built from.
 UPSTREAM = ("model.ecom.fct_orders", "model.ecom.orders", "model.ecom.order_items",

@@ -3,7 +3,8 @@
 The page embeds the data behind every chart as JSON (`#report-data`); these tests compare it
 with their own queries of gold, check that the page needs nothing outside itself, and open it
 in headless Chromium: no console error, no request leaving the machine, every chart drawn,
-and the date filter moving the headline cards. The browser test saves docs/img/dashboard.png.
+and the date filter moving the headline cards. The browser test saves the page as
+dashboard.png (in docs/img with `make screenshots`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
-from conftest import ROOT, World, ecom_env, run_ecom
+from conftest import SCREENSHOTS, World, ecom_env, run_ecom
 from ecom.config import Settings
 from ecom.report import CHARTS, write_report
 from ecom.warehouse import session
 
-SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
+SCREENSHOT = SCREENSHOTS / "dashboard.png"
 
 
 def report_data(page: Path) -> dict:
