@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,13 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SCREENSHOTS
+from conftest import BIN, ROOT, SCREENSHOTS
 from ecom.generate import generate
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = SCREENSHOTS / "dagster-asset-graph.png"
 DAY = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()

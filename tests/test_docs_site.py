@@ -2,8 +2,8 @@
 
 `dbt docs generate` runs on the shared test world (its own target directory), then `dbt docs
 serve` serves it on a free local port as `make docs` does, and headless Chromium opens the
-lineage of mart_daily_sales. The browser test saves
-dbt-docs-lineage.png (in docs/img with `make screenshots`).
+lineage of mart_daily_sales. The browser test saves dbt-docs-lineage.png (in docs/img with
+`make screenshots`).
 """
 
 from __future__ import annotations
