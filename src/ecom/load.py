@@ -500,8 +500,8 @@ def remove_orphan_batches(client: Client) -> int:
         f"SELECT '{entity}' AS entity, count() AS rows FROM bronze.`{entity}`" for entity in COLUMNS)
     differing = client.query(
         f"SELECT b.entity FROM ({counts}) AS b LEFT JOIN (SELECT entity, sum(rows) AS rows FROM {LOG_TABLE} "
-        "WHERE status = 'landed' GROUP BY entity) AS l ON b.entity = l.entity WHERE b.rows != l.rows",
-        settings={"join_use_nulls": 0}).result_rows
+        "WHERE status = 'landed' GROUP BY entity) AS l ON b.entity = l.entity WHERE b.rows != ifNull(l.rows, 0)"
+    ).result_rows
     removed = 0
     for (entity,) in differing:
         where = (
