@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
-from ecom.load import LoadResult, discover, load
+from ecom.load import LoadResult, RawFile, discover, inspect, load
 from ecom.warehouse import session
 
 DAY = date(2026, 3, 1)
@@ -398,7 +398,9 @@ def small_block_client(settings: Settings) -> Iterator[Client]:
 def test_a_file_rejected_mid_parse_leaves_no_rows_behind(tmp_path):
     settings = settings_for(tmp_path)
     good = write_csv(settings.raw_dir, "order_items", DAY, order_items(5))
-    broken = write_csv(settings.raw_dir, "order_items", NEXT_DAY, [*order_items(20_000), ["O-x", "1", "P-1"]])
+    # A quoted value: the inspection cannot count its fields, so it lands in one INSERT with `good`.
+    broken = write_csv(settings.raw_dir, "order_items", NEXT_DAY,
+                       [*order_items(20_000), ["O-x", "1", "P-1,2"], ["O-y", "1", "P-1"]])
 
     with small_block_client(settings) as client:
         result = load(settings, client)
@@ -409,6 +411,30 @@ def test_a_file_rejected_mid_parse_leaves_no_rows_behind(tmp_path):
     assert (outcomes[broken].status, outcomes[broken].reason) == ("rejected", "parse_error")
     assert "row" in outcomes[broken].detail.lower()
     assert left == [(relative(good, settings.raw_dir), 5)]
+
+
+def test_a_file_with_a_ragged_record_lands_alone_so_its_neighbours_land_once(tmp_path):
+    settings = settings_for(tmp_path)
+    raw = settings.raw_dir
+    header = ",".join(COLUMNS["order_items"]).encode()
+    days = [date(2026, 3, d) for d in (1, 2, 3)]
+    before = write_bytes(raw, "order_items", days[0], header + b"\nO-1,1,P-1,1,2.00,\nO-2,1,P-2,1,2.00,0.5")
+    ragged = write_bytes(raw, "order_items", days[1], header + b"\nO-3,1,P-1,1,2.00,\nO-4,1,P-2,1,2.00,0,extra\n")
+    after = write_csv(raw, "order_items", days[2], order_items(3), lineterminator="\r\n")
+    quoted = write_csv(raw, "orders", days[0], TRICKY_ORDERS)  # fields cannot be counted: not ragged
+    files = [(before, "order_items", days[0]), (ragged, "order_items", days[1]),
+             (after, "order_items", days[2]), (quoted, "orders", days[0])]
+    assert [inspect(RawFile(p, relative(p, raw), e, d)).ragged for p, e, d in files] == [False, True, False, False]
+
+    result = land(settings)
+
+    outcomes = {o.file.path: o for o in result.outcomes}
+    assert (outcomes[ragged].status, outcomes[ragged].reason) == ("rejected", "parse_error")
+    assert [outcomes[p].rows for p in (before, after)] == [2, 3]
+    # Landed in three INSERTs in file order. Had the ragged file failed an INSERT of all three, the
+    # other two would have landed again after it, with a later start.
+    started = dict(query(settings, "SELECT file_path, started_at FROM bronze.ingest_log"))
+    assert started[relative(before, raw)] < started[relative(ragged, raw)] < started[relative(after, raw)]
 
 
 def test_rows_of_an_interrupted_load_are_removed_by_the_next(tmp_path):
