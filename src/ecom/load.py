@@ -288,10 +288,14 @@ class Inspection(NamedTuple):
     sha256: str
     size: int
     problem: Rejected | None  # why it cannot land, or None
-    # No quotes and not one comma fewer than columns per line: some record has the wrong number of
-    # fields, most likely. Only the engine decides that; such a file lands in an INSERT of its own,
-    # so the group it would fail does not land twice.
+    # No double quote, and the commas are not (columns - 1) per line: a record has the wrong number
+    # of fields (or a line is blank). The engine decides; such a file lands in an INSERT of its
+    # own, so that a group it fails does not land twice.
     ragged: bool = False
+
+
+def _cannot(reason: str, detail: str) -> Inspection:
+    return Inspection("", 0, Rejected(reason, detail))
 
 
 def inspect(raw: RawFile) -> Inspection:
@@ -299,28 +303,27 @@ def inspect(raw: RawFile) -> Inspection:
     try:
         return _inspect(raw)
     except OSError as exc:  # even its type cannot be told (a folder above it cannot be searched)
-        return Inspection("", 0, Rejected("unreadable", f"cannot be read ({exc.strerror}); fix its permissions"))
+        return _cannot("unreadable", f"cannot be read ({exc.strerror}); fix its permissions")
 
 
 def _inspect(raw: RawFile) -> Inspection:
     if raw.path.is_symlink():
         what = "a directory" if raw.path.is_dir() else "a file"
-        return Inspection("", 0, Rejected("symlink", f"is a symbolic link to {what}, not followed; copy the "
-                                                     "real export into the raw directory"))
+        return _cannot("symlink", f"is a symbolic link to {what}, not followed; copy the real export into the "
+                                  "raw directory")
     if raw.path.is_dir():
         try:
             os.scandir(raw.path).close()
         except OSError as exc:
-            return Inspection("", 0, Rejected("unreadable", f"is a directory that cannot be read ({exc.strerror}): "
-                                                            "the files in it cannot be landed; fix its permissions"))
-        return Inspection("", 0, Rejected("unreadable", "is a directory, not a file; replace it with the exported "
-                                                        "file"))
+            return _cannot("unreadable", f"is a directory that cannot be read ({exc.strerror}): the files in it "
+                                         "cannot be landed; fix its permissions")
+        return _cannot("unreadable", "is a directory, not a file; replace it with the exported file")
     if raw.entity is None or raw.file_date is None:
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
-        return Inspection("", 0, Rejected("bad_name", why))
+        return _cannot("bad_name", why)
     if not raw.path.is_file():  # reading a named pipe would wait forever
-        return Inspection("", 0, Rejected("unreadable", "is not a regular file (a pipe, socket or device); "
-                                                        "replace it with the exported file"))
+        return _cannot("unreadable", "is not a regular file (a pipe, socket or device); replace it with the "
+                                     "exported file")
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     size, head, problem = 0, "", None
@@ -348,7 +351,7 @@ def _inspect(raw: RawFile) -> Inspection:
     except UnicodeDecodeError:
         problem = Rejected("not_utf8", "the file ends inside a UTF-8 character; re-export it as UTF-8")
     except OSError as exc:
-        return Inspection("", 0, Rejected("unreadable", f"cannot be read ({exc.strerror}); fix its permissions"))
+        return _cannot("unreadable", f"cannot be read ({exc.strerror}); fix its permissions")
     if problem is None and size == 0:
         problem = Rejected("empty", "is empty (0 bytes): not even a header row; re-export it")
     if problem is None:
@@ -667,12 +670,11 @@ def load(
                 batch = loader.decide(raw, examined)
                 if batch == "later":
                     later.append(raw)
+                elif isinstance(batch, _Batch) and batch.ragged:  # after the files before it: files land in order
+                    loader.insert(groups.pop(batch.raw.entity, []))
+                    loader.insert([batch])
                 elif isinstance(batch, _Batch):
                     group = groups.setdefault(batch.raw.entity, [])
-                    if batch.ragged:  # after the files before it, so files still land in order
-                        loader.insert(groups.pop(batch.raw.entity))
-                        loader.insert([batch])
-                        continue
                     group.append(batch)
                     if len(group) >= MAX_FILES_PER_INSERT:
                         loader.insert(groups.pop(batch.raw.entity))
