@@ -62,6 +62,24 @@ bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ l
 )
 {%- endmacro %}
 
+{#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by
+    `_ingested_at`, then `_row_number`, packed into one UInt128 that compares as that tuple
+    does: each timestamp as 44 bits of milliseconds since 1900 (DateTime64 spans 1900-2299), the
+    row number as the low 40 bits. A NULL `updated_at` (never on a valid version) counts as the
+    earliest. One number, not a tuple, because the engine compares tuples column by column
+    per row: the argMax of reconciliation over 15.8M order versions took 9 CPU seconds with
+    the tuple and 3.4 s with the number. -#}
+{% macro version_order(has_updated_at=true) -%}
+{%- set since_1900 = ' + 2208988800000' -%}
+(
+    {%- if has_updated_at %}
+    bitShiftLeft(toUInt128(ifNull(toUnixTimestamp64Milli(updated_at){{ since_1900 }}, 0)), 84) +
+    {%- endif %}
+    bitShiftLeft(toUInt128(toUnixTimestamp64Milli(_ingested_at){{ since_1900 }}), 40)
+    + toUInt128(_row_number)
+)
+{%- endmacro %}
+
 {#- The latest valid version of every key (latest updated_at, ties by latest ingestion, then
     row number). On an incremental run only keys with a version newer than anything in the
     current table are recomputed, from all their versions: cost follows the new data. Sorted
@@ -79,7 +97,7 @@ where reason = '' and not _is_duplicate
         where _ingested_at > (select max(_ingested_at) from {{ this }})
     )
 {%- endif %}
-order by {{ keys | join(', ') }}, {% if has_updated_at %}updated_at desc, {% endif %}_ingested_at desc, _row_number desc
+order by {{ keys | join(', ') }}, {{ version_order(has_updated_at) }} desc
 limit 1 by {{ keys | join(', ') }}
 {%- endmacro %}
 

@@ -21,9 +21,12 @@
     silver replaces exactly those keys, so its rows can only move, appear or vanish on those
     days. `--full-refresh` recounts every day.
 
-    optimize_aggregation_in_order: the versions tables are sorted by key, so the latest version
-    of each key is found in one streaming pass instead of a hash table of every key (a full
-    recount of 10M order lines: 2.2 GB instead of 5.0 GB, 15 s instead of 11 s alone). -#}
+    The latest version of each key is the argMax of `version_order`, one number per version
+    (compared as a tuple, the same recount took 44 CPU seconds instead of 27).
+    optimize_aggregation_in_order: the versions tables are sorted by key, so the keys are
+    aggregated in one streaming pass instead of a hash table of every key. A full recount of
+    the 10M order lines' history (all five entities) alone: 1.2 GB and 27 CPU seconds, against
+    3.7 GB and 15.5 s in a hash table (a full refresh peaked at 6.9 GB with it). -#}
 
 {%- set entities = {
     'customers': ['customer_id'],
@@ -124,10 +127,7 @@ counts as (
         -toInt64(count()) as superseded_rows,
         toInt64(0) as quarantined_rows
     from (
-        select argMax(
-            _file_date,
-            ({{ 'updated_at, ' if entity != 'order_items' }}_ingested_at, _row_number)
-        ) as latest_file_date
+        select argMax(_file_date, {{ version_order(has_updated_at=entity != 'order_items') }}) as latest_file_date
         from {{ versions }}
         where not _is_duplicate and reason = ''
         {%- if is_incremental() %}
