@@ -229,7 +229,7 @@ lines_to_count as (
 quarantined_orders as (
     select
         trimBoth(order_id) as order_id,
-        argMax(toString(reason), (_ingested_at, _row_number)) as reason
+        argMax(toString(reason), {{ version_order(has_updated_at=false) }}) as reason
     from quarantine_orders
     where trimBoth(order_id) != ''
         {%- if days is not none %}
