@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         on_schema_change='fail',
-        unique_key=['order_id', 'line_number'],
+        unique_key='order_id',
         engine='MergeTree()',
         order_by='(order_date, order_id, line_number)',
         partition_by='toYYYYMM(order_date)',
@@ -14,9 +14,12 @@
 {#- One row per order line whose order header is in silver (lines still waiting for their
     header are orphans, counted in mart_data_quality). Order-level attributes (customer,
     status, FX rate, revenue flags) come from fct_orders, so lines and orders always agree.
-    Incremental, delete_insert on order_id + line_number: a run rewrites the lines of the
-    orders fct_orders has just recomputed, and the unknown-product lines whose product has
-    arrived in the catalog since. Sorted by date, partitioned by month, like fct_orders. -#}
+    Incremental, delete_insert on order_id: a run rewrites every line of the orders fct_orders
+    has just recomputed, and of the orders with a line whose product has arrived in the catalog
+    since, so the lines of an order are replaced together. The key is the order alone because
+    the delete then looks up one string per row, not an (order_id, line_number) tuple: on the
+    10x day 0.4 instead of 1.95 CPU seconds. Sorted by date, partitioned by month, like
+    fct_orders. -#}
 
 with
 
