@@ -13,7 +13,8 @@
 
 {#- `col as raw_col, ...` for every source column, plus the lineage columns (the per-file
     strings as plain String whatever bronze stores them as, so silver's and gold's column types
-    do not depend on when bronze was created). -#}
+    do not depend on when bronze was created), the row's fingerprint and its first half, with
+    which `is_duplicate` finds repeated fingerprints (not kept in the versions tables). -#}
 {% macro raw_with_lineage(entity) -%}
     {%- for column in source_columns(entity) %}
     `{{ column }}` as raw_{{ column }},
@@ -23,7 +24,8 @@
     _file_date,
     cast(_batch_id as String) as _batch_id,
     _ingested_at,
-    {{ row_hash(prefixed_columns(entity, '`', '`')) }} as _row_hash
+    {{ row_hash(prefixed_columns(entity, '`', '`')) }} as _row_hash,
+    cityHash64({{ prefixed_columns(entity, '`', '`') | join(', ') }}) as _half_fingerprint
 {%- endmacro %}
 
 {% macro prefixed_columns(entity, before='raw_', after='') -%}

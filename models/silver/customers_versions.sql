@@ -55,7 +55,7 @@ checked as (
 
 final as (
     select
-        *,
+        * except (_half_fingerprint),
         {{ is_duplicate('customer_id') }} as _is_duplicate
     from checked
 )

@@ -48,7 +48,7 @@ checked as (
 
 final as (
     select
-        *,
+        * except (_half_fingerprint),
         {{ is_duplicate('order_id') }} as _is_duplicate
     from checked
 )
