@@ -76,14 +76,19 @@ bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ l
     per row: the argMax of reconciliation over 15.8M order versions took 9 CPU seconds with
     the tuple and 3.4 s with the number. -#}
 {% macro version_order(has_updated_at=true) -%}
-{%- set since_1900 = ' + 2208988800000' -%}
 (
     {%- if has_updated_at %}
-    bitShiftLeft(toUInt128(ifNull(toUnixTimestamp64Milli(updated_at){{ since_1900 }}, 0)), 84) +
+    bitShiftLeft(toUInt128(ifNull({{ millis_since_1900('updated_at') }}, 0)), 84) +
     {%- endif %}
-    bitShiftLeft(toUInt128(toUnixTimestamp64Milli(_ingested_at){{ since_1900 }}), 40)
+    bitShiftLeft(toUInt128({{ millis_since_1900('_ingested_at') }}), 40)
     + toUInt128(_row_number)
 )
+{%- endmacro %}
+
+{#- A DateTime64's milliseconds since 1900-01-01, the type's earliest value: never negative,
+    and below 2^44 up to 2299, its latest. -#}
+{% macro millis_since_1900(column) -%}
+(toUnixTimestamp64Milli({{ column }}) + 2208988800000)
 {%- endmacro %}
 
 {#- The latest valid version of every key (latest updated_at, ties by latest ingestion, then

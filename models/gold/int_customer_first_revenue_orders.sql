@@ -28,7 +28,7 @@ final as (
             against 1.0 s for the string. #}
         argMin(
             order_id,
-            concat(leftPad(toString(toUnixTimestamp64Milli(order_ts) + 2208988800000), 14, '0'), order_id)
+            concat(leftPad(toString({{ millis_since_1900('order_ts') }}), 14, '0'), order_id)
         ) as first_revenue_order_id,
         min(order_ts) as first_revenue_order_ts,
         toDate(min(order_ts)) as first_revenue_order_date,
