@@ -28,6 +28,7 @@ ecom_state.incremental_watermarks
         {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
+        {%- do create_test_passes() -%}
         {#- A table an incremental model had under an earlier materialization, without the
             `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
             UInt128 of the row_hash macro (new rows could not be matched against its rows):
@@ -72,6 +73,9 @@ ecom_state.incremental_watermarks
                                          ~ " where model = '" ~ name ~ "'").rows[0][0] > 0 -%}
             {%- if not finished -%}
                 {%- do run_query("truncate table " ~ this) -%}
+                {#- The table keeps its UUID but may number its blocks from 1 again. -#}
+                {%- do run_query("delete from " ~ test_passes_table() ~ " where relation_uuid = "
+                                 ~ relation_uuid(this) ~ " settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- else -%}
                 {%- set above = "_ingested_at > " ~ finished_watermark() -%}
                 {%- set left_over = run_query("select count() from " ~ this ~ " where " ~ above).rows[0][0] -%}

@@ -191,6 +191,27 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert result.returncode != 0
     assert "FAIL 1 source_unique_combination_of_columns_bronze_order_items" in result.stdout, result.stdout[-2000:]
 
+    # Scoped data tests (macros/tests/scoped_tests.sql): a test of a delete+insert model reads the
+    # rows written since it last passed there. An old order written again behind dbt's back is
+    # a new block, so the uniqueness of order_id fails on it, and keeps failing: a failing run
+    # records no pass. A pass recorded by other SQL (an edited test) does not narrow the test.
+    test = "unique_fct_orders_order_id"
+    passes = ("INSERT INTO ecom_state.test_passes (test, relation_uuid, code_hash, watermark, status, invocation_id) "
+              "SELECT test, relation_uuid, {hash}, {mark}, 'passed', '' FROM ecom_state.test_passes "
+              f"WHERE test LIKE 'test.ecom.{test}.%' AND status = {{status}} ORDER BY recorded_at DESC LIMIT 1")
+    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+        client.command("INSERT INTO gold.fct_orders SELECT * FROM gold.fct_orders LIMIT 1")
+        client.command(passes.format(hash="'other sql'", mark=10**15, status="'passed'"))
+    for _ in range(2):
+        result = dbt("test", "-s", test, env=full)
+        assert result.returncode != 0 and f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
+    # A pass of this SQL at the table's highest block: the test reads no row, and passes.
+    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+        client.command(passes.format(hash="code_hash", mark="(SELECT max(_block_number) FROM gold.fct_orders)",
+                                     status="'pending'"))
+    result = dbt("test", "-s", test, env=full)
+    assert result.returncode == 0, result.stdout[-2000:]
+
 
 def test_the_unit_tests_pass(world: World):
     """`ecom run` leaves dbt's unit tests out of its build (they check SQL, not data): run them here."""
