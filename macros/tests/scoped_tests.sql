@@ -38,11 +38,16 @@ ecom_state.test_passes
                      ~ "engine = MergeTree order by (test, relation_uuid, recorded_at)") -%}
 {%- endmacro %}
 
+{#- The generic tests that are scoped. -#}
+{% macro scoped_test_kinds() -%}
+    {{ return(['unique', 'unique_combination_of_columns']) }}
+{%- endmacro %}
+
 {#- How the test being compiled or run is scoped: none, or the first of its key columns and the
     tested relation. -#}
 {% macro test_scope() -%}
     {%- if not execute or model.resource_type != 'test' or not model.test_metadata
-           or model.test_metadata.name not in ['unique', 'unique_combination_of_columns']
+           or model.test_metadata.name not in scoped_test_kinds()
            or model.depends_on.nodes | length != 1
            or target.type != 'chdb' -%}
         {{ return(none) }}
@@ -132,7 +137,7 @@ toUInt64(splitByChar('_', _part)[3])
     {%- set passed = [] -%}
     {%- for result in results -%}
         {%- if result.node.resource_type == 'test' and result.status == 'pass' and result.failures == 0
-               and result.node.test_metadata and result.node.test_metadata.name in ['unique', 'unique_combination_of_columns'] -%}
+               and result.node.test_metadata and result.node.test_metadata.name in scoped_test_kinds() -%}
             {%- do passed.append("'" ~ result.node.unique_id ~ "'") -%}
         {%- endif -%}
     {%- endfor -%}
