@@ -25,7 +25,7 @@
     cast(_batch_id as String) as _batch_id,
     _ingested_at,
     {{ row_hash(prefixed_columns(entity, '`', '`')) }} as _row_hash,
-    cityHash64({{ prefixed_columns(entity, '`', '`') | join(', ') }}) as _half_fingerprint
+    {{ half_fingerprint(prefixed_columns(entity, '`', '`')) }} as _half_fingerprint
 {%- endmacro %}
 
 {% macro prefixed_columns(entity, before='raw_', after='') -%}

@@ -22,8 +22,14 @@ where _batch_id in (
     Over the 12 columns of 15.8M order rows it takes 1 s where sipHash128 of the same columns
     took 7.5 s. -#}
 {% macro row_hash(columns) -%}
-{%- set listed = columns | join(', ') -%}
-bitOr(bitShiftLeft(toUInt128(cityHash64({{ listed }})), 64), toUInt128(xxh3({{ listed }})))
+bitOr(bitShiftLeft(toUInt128({{ half_fingerprint(columns) }}), 64), toUInt128(xxh3({{ columns | join(', ') }})))
+{%- endmacro %}
+
+{#- The fingerprint's high half, cityHash64 of the columns: rows with the same fingerprint have
+    the same half, so the repeats of the half include every repeated fingerprint
+    (`is_duplicate`). -#}
+{% macro half_fingerprint(columns) -%}
+cityHash64({{ columns | join(', ') }})
 {%- endmacro %}
 
 {#- An exact duplicate is a row whose fingerprint was already seen in an earlier row: earlier
