@@ -363,7 +363,9 @@ def _inspect(raw: RawFile) -> Inspection:
 
 
 def _check_header(entity: str, head: str) -> Rejected | None:
-    header = next(csv.reader([head.splitlines()[0] if head.strip() else ""]), [])
+    # The first line of up to 64 KiB: cut at the first "\n" before splitlines, which would split it all.
+    line = (head.partition("\n")[0].splitlines() or [""])[0] if head.strip() else ""
+    header = next(csv.reader([line]), [])
     expected = COLUMNS[entity]
     if sorted(header) == sorted(expected):
         return None  # the engine maps columns by name, so their order may differ
