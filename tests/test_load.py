@@ -437,6 +437,50 @@ def test_a_file_with_a_ragged_record_lands_alone_so_its_neighbours_land_once(tmp
     assert started[relative(before, raw)] < started[relative(ragged, raw)] < started[relative(after, raw)]
 
 
+@pytest.mark.parametrize("chunk", [3, 1 << 20])
+def test_a_space_or_tab_at_a_field_edge_marks_a_file_padded_even_across_read_chunks(tmp_path, monkeypatch, chunk):
+    # Files without one land with the engine's trimming on: it cannot change a byte of them.
+    monkeypatch.setattr("ecom.load._CHUNK", chunk)
+    header = ",".join(COLUMNS["order_items"]).encode() + b"\n"
+    clean = b"O-1,1,P-1,1,2.00,\nO-2,2,P-2,1,2.00,0.5\r\n"
+    cases = {
+        b"": False,
+        clean: False,
+        b'O-1,1,P-1,1,2.00,"a b"\n': False,  # a space inside a value is kept either way
+        b"O-1,1,P-1,1, 2.00,\n": True,
+        b"O-1,1,P-1,1,2.00 ,\n": True,
+        b"O-1,1,P-1,1,2.00,0.5 \n": True,
+        b"O-1,1,P-1,1,2.00,0.5 \r\n": True,
+        b" O-1,1,P-1,1,2.00,\n": True,
+        b"O-1,1,P-1,1,2.00,\n O-2,1,P-1,1,2.00,\n": True,
+        b"O-1,1,P-1,1,2.00,0.5 ": True,  # at the very end of the file
+        b"O-1,1,P-1,1\t,2.00,\n": True,
+        b'O-1,1,P-1,1,2.00, "0.5"\n': True,
+        b'O-1,1,P-1,1,2.00,"0.5" \n': True,
+    }
+    for i, (body, padded) in enumerate(cases.items()):
+        day = date(2026, 3, 1 + i)
+        path = write_bytes(tmp_path, "order_items", day, header + body)
+        assert inspect(RawFile(path, relative(path, tmp_path), "order_items", day)).padded is padded, body
+
+
+def test_a_group_with_one_padded_file_keeps_every_space(tmp_path):
+    settings = settings_for(tmp_path)
+    raw = settings.raw_dir
+    clean = write_csv(raw, "order_items", DAY, order_items(3))
+    padded = write_csv(raw, "order_items", NEXT_DAY, [["O-9", " 1", "P-1 ", "\t2", "19.90", "0.5 "]])
+    other_day = write_csv(raw, "order_items", date(2026, 3, 3), order_items(2, start=10))
+
+    result = land(settings)
+
+    assert [o.status for o in result.outcomes] == ["landed"] * 3, result.outcomes
+    # One INSERT for the three files of the year, so one setting for all of them.
+    assert len({r[0] for r in query(settings, "SELECT started_at FROM bronze.ingest_log")}) == 1
+    for path in (clean, padded, other_day):
+        assert bronze_rows(settings, "order_items", relative(path, raw)) == csv_records(path)
+    assert bronze_rows(settings, "order_items", relative(padded, raw))[0]["product_id"] == "P-1 "
+
+
 def test_rows_of_an_interrupted_load_are_removed_by_the_next(tmp_path):
     settings = settings_for(tmp_path)
     write_csv(settings.raw_dir, "order_items", DAY, order_items(3))

@@ -42,12 +42,18 @@ from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
 _CHUNK = 8 << 20
+# A space beside what ends or starts a field (Inspection.padded).
+_PADDED_EDGES = (b" ,", b", ", b" \n", b"\n ", b" \r", b"\r ", b'" ', b' "')
 _GLOB_CHARS = frozenset("*?{}")
 
 # The engine must keep every byte it is given: no trimming, no NULL guessing, no lenient column counts.
-# Parallel parsing stays off: with it, chDB 26.9 numbers `_row_number` one too high from the second
-# parsing segment of a file on (tests/test_load.py catches it); one parsing thread still lands
-# millions of rows a second. Blank lines at the very end of a file are not records: skipped.
+# Not trimming costs: the engine reads the 10x order lines with a fifth more CPU with
+# `input_format_csv_trim_whitespaces = 0`. So a group of files none of which has a space or tab at
+# the edge of a field (Inspection.padded), where trimming cannot change a byte, lands with the
+# engine's default, trimming on (`_ingest_settings`). Parallel parsing stays off: with it, chDB
+# 26.9 numbers `_row_number` one too high from the second parsing segment of a file on
+# (tests/test_load.py catches it); one parsing thread still lands millions of rows a second.
+# Blank lines at the very end of a file are not records: skipped.
 INGEST_SETTINGS = {
     "input_format_csv_trim_whitespaces": 0,
     "input_format_csv_empty_as_default": 1,
@@ -293,6 +299,9 @@ class Inspection(NamedTuple):
     # of fields (or a line is blank). The engine decides; such a file lands in an INSERT of its
     # own, so that a group it fails does not land twice.
     ragged: bool = False
+    # A space or tab next to a comma, a line end, a double quote or an end of the file, or a tab
+    # anywhere: what the engine's trimming would drop. Without one, trimming changes nothing.
+    padded: bool = True
 
 
 def _cannot(reason: str, detail: str) -> Inspection:
@@ -329,11 +338,16 @@ def _inspect(raw: RawFile) -> Inspection:
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     size, head, problem = 0, "", None
     quoted, commas, newlines, last = False, 0, 0, b""
+    padded = False
     try:
         with open(raw.path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
                 quoted = quoted or b'"' in chunk
+                if not padded and (b" " in chunk or b"\t" in chunk or last == b" "):
+                    # The pair across the chunk boundary too; the file's start counts as a line's.
+                    padded = (b"\t" in chunk or (last or b"\n") + chunk[:1] in _PADDED_EDGES
+                              or any(edge in chunk for edge in _PADDED_EDGES))
                 commas += chunk.count(b",")
                 newlines += chunk.count(b"\n")
                 last = chunk[-1:]
@@ -359,7 +373,7 @@ def _inspect(raw: RawFile) -> Inspection:
         problem = _check_header(raw.entity, head)
     lines = newlines + (last not in (b"", b"\n"))
     ragged = not quoted and commas != (len(COLUMNS[raw.entity]) - 1) * lines
-    return Inspection(digest.hexdigest(), size, problem, ragged)
+    return Inspection(digest.hexdigest(), size, problem, ragged, padded or last == b" ")
 
 
 def _check_header(entity: str, head: str) -> Rejected | None:
@@ -408,6 +422,7 @@ class _Batch:
     state: tuple[int, int, int]  # inode, size, mtime before landing: a change means it was still written
     version: int
     ragged: bool = False  # lands in an INSERT of its own (Inspection.ragged)
+    padded: bool = True  # its group lands without trimming (Inspection.padded)
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     rows: int = 0
     started: str = ""  # when its group's INSERT began: the ingest log's started_at
@@ -459,6 +474,11 @@ def _staged(batches: list[_Batch]) -> Iterator[Path | None]:
         yield Path(tmp)
 
 
+def _ingest_settings(batches: list[_Batch]) -> dict:
+    """INGEST_SETTINGS, with the engine's trimming on where it cannot change a byte of the files."""
+    return {**INGEST_SETTINGS, "input_format_csv_trim_whitespaces": int(not any(b.padded for b in batches))}
+
+
 def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_Batch], ingested_at: str) -> None:
     """Land the files of `batches` (one entity) into bronze. The file at index i gets
     `_ingested_at` = ingested_at + (i - 1) ms, so ingestion order is file order."""
@@ -480,7 +500,7 @@ def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_B
             sql = _insert_select(entity, "file({glob:String}, 'CSVWithNames', {structure:String})",
                                  "toUInt32(substring(_file, 2, 5))")
             sql = sql.replace("{row_number}", "_row_number + 1")
-            client.command(f"{sql} {_settings_clause(INGEST_SETTINGS)}",
+            client.command(f"{sql} {_settings_clause(_ingest_settings(batches))}",
                            parameters={**parameters, "glob": f"{folder}/f*.csv"})
         return
     # A server cannot see this machine's files: stream them, one at a time. One thread keeps row order.
@@ -491,7 +511,7 @@ def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_B
             f"{sql} FORMAT CSVWithNames",
             parameters={**parameters, "file_index": i},
             data=batch.raw.path.read_bytes(),
-            settings={**INGEST_SETTINGS, "max_threads": 1},
+            settings={**_ingest_settings([batch]), "max_threads": 1},
         )
 
 
@@ -762,7 +782,7 @@ class _Loader:
 
     def decide(self, raw: RawFile, examined: _Examined) -> _Batch | str | None:
         """A batch to land, "later" (same bytes as a batch not logged yet), or None (outcome reported)."""
-        state, (sha256, size, problem, ragged) = examined
+        state, (sha256, size, problem, ragged, padded) = examined
         if problem:
             self.reject(raw, problem, sha256, size, self.now())
             return None
@@ -772,7 +792,7 @@ class _Loader:
         if sha256 in self.unlogged:
             return "later"
         self.unlogged.add(sha256)
-        return _Batch(raw, sha256, size, state, self.ledger.versions.get(raw.relative, 0) + 1, ragged)
+        return _Batch(raw, sha256, size, state, self.ledger.versions.get(raw.relative, 0) + 1, ragged, padded)
 
     def now(self) -> str:
         return self.client.command("SELECT toString(now64(3, 'UTC'))")
