@@ -161,7 +161,8 @@ def test_materialize_one_partition_from_the_asset_graph(dagster_dev, browser):
     materialize.click()
     dialog = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
     wait.until(lambda _: "Partition selection" in dialog.text)
-    partitions = dialog.find_element(By.CSS_SELECTOR, "input[type=text]")
+    # The dialog's title can show before its partition field is rendered: wait for the field.
+    partitions = wait.until(lambda _: next(iter(dialog.find_elements(By.CSS_SELECTOR, "input[type=text]")), None))
     partitions.click()
     partitions.send_keys(Keys.CONTROL, "a")
     partitions.send_keys(DAY)
