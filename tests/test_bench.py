@@ -7,10 +7,13 @@ skipped; the figures themselves are for BENCHMARKS.md, not for assertions (the m
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import ecom_env, run_ecom
+from conftest import BIN, ecom_env, run_ecom
 from ecom.bench import FULL, QUICK, Row, Target, evaluate_targets, render
 
 LANDING = ("ecom_load", "engine_ceiling", "duckdb")
@@ -65,16 +68,16 @@ def quick_run(tmp_path_factory) -> tuple[dict, str]:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "figures.json"
     env = ecom_env(tmp / "raw-not-used", tmp / "warehouse-not-used")  # the bench has its own
-    done = run_ecom("bench", "--quick", "--json", str(out), "--cache-dir", str(tmp / "cache"), env=env,
+    done = run_ecom("bench", "--quick", "--json", str(out), "--cache-dir", str(tmp / "cache"), "--keep", env=env,
                     check=False)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     assert not (tmp / "raw-not-used").exists()
     assert not (tmp / "warehouse-not-used").exists()
-    return json.loads(out.read_text()), done.stdout
+    return json.loads(out.read_text()), done.stdout, tmp / "cache" / "run"
 
 
 def test_quick_bench_reports_every_row(quick_run):
-    figures, _ = quick_run
+    figures, _, _ = quick_run
     rows = {row["id"]: row for row in figures["rows"]}
     assert set(EXPECTED_ROWS) <= set(rows)
     for row_id in EXPECTED_ROWS:
@@ -105,7 +108,7 @@ def test_quick_bench_reports_every_row(quick_run):
 
 
 def test_quick_bench_prints_machine_versions_and_targets(quick_run):
-    figures, stdout = quick_run
+    figures, stdout, _ = quick_run
     assert figures["machine"]["cores"] >= 1 and figures["machine"]["memory_gb"] > 0
     for package in ("chdb", "duckdb", "dbt-core"):
         assert figures["versions"][package][0].isdigit()
@@ -113,3 +116,27 @@ def test_quick_bench_prints_machine_versions_and_targets(quick_run):
     assert figures["targets"] and all(t["measured"] for t in figures["targets"])
     assert stdout.strip() == render(figures).strip()
     assert "Targets (SPEC section 8)" in stdout
+
+
+def count_rows(warehouse: Path, table: str) -> int:
+    """Rows of a table in a kept warehouse, read by a process of its own (one process per path)."""
+    sql = f"SELECT count() FROM {table}"
+    code = f"import chdb; print(chdb.query({sql!r}, 'CSV', path={str(warehouse)!r}))"
+    done = subprocess.run([str(BIN / "python"), "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.strip())
+
+
+def test_keep_leaves_every_warehouse_of_the_run_to_inspect(quick_run):
+    figures, _, run_dir = quick_run
+    rows = {row["id"]: row for row in figures["rows"]}
+    for size in ("1x", "10x"):
+        lines = rows[f"landing.ecom_load.{size}"]["detail"]["lines"]
+        assert count_rows(run_dir / "landing" / f"loader-{size}", "bronze.order_items") == lines
+        assert count_rows(run_dir / "landing" / f"engine-{size}", "default.order_items") == lines
+        assert (run_dir / "landing" / f"duckdb-{size}.duckdb").stat().st_size > 0
+        # The history's warehouse after its one more day: gold holds the day's orders too.
+        day = re.search(r"\((\d{4}-\d{2}-\d{2})\)", rows[f"one_more_day.{size}"]["label"]).group(1)
+        orders = count_rows(run_dir / f"warehouse-{size}", f"gold.fct_orders WHERE order_date = '{day}'")
+        assert orders > 0, f"no orders of {day} in the kept {size} warehouse"
+    assert not (run_dir / "warehouse").exists()

@@ -678,9 +678,9 @@ def run_bench(scale: Scale, cache_dir: Path, postgres: bool = True, keep: bool =
     info: dict[str, Any] = {"engine_version": None, "postgresql": None}
 
     for factor in (1, FACTOR):
-        rows += _landing_rows(runner, dataset, factor, info)
+        rows += _landing_rows(runner, dataset, factor, info, keep)
     rows.append(_postgres_row(runner, dataset, scale, postgres, info, log))
-    pipeline = _pipeline_rows(runner, dataset, run_dir, log)
+    pipeline = _pipeline_rows(runner, dataset, run_dir, keep)
     rows += pipeline
 
     if not keep:
@@ -722,7 +722,7 @@ def _measure(row: Row, step: Callable[[], dict[str, Any]]) -> dict[str, Any] | N
         return None
 
 
-def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str, Any]) -> list[Row]:
+def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str, Any], keep: bool) -> list[Row]:
     size = f"{factor}x"
     source = landing_dir(dataset, factor)
     glob = _landing_glob(dataset, factor)
@@ -742,7 +742,7 @@ def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str,
         result = _measure(row, lambda kind=kind, spec=spec, label=label: runner.run(
             kind, spec, f"landing {size}: {label}"))
         for leftover in (spec.get("warehouse"), spec.get("database")):
-            if leftover:
+            if leftover and not keep:
                 shutil.rmtree(leftover, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     os.remove(leftover)
@@ -794,9 +794,10 @@ def _postgres_row(runner: Runner, dataset: Dataset, scale: Scale, enabled: bool,
     return row
 
 
-def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, log: Callable[[str], None]) -> list[Row]:
+def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, keep: bool) -> list[Row]:
     """Full refresh and one more day at 1x and 10x history, on one warehouse path reused in turn
-    (so dbt's partial parse stays warm, as it is for `ecom run` in a checkout)."""
+    (so dbt's partial parse stays warm, as it is for `ecom run` in a checkout). With `keep`, each
+    history's warehouse is moved to `warehouse-1x` and `warehouse-10x` after its one more day."""
     warehouse, target, dbt_logs = run_dir / "warehouse", run_dir / "target", run_dir / "dbt-logs"
     env = {"ECOM_CHDB_PATH": str(warehouse), "DBT_TARGET": "dev"}
     root = project_dir()
@@ -838,6 +839,9 @@ def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, log: Callabl
             day.skipped = f"skipped: the {size} history did not build (see the full refresh row)"
         rows.append(day)
         days[size] = day
+        if keep and warehouse.exists():
+            shutil.rmtree(run_dir / f"warehouse-{size}", ignore_errors=True)
+            warehouse.rename(run_dir / f"warehouse-{size}")
     shutil.rmtree(warehouse, ignore_errors=True)
     ratio = Row(id="one_more_day.ratio", group="one_more_day", unit="x",
                 label=f"one more day: {FACTOR}x history / 1x history (wall time)")

@@ -270,7 +270,9 @@ def report(out: Path, wait: float) -> None:
 @click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history; 10x has ten times as "
               "many at the same daily volume [default: 364; 5 with --quick].")
 @click.option("--no-postgres", is_flag=True, help="Leave out the pandas to_sql into PostgreSQL peer.")
-@click.option("--keep", is_flag=True, help="Keep the warehouses and landing copies of the run.")
+@click.option("--keep", is_flag=True, help="Keep the run's warehouses in <cache-dir>/run: the landing "
+              "contenders' in landing/, and each history's after its one more day in warehouse-1x and "
+              "warehouse-10x.")
 def bench(quick: bool, json_path: Path | None, cache_dir: Path, lines: int | None, days: int | None,
           no_postgres: bool, keep: bool) -> None:
     """The benchmark of SPEC section 8: landing, full refresh, one more day, with peers side by side.
