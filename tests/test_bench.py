@@ -64,7 +64,7 @@ def test_targets_say_what_is_met_and_the_gap():
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory) -> tuple[dict, str]:
+def quick_run(tmp_path_factory) -> tuple[dict, str, Path]:
     tmp = tmp_path_factory.mktemp("bench")
     out = tmp / "figures.json"
     env = ecom_env(tmp / "raw-not-used", tmp / "warehouse-not-used")  # the bench has its own

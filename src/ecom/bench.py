@@ -839,8 +839,7 @@ def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, keep: bool) 
             day.skipped = f"skipped: the {size} history did not build (see the full refresh row)"
         rows.append(day)
         days[size] = day
-        if keep and warehouse.exists():
-            shutil.rmtree(run_dir / f"warehouse-{size}", ignore_errors=True)
+        if keep and warehouse.exists():  # run_dir is new for each run
             warehouse.rename(run_dir / f"warehouse-{size}")
     shutil.rmtree(warehouse, ignore_errors=True)
     ratio = Row(id="one_more_day.ratio", group="one_more_day", unit="x",
