@@ -23,6 +23,19 @@ BIN = Path(sys.executable).parent
 SCREENSHOTS = Path(os.environ.get("ECOM_SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "ecom-screenshots")
 
 
+# The order in which the two workers take the test files (`--dist loadfile`, with xdist's own
+# ordering by number of tests turned off): the longest files first, so that neither worker is
+# left with a long file at the end while the other waits. On 2 cores each of these takes one to
+# five minutes; the files not listed take well under one and run after them.
+LONGEST_FIRST = ("test_reliability.py", "test_pipeline.py", "test_orchestration.py", "test_bench.py",
+                 "test_dagster_ui.py", "test_docs_site.py", "test_report.py", "test_plugin.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
+
+
 @dataclass(frozen=True)
 class World:
     """A generated, loaded and built warehouse shared by the tests of a session."""
