@@ -176,12 +176,21 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
 
     # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
     # No run touches its day again, so it takes the full recount of every day.
+    [(lost_order, lost_line)] = query(full, "SELECT order_id, line_number FROM silver.order_items "
+                                            "ORDER BY order_id, line_number LIMIT 1")
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
-        client.command("DELETE FROM silver.order_items WHERE (order_id, line_number) IN "
-                       "(SELECT order_id, line_number FROM silver.order_items LIMIT 1)")
+        client.command(f"DELETE FROM silver.order_items WHERE order_id = '{lost_order}' AND line_number = {lost_line}")
     result = dbt("build", "-s", "reconciliation+", "--full-refresh", env=full)
     assert result.returncode != 0
     assert "reconciliation" in result.stdout and ("FAIL" in result.stdout or "ERROR" in result.stdout)
+    # fct_order_items still holds the line: the gold test of lines against their orders, which
+    # groups by a hash of order_id, names the order.
+    lines_test = "gold_fct_order_items_match_orders"
+    result = dbt("test", "-s", lines_test, env=full)
+    assert result.returncode != 0 and f"FAIL 1 {lines_test}" in result.stdout, result.stdout[-2000:]
+    compiled = tmp_path / "t2" / "compiled" / "ecom" / "data_tests" / "gold" / f"{lines_test}.sql"
+    assert query(full, compiled.read_text()) == \
+        [(lost_order, "lines differ between silver.order_items and fct_order_items")]
 
     # A bronze row landed twice under the same batch and row number fails the source's
     # uniqueness test with one failing combination.

@@ -3,13 +3,20 @@
     order's line count, quantity and gross amount in fct_orders are the sums of its lines in
     fct_order_items. Compared order by order (line count and a sum of line number hashes; both
     line tables are unique on order_id, line_number by their own tests) in one aggregation over
-    the three tables, so no table is held in a join or a set. -#}
+    the three tables, so no table is held in a join or a set.
+
+    The aggregation groups by a 64-bit hash of order_id, not the id itself: carrying the
+    strings through it took about half as much CPU again (the 10x day: 3.8-4.5 CPU seconds
+    against 5.0-7.0 s). The ids of the failing orders are looked up after it, by their hash. Two orders
+    sharing a hash (about one chance in two million on 4 million orders) are checked as one:
+    every check adds up over the orders of a group, so a wrong order still fails; at worst an
+    order without a header beside one with a header reports both. -#}
 
 with
 
 order_rows as (
     select
-        order_id,
+        cityHash64(order_id) as order_key,
         'silver_line' as side,
         cityHash64(line_number) as line_hash,
         toInt64(0) as quantity,
@@ -19,7 +26,7 @@ order_rows as (
     union all
 
     select
-        order_id,
+        cityHash64(order_id) as order_key,
         'fct_line' as side,
         cityHash64(line_number) as line_hash,
         toInt64(quantity) as quantity,
@@ -30,7 +37,7 @@ order_rows as (
     union all
 
     select
-        order_id,
+        cityHash64(order_id) as order_key,
         'fct_order' as side,
         toUInt64(line_count) as line_hash,
         -item_quantity as quantity,
@@ -40,7 +47,7 @@ order_rows as (
 
 orders as (
     select
-        order_id,
+        order_key,
         countIf(side = 'fct_order') > 0 as has_header,
         countIf(side = 'silver_line') as silver_lines,
         sumIf(line_hash, side = 'silver_line') as silver_line_numbers,
@@ -50,22 +57,38 @@ orders as (
         sum(quantity) as quantity_difference,
         sum(amount) as amount_difference
     from order_rows
-    group by order_id
+    group by order_key
+),
+
+failing as (
+    select order_key, finding.2 as problem
+    from orders
+    array join [
+        (
+            {#- Lines of an order without a header are orphans: not in fct_order_items. #}
+            fct_lines != if(has_header, silver_lines, 0)
+            or fct_line_numbers != if(has_header, silver_line_numbers, 0),
+            'lines differ between silver.order_items and fct_order_items'
+        ),
+        (
+            has_header
+            and (header_line_count != fct_lines or quantity_difference != 0 or amount_difference != 0),
+            'order totals differ from its lines'
+        )
+    ] as finding
+    where finding.1
+),
+
+order_ids as (
+    select order_id, cityHash64(order_id) as order_key from {{ ref('order_items') }}
+    union all
+    select order_id, cityHash64(order_id) as order_key from {{ ref('fct_order_items') }}
+    union all
+    select order_id, cityHash64(order_id) as order_key from {{ ref('fct_orders') }}
 )
 
-select order_id, finding.2 as problem
-from orders
-array join [
-    (
-        {#- Lines of an order without a header are orphans: not in fct_order_items. #}
-        fct_lines != if(has_header, silver_lines, 0)
-        or fct_line_numbers != if(has_header, silver_line_numbers, 0),
-        'lines differ between silver.order_items and fct_order_items'
-    ),
-    (
-        has_header
-        and (header_line_count != fct_lines or quantity_difference != 0 or amount_difference != 0),
-        'order totals differ from its lines'
-    )
-] as finding
-where finding.1
+{#- The failing keys are the join's right side, built first: with none, the engine reads
+    nothing of the left. #}
+select distinct order_ids.order_id as order_id, failing.problem as problem
+from order_ids
+inner join failing using (order_key)
