@@ -6,8 +6,8 @@
     the three tables, so no table is held in a join or a set.
 
     The aggregation groups by a 64-bit hash of order_id, not the id itself: carrying the
-    strings through it took about half as much CPU again (the 10x day: 3.8-4.5 CPU seconds
-    against 5.0-7.0 s). The ids of the failing orders are looked up after it, by their hash. Two orders
+    strings through it cost half as much CPU again (the 10x day: 5.0-7.0 CPU seconds against
+    3.8-4.5 s). The ids of the failing orders are looked up after it, by their hash. Two orders
     sharing a hash (about one chance in two million on 4 million orders) are checked as one:
     every check adds up over the orders of a group, so a wrong order still fails; at worst an
     order without a header beside one with a header reports both. -#}
