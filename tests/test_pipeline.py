@@ -188,7 +188,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     lines_test = "gold_fct_order_items_match_orders"
     result = dbt("test", "-s", lines_test, env=full)
     assert result.returncode != 0 and f"FAIL 1 {lines_test}" in result.stdout, result.stdout[-2000:]
-    compiled = tmp_path / "t2" / "compiled" / "ecom" / "data_tests" / "gold" / f"{lines_test}.sql"
+    compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold" / f"{lines_test}.sql"
     assert query(full, compiled.read_text()) == \
         [(lost_order, "lines differ between silver.order_items and fct_order_items")]
 
