@@ -191,6 +191,16 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold" / f"{lines_test}.sql"
     assert query(full, compiled.read_text()) == \
         [(lost_order, "lines differ between silver.order_items and fct_order_items")]
+    # The same for a payment lost in silver: the test of payments against silver, grouped by a
+    # hash of payment_id, names it.
+    [lost_payment] = query(full, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
+    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+        client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
+    payments_test = "gold_fct_payments_match_silver"
+    result = dbt("test", "-s", payments_test, env=full)
+    assert result.returncode != 0 and f"FAIL 1 {payments_test}" in result.stdout, result.stdout[-2000:]
+    assert query(full, (compiled.parent / f"{payments_test}.sql").read_text()) == \
+        [(lost_payment, "not in silver.payments")]
 
     # A bronze row landed twice under the same batch and row number fails the source's
     # uniqueness test with one failing combination.

@@ -1,12 +1,17 @@
 {#- fct_payments holds every payment of silver exactly once, at the same status and amount:
     the incremental runs miss no payment and keep no superseded version. One aggregation over
-    both tables, key by key. -#}
+    both tables, key by key.
+
+    As in gold_fct_order_items_match_orders, the aggregation groups by a 64-bit hash of
+    payment_id, not the id itself (the 10x day: 1.4-1.6 CPU seconds against 1.8-2.4 s), and
+    the ids of the failing payments are looked up after it. Two payments sharing a hash are
+    checked as one and fail together. -#}
 
 with
 
 both_sides as (
     select
-        payment_id,
+        cityHash64(payment_id) as payment_key,
         1 as in_silver,
         0 as in_fct,
         cityHash64(payment_status, amount) as version
@@ -15,21 +20,35 @@ both_sides as (
     union all
 
     select
-        payment_id,
+        cityHash64(payment_id) as payment_key,
         0 as in_silver,
         1 as in_fct,
         cityHash64(payment_status, amount) as version
     from {{ ref('fct_payments') }}
+),
+
+failing as (
+    select
+        payment_key,
+        multiIf(
+            sum(in_fct) = 0, 'missing from fct_payments',
+            sum(in_silver) = 0, 'not in silver.payments',
+            sum(in_fct) > 1, 'more than one row in fct_payments',
+            'at another status or amount than in silver.payments'
+        ) as problem
+    from both_sides
+    group by payment_key
+    having sum(in_silver) != 1 or sum(in_fct) != 1 or min(version) != max(version)
+),
+
+payment_ids as (
+    select payment_id, cityHash64(payment_id) as payment_key from {{ ref('payments') }}
+    union all
+    select payment_id, cityHash64(payment_id) as payment_key from {{ ref('fct_payments') }}
 )
 
-select
-    payment_id,
-    multiIf(
-        sum(in_fct) = 0, 'missing from fct_payments',
-        sum(in_silver) = 0, 'not in silver.payments',
-        sum(in_fct) > 1, 'more than one row in fct_payments',
-        'at another status or amount than in silver.payments'
-    ) as problem
-from both_sides
-group by payment_id
-having sum(in_silver) != 1 or sum(in_fct) != 1 or min(version) != max(version)
+{#- The failing keys are the join's right side, built first: with none, the engine reads
+    nothing of the left. #}
+select distinct payment_ids.payment_id as payment_id, failing.problem as problem
+from payment_ids
+inner join failing using (payment_key)
