@@ -203,7 +203,11 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         [(lost_payment, "not in silver.payments")]
 
     # A bronze row landed twice under the same batch and row number fails the source's
-    # uniqueness test with one failing combination.
+    # uniqueness test with one failing combination. The test is scoped: it passed before, and
+    # reads the batches of the rows written since (the copy is a new block).
+    passed = ("SELECT count() FROM ecom_state.test_passes WHERE status = 'passed' "
+              "AND test LIKE 'test.ecom.source_unique_combination_of_columns_bronze_order_items%'")
+    assert query(full, passed)[0][0] > 0
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
         client.command("INSERT INTO bronze.order_items SELECT * FROM bronze.order_items LIMIT 1")
     result = dbt("test", "-s", "source:bronze.order_items", env=full)

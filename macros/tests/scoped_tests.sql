@@ -3,9 +3,10 @@
 
     A uniqueness test (unique, unique_combination_of_columns) groups every key of its table, so
     its cost grows with history. On a delete+insert model that keeps the engine's block number
-    column, it reads only the keys of the rows written since the test last passed there, and
-    every row that holds one of them (the first key column's values), so a new row repeating an
-    old key still fails. `_block_number` is the number of the INSERT that wrote a row, kept
+    column, and on a source table whose meta says it keeps one (`block_number_column`: bronze,
+    whose tables the loader makes with the setting), it reads only the keys of the rows written
+    since the test last passed there, and every row that holds one of them (the first key
+    column's values), so a new row repeating an old key still fails. `_block_number` is the number of the INSERT that wrote a row, kept
     through merges, and every INSERT gets a higher one, so a row rewritten with old values (a
     customer's closed version, an order recomputed for a new customer version) or written
     behind dbt's back counts as new. Every other test reads the whole relation: tests that check
@@ -52,17 +53,26 @@ ecom_state.test_passes
            or target.type != 'chdb' -%}
         {{ return(none) }}
     {%- endif -%}
-    {%- set node = graph.nodes.get(model.depends_on.nodes[0]) -%}
-    {%- if node is none or node.resource_type != 'model' or node.config.materialized != 'incremental'
-           or node.config.incremental_strategy != 'delete_insert'
-           or not (node.config.get('settings') or {}).get('enable_block_number_column') -%}
+    {%- set parent = model.depends_on.nodes[0] -%}
+    {%- set node = graph.sources.get(parent) if parent.startswith('source.') else graph.nodes.get(parent) -%}
+    {%- if node is none -%}
+        {{ return(none) }}
+    {%- elif node.resource_type == 'source' -%}
+        {%- if not node.meta.get('block_number_column') -%}
+            {{ return(none) }}
+        {%- endif -%}
+    {%- elif node.resource_type != 'model' or node.config.materialized != 'incremental'
+             or node.config.incremental_strategy != 'delete_insert'
+             or not (node.config.get('settings') or {}).get('enable_block_number_column') -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set kwargs = model.test_metadata.kwargs -%}
     {%- set keys = kwargs.combination_of_columns if model.test_metadata.name == 'unique_combination_of_columns'
                    else [kwargs.column_name] -%}
     {{ return({'key': keys[0],
-               'relation': api.Relation.create(database=node.database, schema=node.schema, identifier=node.alias)}) }}
+               'relation': api.Relation.create(database=node.database, schema=node.schema,
+                                               identifier=node.identifier if node.resource_type == 'source'
+                                               else node.alias)}) }}
 {%- endmacro %}
 
 {% macro relation_uuid(relation) -%}
