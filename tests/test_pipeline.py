@@ -201,6 +201,14 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert result.returncode != 0 and f"FAIL 1 {payments_test}" in result.stdout, result.stdout[-2000:]
     assert query(full, (compiled.parent / f"{payments_test}.sql").read_text()) == \
         [(lost_payment, "not in silver.payments")]
+    # A line whose customer key is in no dim_customers row fails the relationships test, which
+    # compares hashes of the keys, with that key.
+    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+        client.command("INSERT INTO gold.fct_order_items SELECT * REPLACE ('no-such-customer' AS customer_key) "
+                       "FROM gold.fct_order_items LIMIT 1")
+    keys_test = "relationships_present_fct_order_items_customer_key__customer_key__ref_dim_customers_"
+    result = dbt("test", "-s", keys_test, env=full)
+    assert result.returncode != 0 and f"FAIL 1 {keys_test}" in result.stdout, result.stdout[-2000:]
 
     # A bronze row landed twice under the same batch and row number fails the source's
     # uniqueness test with one failing combination. The test is scoped: it passed before, and
