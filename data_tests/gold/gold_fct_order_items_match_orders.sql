@@ -7,16 +7,17 @@
 
     The aggregation groups by a 64-bit hash of order_id, not the id itself: carrying the
     strings through it cost half as much CPU again (the 10x day: 5.0-7.0 CPU seconds against
-    3.8-4.5 s). The ids of the failing orders are looked up after it, by their hash. Two orders
-    sharing a hash (about one chance in two million on 4 million orders) are checked as one:
-    every check adds up over the orders of a group, so a wrong order still fails; at worst an
-    order without a header beside one with a header reports both. -#}
+    3.8-4.5 s). The ids of the failing orders are looked up after it, by their hash
+    (`failing_ids`). Two orders sharing a hash (about one chance in two million on 4 million
+    orders) are checked as one: every check adds up over the orders of a group, so a wrong
+    order still fails; at worst an order without a header beside one with a header reports
+    both. -#}
 
 with
 
 order_rows as (
     select
-        cityHash64(order_id) as order_key,
+        cityHash64(order_id) as hashed_key,
         'silver_line' as side,
         cityHash64(line_number) as line_hash,
         toInt64(0) as quantity,
@@ -26,7 +27,7 @@ order_rows as (
     union all
 
     select
-        cityHash64(order_id) as order_key,
+        cityHash64(order_id) as hashed_key,
         'fct_line' as side,
         cityHash64(line_number) as line_hash,
         toInt64(quantity) as quantity,
@@ -37,7 +38,7 @@ order_rows as (
     union all
 
     select
-        cityHash64(order_id) as order_key,
+        cityHash64(order_id) as hashed_key,
         'fct_order' as side,
         toUInt64(line_count) as line_hash,
         -item_quantity as quantity,
@@ -47,7 +48,7 @@ order_rows as (
 
 orders as (
     select
-        order_key,
+        hashed_key,
         countIf(side = 'fct_order') > 0 as has_header,
         countIf(side = 'silver_line') as silver_lines,
         sumIf(line_hash, side = 'silver_line') as silver_line_numbers,
@@ -57,11 +58,11 @@ orders as (
         sum(quantity) as quantity_difference,
         sum(amount) as amount_difference
     from order_rows
-    group by order_key
+    group by hashed_key
 ),
 
 failing as (
-    select order_key, finding.2 as problem
+    select hashed_key, finding.2 as problem
     from orders
     array join [
         (
@@ -77,18 +78,6 @@ failing as (
         )
     ] as finding
     where finding.1
-),
-
-order_ids as (
-    select order_id, cityHash64(order_id) as order_key from {{ ref('order_items') }}
-    union all
-    select order_id, cityHash64(order_id) as order_key from {{ ref('fct_order_items') }}
-    union all
-    select order_id, cityHash64(order_id) as order_key from {{ ref('fct_orders') }}
 )
 
-{#- The failing keys are the join's right side, built first: with none, the engine reads
-    nothing of the left. #}
-select distinct order_ids.order_id as order_id, failing.problem as problem
-from order_ids
-inner join failing using (order_key)
+{{ failing_ids('order_id', [ref('order_items'), ref('fct_order_items'), ref('fct_orders')]) }}
