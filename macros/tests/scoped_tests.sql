@@ -6,13 +6,14 @@
     column, and on a source table whose meta says it keeps one (`block_number_column`: bronze,
     whose tables the loader makes with the setting), it reads only the keys of the rows written
     since the test last passed there, and every row that holds one of them (the first key
-    column's values), so a new row repeating an old key still fails. `_block_number` is the number of the INSERT that wrote a row, kept
-    through merges, and every INSERT gets a higher one, so a row rewritten with old values (a
-    customer's closed version, an order recomputed for a new customer version) or written
-    behind dbt's back counts as new. Every other test reads the whole relation: tests that check
-    rows one by one read a narrow column or two, which costs little (scoped, they cost more:
-    every row's block number is read too), relationships can break when a parent loses a key,
-    and the singular tests compare whole tables.
+    column's values), so a new row repeating an old key still fails. `_block_number` is the
+    number of the INSERT that wrote a row, kept through merges, and every INSERT gets a higher
+    one, so a row rewritten with old values (a customer's closed version, an order recomputed
+    for a new customer version) or written behind dbt's back counts as new. Every other test
+    reads the whole relation: tests that check rows one by one read a narrow column or two,
+    which costs little (scoped, they cost more: every row's block number is read too),
+    relationships can break when a parent loses a key, and the singular tests compare whole
+    tables.
 
     Each run of a scoped test first records a 'pending' row in `test_passes_table()`: the
     table's highest block number before the test reads it, and a hash of the test's compiled
