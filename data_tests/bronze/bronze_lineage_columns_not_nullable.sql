@@ -1,0 +1,36 @@
+{#- No lineage column of bronze can hold NULL: the loader makes them of non-Nullable types
+    (`LINEAGE` in src/ecom/contract.py), so the engine itself refuses a NULL, and a `not_null`
+    test on one of them could never fail while costing dbt a node on every run. This checks the
+    types instead, once for every table: a row for each lineage column that is missing or
+    Nullable, and for the ingest log's file_path. -#}
+
+{%- set lineage = ['_source_file', '_row_number', '_file_sha256', '_file_date', '_batch_id', '_ingested_at'] %}
+{%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
+{%- set log = source('bronze', 'ingest_log') %}
+
+with
+
+expected as (
+    select table_name, column_name
+    from values(
+        'table_name String, column_name String',
+        {%- for entity in entities %}
+        {%- set relation = source('bronze', entity) %}
+        {%- for column in lineage %}
+        ('{{ relation.identifier }}', '{{ column }}'),
+        {%- endfor %}
+        {%- endfor %}
+        ('{{ log.identifier }}', 'file_path')
+    )
+),
+
+actual as (
+    select table as table_name, name as column_name, type
+    from system.columns
+    where database = '{{ log.schema }}'
+)
+
+select expected.table_name, expected.column_name, actual.type
+from expected
+left join actual on expected.table_name = actual.table_name and expected.column_name = actual.column_name
+where actual.type = '' or actual.type like 'Nullable(%'
