@@ -1,8 +1,8 @@
-{#- No lineage column of bronze can hold NULL: the loader makes them of non-Nullable types
-    (`LINEAGE` in src/ecom/contract.py), so the engine itself refuses a NULL, and a `not_null`
-    test on one of them could never fail while costing dbt a node on every run. This checks the
-    types instead, once for every table: a row for each lineage column that is missing or
-    Nullable, and for the ingest log's file_path. -#}
+{#- No lineage column of bronze can hold NULL: the loader makes them of types that are not
+    Nullable (`LINEAGE` in src/ecom/contract.py), so a `not_null` test on one of them could
+    never fail, while costing dbt a node on every run. This checks the types instead, once for
+    every table: a row for each lineage column that is missing or Nullable, and for the ingest
+    log's file_path. -#}
 
 {%- set lineage = ['_source_file', '_row_number', '_file_sha256', '_file_date', '_batch_id', '_ingested_at'] %}
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
