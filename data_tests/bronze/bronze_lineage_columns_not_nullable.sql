@@ -1,8 +1,8 @@
 {#- No lineage column of bronze can hold NULL: the loader makes them of types that are not
     Nullable (`LINEAGE` in src/ecom/contract.py), so a `not_null` test on one of them could
     never fail, while costing dbt a node on every run. This checks the types instead, once for
-    every table: a row for each lineage column that is missing or Nullable, and for the ingest
-    log's file_path. -#}
+    every table: a row for each lineage column that is missing or Nullable (also inside
+    LowCardinality), and for the ingest log's file_path. -#}
 
 {%- set lineage = ['_source_file', '_row_number', '_file_sha256', '_file_date', '_batch_id', '_ingested_at'] %}
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
@@ -22,15 +22,11 @@ expected as (
         {%- endfor %}
         ('{{ log.identifier }}', 'file_path')
     )
-),
-
-actual as (
-    select table as table_name, name as column_name, type
-    from system.columns
-    where database = '{{ log.schema }}'
 )
 
-select expected.table_name, expected.column_name, actual.type
+select table_name, column_name
 from expected
-left join actual on expected.table_name = actual.table_name and expected.column_name = actual.column_name
-where actual.type = '' or actual.type like 'Nullable(%'
+where (table_name, column_name) not in (
+    select table, name from system.columns
+    where database = '{{ log.schema }}' and type not like '%Nullable(%'
+)
