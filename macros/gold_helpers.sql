@@ -28,7 +28,7 @@ from {{ ref('fx_rates_monthly') }}
 {#- The newest silver `_ingested_at` an incremental gold model already holds: silver rows
     ingested after it are what the run has to take into account. -#}
 {% macro gold_watermark() -%}
-(select max(_ingested_at) from {{ this }})
+{{ newest_ingested_at(this) }}
 {%- endmacro %}
 
 {#- The months a model kept by month of order date builds (insert_overwrite of

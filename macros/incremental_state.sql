@@ -9,11 +9,27 @@
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
-{#- The watermark of the model's last finished run, as a scalar subquery (NULL before its first
-    one): rows above it are the remains of a run that did not finish. -#}
-{% macro finished_watermark() -%}
+{#- The watermark of the last finished run of the model whose table is `relation` (this model's
+    by default), as a scalar subquery (NULL before its first one): rows above it are the remains
+    of a run that did not finish. -#}
+{% macro finished_watermark(relation=none) -%}
+{%- set relation = relation if relation is not none else this -%}
 (select argMax(watermark, recorded_at) from {{ incremental_state_table() }}
- where model = '{{ this.schema ~ "." ~ this.identifier }}')
+ where model = '{{ relation.schema ~ "." ~ relation.identifier }}')
+{%- endmacro %}
+
+{#- `max(_ingested_at)` of an incremental model's table, as a scalar subquery, reading only the
+    granules at or above the watermark of the model's last finished run (the tables' minmax
+    index on `_ingested_at`): a daily run reads the rows of the last runs, not the history.
+    Exact in every case: when a row is at or above that watermark, the newest row is among
+    them; when none is (no finished run yet, or rows removed since), every row is read. -#}
+{% macro newest_ingested_at(relation) -%}
+{%- set floor = "ifNull(" ~ finished_watermark(relation) ~ ", toDateTime64(0, 3, 'UTC'))" -%}
+(select max(_ingested_at) from {{ relation }}
+ where _ingested_at >= (
+     select if(count() > 0, {{ floor }}, toDateTime64(0, 3, 'UTC'))
+     from {{ relation }} where _ingested_at >= {{ floor }}
+ ))
 {%- endmacro %}
 
 {#- on-run-start: the state table; the tables of incremental models built by an earlier version
@@ -94,7 +110,7 @@ ecom_state.incremental_watermarks
 {% macro record_finished_run() -%}
     {%- if model.config.materialized == 'incremental' -%}
         insert into {{ incremental_state_table() }} (model, watermark)
-        select '{{ this.schema ~ "." ~ this.identifier }}', max(_ingested_at) from {{ this }}
+        select '{{ this.schema ~ "." ~ this.identifier }}', {{ newest_ingested_at(this) }}
     {%- else -%}
         select 1
     {%- endif -%}

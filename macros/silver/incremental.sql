@@ -12,7 +12,7 @@ where _batch_id in (
     where status = 'landed' and entity = '{{ entity }}'
 )
 {%- if is_incremental() %}
-  and _ingested_at > (select max(_ingested_at) from {{ this }})
+  and _ingested_at > {{ newest_ingested_at(this) }}
 {%- endif %}
 {%- endmacro %}
 
@@ -111,7 +111,7 @@ where reason = '' and not _is_duplicate
     and ({{ keys | join(', ') }}) in (
         select {{ keys | join(', ') }}
         from {{ ref(entity ~ '_versions') }}
-        where _ingested_at > (select max(_ingested_at) from {{ this }})
+        where _ingested_at > {{ newest_ingested_at(this) }}
     )
 {%- endif %}
 order by {{ keys | join(', ') }}, {{ version_order(has_updated_at) }} desc
@@ -124,7 +124,7 @@ limit 1 by {{ keys | join(', ') }}
 select max(newest) as _ingested_at
 from (
     {%- for entity in ['customers', 'products', 'orders', 'order_items', 'payments'] %}
-    select max(_ingested_at) as newest from {{ ref(entity ~ '_versions') }}
+    select {{ newest_ingested_at(ref(entity ~ '_versions')) }} as newest
     {%- if not loop.last %}
     union all
     {%- endif %}

@@ -25,7 +25,7 @@ customer_versions as (
     {%- if is_incremental() %}
     where customer_id in (
         select customer_id from {{ ref('customers_versions_valid') }}
-        where _ingested_at > (select max(_ingested_at) from {{ this }})
+        where _ingested_at > {{ newest_ingested_at(this) }}
     )
     {%- endif %}
 ),

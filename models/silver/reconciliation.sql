@@ -45,7 +45,7 @@ landed_batches as (
 {%- if is_incremental() %}
 {#- The newest landing counted. `_ingested_at` is Nullable here: an empty table (a first build
     stopped between its CREATE and its INSERT) has none, and then every day is counted. #}
-{%- set counted = "(select ifNull(max(_ingested_at), toDateTime64(0, 3, 'UTC')) from " ~ this ~ ")" %}
+{%- set counted = "ifNull(" ~ newest_ingested_at(this) ~ ", toDateTime64(0, 3, 'UTC'))" %}
 {%- for entity, keys in entities.items() %}
 {%- set versions = ref(entity ~ '_versions') %}
 {%- set key = keys | join(', ') %}
