@@ -20,16 +20,13 @@ payments as (
     select toDate(payment_ts) as payment_date from {{ ref('payments') }}
 ),
 
+{#- Each table's earliest and latest date in one pass over it (NULL when it is empty). #}
 data_range as (
     select
-        least(
-            coalesce((select minOrNull(order_date) from orders), today()),
-            coalesce((select minOrNull(payment_date) from payments), today())
-        ) as first_date,
-        greatest(
-            coalesce((select maxOrNull(order_date) from orders), today()),
-            coalesce((select maxOrNull(payment_date) from payments), today())
-        ) as last_date
+        (select (minOrNull(order_date), maxOrNull(order_date)) from orders) as order_dates,
+        (select (minOrNull(payment_date), maxOrNull(payment_date)) from payments) as payment_dates,
+        least(coalesce(order_dates.1, today()), coalesce(payment_dates.1, today())) as first_date,
+        greatest(coalesce(order_dates.2, today()), coalesce(payment_dates.2, today())) as last_date
 ),
 
 calendar_bounds as (
