@@ -178,9 +178,9 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     # watermark (newest_ingested_at), and is the same value when there are none: silver.products
     # loses those rows behind dbt's back, silver.payments its finished runs.
     state = "ecom_state.incremental_watermarks"
+    finished = f"(SELECT argMax(watermark, recorded_at) FROM {state} WHERE model = 'silver.products')"
     with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
-        client.command(f"DELETE FROM silver.products WHERE _ingested_at >= (SELECT argMax(watermark, recorded_at) "
-                       f"FROM {state} WHERE model = 'silver.products')")
+        client.command(f"DELETE FROM silver.products WHERE _ingested_at >= {finished}")
         client.command(f"DELETE FROM {state} WHERE model = 'silver.payments'")
     models = ("orders", "products", "payments")
     result = dbt("compile", "--quiet", "--output", "json", "--inline",
@@ -189,8 +189,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     newest = query(daily, json.loads(result.stdout)["compiled"])
     assert newest == query(daily, "SELECT " + ", ".join(f"(SELECT max(_ingested_at) FROM silver.{model})"
                                                          for model in models))
-    below = f"(SELECT max(watermark) FROM {state} WHERE model = 'silver.products')"
-    assert query(daily, f"SELECT count() FROM silver.products WHERE _ingested_at < {below}")[0][0] > 0
+    assert query(daily, f"SELECT count() FROM silver.products WHERE _ingested_at < {finished}")[0][0] > 0
 
     # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
     # No run touches its day again, so it takes the full recount of every day.
