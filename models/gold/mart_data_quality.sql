@@ -62,6 +62,15 @@
             group by {key}
             having min(_ingested_at) > {included}
         {%- endset %}
+        {#- A key's first valid version changes only the days on which the table counted its
+            rows as unknown (or a row the table did not hold yet, whose day reconciliation
+            counts again): a row that was there is unknown in it unless its key was known at
+            that build already, and then its day is right as it is. So the rows of first-seen
+            products and customers are looked for on those days only, which the `_file_date`
+            index finds, instead of in every row (order_items' 9M on ten years). #}
+        {%- set counted_unknown -%}
+            select file_date from {{ this }} where entity = '{entity}' and metric = '{metric}'
+        {%- endset %}
         {%- set to_count -%}
             select toString(entity) as entity, file_date as day
             from {{ ref('reconciliation') }}
@@ -74,13 +83,18 @@
             select 'order_items', _file_date
             from {{ ref('order_items') }}
             where order_id in ({{ landed_orders }})
-                or product_id in ({{ first_seen.format(key='product_id', versions=versions['products'],
-                                                       included=included, valid=valid) }})
+            union distinct
+            select 'order_items', _file_date
+            from {{ ref('order_items') }}
+            where _file_date in ({{ counted_unknown.format(entity='order_items', metric='unknown_product_lines') }})
+                and product_id in ({{ first_seen.format(key='product_id', versions=versions['products'],
+                                                        included=included, valid=valid) }})
             union distinct
             select 'orders', _file_date
             from {{ ref('orders') }}
-            where customer_id in ({{ first_seen.format(key='customer_id', versions=versions['customers'],
-                                                       included=included, valid=valid) }})
+            where _file_date in ({{ counted_unknown.format(entity='orders', metric='unknown_customer_orders') }})
+                and customer_id in ({{ first_seen.format(key='customer_id', versions=versions['customers'],
+                                                         included=included, valid=valid) }})
             union distinct
             select 'payments', _file_date
             from {{ ref('fct_orders') }}
