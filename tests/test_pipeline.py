@@ -174,6 +174,35 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert result.returncode == 0, result.stdout[-2000:]
     assert query(daily, parts) == before
 
+    # A product seen for the first time after mart_data_quality was built: the days on which the
+    # mart counted its lines as unknown are counted again, though nothing else reaches them (no
+    # file landed). The product leaves silver behind dbt's back, the mart is built anew without
+    # it, and its versions come back as a new landing.
+    [(product, day_of_lines)] = query(
+        daily, "SELECT product_id, _file_date FROM silver.order_items WHERE product_id IN "
+               "(SELECT product_id FROM silver.products) AND _file_date < (SELECT max(_file_date) FROM "
+               "silver.order_items) ORDER BY _file_date, product_id LIMIT 1")
+    unknown_lines = ("SELECT sum(value) FROM gold.mart_data_quality WHERE entity = 'order_items' "
+                     f"AND metric = 'unknown_product_lines' AND file_date = '{day_of_lines}'")
+    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+        for table in ("products", "products_versions"):
+            client.command(f"CREATE TABLE default.kept_{table} AS silver.{table}")
+            client.command(f"INSERT INTO default.kept_{table} SELECT * FROM silver.{table} WHERE product_id = '{product}'")
+            client.command(f"DELETE FROM silver.{table} WHERE product_id = '{product}'")
+    result = dbt("run", "-s", "mart_data_quality", "--full-refresh", env=daily)
+    assert result.returncode == 0, result.stdout[-2000:]
+    counted_unknown = query(daily, unknown_lines)[0][0]
+    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+        client.command("INSERT INTO silver.products SELECT * FROM default.kept_products")
+        client.command("INSERT INTO silver.products_versions SELECT * REPLACE (now64(3, 'UTC') AS _ingested_at) "
+                       "FROM default.kept_products_versions")
+    result = dbt("run", "-s", "mart_data_quality", env=daily)
+    assert result.returncode == 0, result.stdout[-2000:]
+    still_unknown = query(daily, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
+                                 "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
+    assert counted_unknown > still_unknown
+    assert query(daily, unknown_lines)[0][0] == still_unknown
+
     # A model's `max(_ingested_at)` is read from the rows at or above its last finished run's
     # watermark (newest_ingested_at), and is the same value when there are none: silver.products
     # loses those rows behind dbt's back, silver.payments its finished runs.
