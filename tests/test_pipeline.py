@@ -163,21 +163,10 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert all(count > 0 for name, (count, _) in refreshed.items() if name.startswith("gold.fct_")), refreshed
     assert incremental == refreshed
 
-    # With no new data, the models kept by month rebuild no month: no partition is swapped in,
-    # so no part gets a new block number (merges keep the highest one).
-    parts = ("SELECT table, uniqExact(partition), max(max_block_number) FROM system.parts "
-             "WHERE database = 'gold' AND table LIKE 'int_product_%_by_month' AND active "
-             "GROUP BY table ORDER BY table")
-    before = query(daily, parts)
-    assert [months for _, months, _ in before] == [2, 2], before
-    result = dbt("run", "-s", "int_product_sales_by_month", "int_product_pairs_by_month", env=daily)
-    assert result.returncode == 0, result.stdout[-2000:]
-    assert query(daily, parts) == before
-
     # A product seen for the first time after mart_data_quality was built: the days on which the
-    # mart counted its lines as unknown are counted again, though nothing else reaches them (no
-    # file landed). The product leaves silver behind dbt's back, the mart is built anew without
-    # it, and its versions come back as a new landing.
+    # mart counted its lines as unknown are counted again, though no file landed to reach them.
+    # The mart's table gets the row it would hold had it been built without the product, and
+    # the product's versions land again, as new ones, behind dbt's back.
     [(product, day_of_lines)] = query(
         daily, "SELECT product_id, _file_date FROM silver.order_items WHERE product_id IN "
                "(SELECT product_id FROM silver.products) AND _file_date < (SELECT max(_file_date) FROM "
@@ -185,23 +174,36 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     unknown_lines = ("SELECT sum(value) FROM gold.mart_data_quality WHERE entity = 'order_items' "
                      f"AND metric = 'unknown_product_lines' AND file_date = '{day_of_lines}'")
     with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
-        for table in ("products", "products_versions"):
-            client.command(f"CREATE TABLE default.kept_{table} AS silver.{table}")
-            client.command(f"INSERT INTO default.kept_{table} SELECT * FROM silver.{table} WHERE product_id = '{product}'")
-            client.command(f"DELETE FROM silver.{table} WHERE product_id = '{product}'")
-    result = dbt("run", "-s", "mart_data_quality", "--full-refresh", env=daily)
-    assert result.returncode == 0, result.stdout[-2000:]
-    counted_unknown = query(daily, unknown_lines)[0][0]
-    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
-        client.command("INSERT INTO silver.products SELECT * FROM default.kept_products")
+        client.command(
+            "INSERT INTO gold.mart_data_quality (entity, file_date, check_category, metric, reason, value, "
+            "_ingested_at) SELECT 'order_items', _file_date, 'integrity', "
+            "'unknown_product_lines', '', count(), (SELECT max(_ingested_at) FROM gold.mart_data_quality) "
+            f"FROM silver.order_items WHERE _file_date = '{day_of_lines}' AND product_id = '{product}' "
+            "GROUP BY _file_date")
+        client.command("CREATE TABLE default.kept_versions AS silver.products_versions")
+        client.command(f"INSERT INTO default.kept_versions SELECT * FROM silver.products_versions "
+                       f"WHERE product_id = '{product}'")
+        client.command(f"DELETE FROM silver.products_versions WHERE product_id = '{product}'")
         client.command("INSERT INTO silver.products_versions SELECT * REPLACE (now64(3, 'UTC') AS _ingested_at) "
-                       "FROM default.kept_products_versions")
-    result = dbt("run", "-s", "mart_data_quality", env=daily)
+                       "FROM default.kept_versions")
+    planted = query(daily, unknown_lines)[0][0]
+
+    # With no new data, the models kept by month rebuild no month: no partition is swapped in,
+    # so no part gets a new block number (merges keep the highest one).
+    parts = ("SELECT table, uniqExact(partition), max(max_block_number) FROM system.parts "
+             "WHERE database = 'gold' AND table LIKE 'int_product_%_by_month' AND active "
+             "GROUP BY table ORDER BY table")
+    before = query(daily, parts)
+    assert [months for _, months, _ in before] == [2, 2], before
+    result = dbt("run", "-s", "int_product_sales_by_month", "int_product_pairs_by_month", "mart_data_quality",
+                 env=daily)
     assert result.returncode == 0, result.stdout[-2000:]
-    still_unknown = query(daily, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
-                                 "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
-    assert counted_unknown > still_unknown
-    assert query(daily, unknown_lines)[0][0] == still_unknown
+    assert query(daily, parts) == before
+
+    unknown = query(daily, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
+                           "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
+    assert planted > unknown
+    assert query(daily, unknown_lines)[0][0] == unknown
 
     # A model's `max(_ingested_at)` is read from the rows at or above its last finished run's
     # watermark (newest_ingested_at), and is the same value when there are none: silver.products
