@@ -54,22 +54,24 @@
         {%- set landed_orders -%}
             select order_id from {{ versions['orders'] }} where _ingested_at > {{ included }}
         {%- endset %}
-        {#- Keys whose first valid version landed after the table. #}
-        {%- set first_seen -%}
-            select {key} from {versions}
-            where {key} in (select {key} from {versions} where _ingested_at > {included} and {valid})
-                and {valid}
-            group by {key}
-            having min(_ingested_at) > {included}
-        {%- endset %}
-        {#- A key's first valid version changes only the days on which the table counted its
-            rows as unknown (or a row the table did not hold yet, whose day reconciliation
-            counts again): a row that was there is unknown in it unless its key was known at
-            that build already, and then its day is right as it is. So the rows of first-seen
-            products and customers are looked for on those days only, which the `_file_date`
-            index finds, instead of in every row (order_items' 9M on ten years). #}
-        {%- set counted_unknown -%}
-            select file_date from {{ this }} where entity = '{entity}' and metric = '{metric}'
+        {#- The days of an entity's rows whose `key` had its first valid version land after the
+            table. Such a key changes only the days on which the table counted its rows as
+            unknown (`metric`), or rows the table did not hold yet, whose days reconciliation
+            counts again: a row that was there is unknown in it unless its key was known at that
+            build already, and then its day is right as it is. So those rows are looked for on
+            those days only, which the `_file_date` index finds, instead of in every row
+            (order_items' 9M on ten years). #}
+        {%- set first_seen_days -%}
+            select '{entity}', _file_date
+            from {rows}
+            where _file_date in (select file_date from {this} where entity = '{entity}' and metric = '{metric}')
+                and {key} in (
+                    select {key} from {versions}
+                    where {key} in (select {key} from {versions} where _ingested_at > {included} and {valid})
+                        and {valid}
+                    group by {key}
+                    having min(_ingested_at) > {included}
+                )
         {%- endset %}
         {%- set to_count -%}
             select toString(entity) as entity, file_date as day
@@ -84,17 +86,13 @@
             from {{ ref('order_items') }}
             where order_id in ({{ landed_orders }})
             union distinct
-            select 'order_items', _file_date
-            from {{ ref('order_items') }}
-            where _file_date in ({{ counted_unknown.format(entity='order_items', metric='unknown_product_lines') }})
-                and product_id in ({{ first_seen.format(key='product_id', versions=versions['products'],
-                                                        included=included, valid=valid) }})
+            {{ first_seen_days.format(entity='order_items', rows=ref('order_items'), metric='unknown_product_lines',
+                                      key='product_id', versions=versions['products'], this=this,
+                                      included=included, valid=valid) }}
             union distinct
-            select 'orders', _file_date
-            from {{ ref('orders') }}
-            where _file_date in ({{ counted_unknown.format(entity='orders', metric='unknown_customer_orders') }})
-                and customer_id in ({{ first_seen.format(key='customer_id', versions=versions['customers'],
-                                                         included=included, valid=valid) }})
+            {{ first_seen_days.format(entity='orders', rows=ref('orders'), metric='unknown_customer_orders',
+                                      key='customer_id', versions=versions['customers'], this=this,
+                                      included=included, valid=valid) }}
             union distinct
             select 'payments', _file_date
             from {{ ref('fct_orders') }}
