@@ -542,6 +542,23 @@ def test_a_dated_load_searches_only_its_days_folders_and_misnamed_ones(tmp_path)
                                            "order_items/exports/order_items_20260301.csv"}
 
 
+def test_every_file_gets_its_own_ingestion_time_so_it_and_the_row_number_name_a_row(tmp_path):
+    """Silver tells the exact duplicates by (`_ingested_at`, `_row_number`): every file, in one
+    INSERT with others or in the next load, gets one `_ingested_at` of its own."""
+    settings = settings_for(tmp_path)
+    for day, lines in ((DAY, 3), (NEXT_DAY, 4)):  # one year: one INSERT for both files
+        write_csv(settings.raw_dir, "order_items", day, order_items(lines))
+    land(settings)
+    write_csv(settings.raw_dir, "order_items", date(2026, 3, 3), order_items(5))
+    land(settings)
+
+    times = query(settings, "SELECT _source_file, groupUniqArray(_ingested_at) FROM bronze.order_items "
+                            "GROUP BY _source_file")
+    assert len(times) == 3
+    assert all(len(per_file) == 1 for _, per_file in times), times
+    assert len({per_file[0] for _, per_file in times}) == 3, times
+
+
 def test_a_load_lands_after_every_earlier_ingestion_time_even_one_ahead_of_the_clock(tmp_path):
     """Files of a load get `_ingested_at` 1 ms apart from the engine's clock, so a load of many
     small files runs ahead of it. Silver reads "newer than the newest `_ingested_at` it has": the

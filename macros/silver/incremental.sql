@@ -37,8 +37,9 @@ cityHash64({{ columns | join(', ') }})
     once in the model's narrow `bronze_rows` CTE (fingerprint and lineage) go through the window
     that ranks their rows, which yields the few duplicates' (`_ingested_at`, `_row_number`)
     pairs: a window over every row sorted 15.8M order rows to find 0.3M repeated fingerprints.
-    The two passes that find them compare `_half_fingerprint`, the fingerprint's cityHash64 half: its repeats
-    include every repeated fingerprint, and the window partitions by the whole one. Each pass
+    The two passes that find them compare `_half_fingerprint`, the fingerprint's cityHash64
+    half: its repeats include every repeated fingerprint, and the window partitions by the
+    whole one. Each pass
     over the rows computes what it compares, since a CTE runs again at each reference; with the
     half, the SELECT of orders_versions' full refresh of ten years took 27-37 CPU seconds and
     0.4 GB instead of 34-39 s and 0.8 GB (eight runs each), payments_versions' 15.1-15.4 s
@@ -51,9 +52,10 @@ cityHash64({{ columns | join(', ') }})
 
     (`_ingested_at`, `_row_number`) names one bronze row: the loader gives every file its own,
     strictly increasing `_ingested_at` (`ingestion_start` in `ecom.load`), which is also what
-    the window ranks by. The pairs are looked up as two numbers rather than as the batch id
-    string and the row number: the SELECT of orders_versions' full refresh of ten years took
-    14.2-16.4 CPU seconds against 18.0-20.6 s (interleaved runs), the same verdict on every row. -#}
+    the window ranks by (`tests/test_load.py` checks it). The pairs are looked up as two numbers
+    rather than as the batch id string and the row number: the SELECT of orders_versions' full
+    refresh of ten years took 14.2-16.4 CPU seconds against 18.0-20.6 s (interleaved runs), the
+    same verdict on every row. -#}
 {% macro is_duplicate(key) -%}
 (
     (_ingested_at, _row_number) in (
