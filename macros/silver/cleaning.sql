@@ -5,15 +5,22 @@
     form, so tried first: on ten years of orders 98% of the values, and a regular expression less
     for each of them), ISO 8601 with `Z` or an offset (optional fraction), `DD/MM/YYYY HH:MM` in
     UTC (day first, never month first). Anything else, or an impossible date such as 30 February,
-    is NULL. -#}
+    is NULL. The patterns admit only months 01-12, days 01-31 and the years of DateTime64
+    (1900-2299): the best-effort parser reads a month or day `00` as `01` and the year `0000`
+    as the current year, so a zero date (`0000-00-00 00:00:00`, a common placeholder in
+    exports) would otherwise land as 1 January of this year. Same cost as the looser patterns
+    (3.05-3.27 CPU seconds for both timestamps of 15.8M order rows, three interleaved runs). -#}
 {% macro parse_timestamp(column) -%}
+{%- set value = 'trimBoth(' ~ column ~ ')' -%}
+{%- set year, month, day = '(19[0-9]{2}|2[0-2][0-9]{2})', '(0[1-9]|1[0-2])', '(0[1-9]|[12][0-9]|3[01])' -%}
+{%- set hour_minute = '([01][0-9]|2[0-3]):[0-5][0-9]' -%}
 multiIf(
-    match(trimBoth({{ column }}), '^[0-9]{4}-[0-9]{2}-[0-9]{2} ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$'),
-        parseDateTime64BestEffortOrNull(trimBoth({{ column }}), 3, 'UTC'),
-    match(trimBoth({{ column }}), '^[0-9]{4}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})$'),
-        parseDateTime64BestEffortOrNull(trimBoth({{ column }}), 3, 'UTC'),
-    match(trimBoth({{ column }}), '^[0-9]{2}/[0-9]{2}/[0-9]{4} ([01][0-9]|2[0-3]):[0-5][0-9]$'),
-        toDateTime64(parseDateTimeOrNull(trimBoth({{ column }}), '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
+    match({{ value }}, '^{{ year }}-{{ month }}-{{ day }} {{ hour_minute }}:[0-5][0-9]$'),
+        parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
+    match({{ value }}, '^{{ year }}-{{ month }}-{{ day }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})$'),
+        parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
+    match({{ value }}, '^{{ day }}/{{ month }}/{{ year }} {{ hour_minute }}$'),
+        toDateTime64(parseDateTimeOrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
     null
 )
 {%- endmacro %}
