@@ -72,6 +72,19 @@ def test_quarantine_and_duplicates_match_the_injected_dirt_reason_by_reason(worl
     assert duplicates == {entity: count for entity, count in injected_duplicates.items()}
 
 
+def test_every_exported_birth_date_reads_back_as_the_same_day(world: World):
+    """A birth date is optional and never quarantines its row, so nothing else would notice it
+    read wrong: each one exported is the same day in silver, 1970 and before included (a Date
+    column holds an earlier day as 1970-01-01), and gold keeps the early ones."""
+    ((exported, different, early),) = query(world.env, (
+        "SELECT count(), countIf(toString(birth_date) != trimBoth(raw_birth_date)), "
+        "countIf(birth_date < '1970-01-01') FROM silver.customers_versions WHERE trimBoth(raw_birth_date) != ''"))
+    assert exported > 0 and early > 0, "the world has birth dates, some before 1970"
+    assert different == 0
+    ((in_gold,),) = query(world.env, "SELECT countIf(birth_date < '1970-01-01') FROM gold.dim_customers")
+    assert in_gold > 0
+
+
 def test_the_data_quality_mart_reports_the_same_counts(world: World):
     injected, _ = manifest_counts(world.raw_dir)
     rows = query(world.env, "SELECT entity, reason, sum(value) FROM gold.mart_data_quality "

@@ -86,7 +86,7 @@ unknown_member as (
         cast(null as Nullable(String)) as email,
         false as is_email_valid,
         cast(null as Nullable(String)) as phone,
-        cast(null as Nullable(Date)) as birth_date,
+        cast(null as Nullable(Date32)) as birth_date,
         toDateTime64(0, 3, 'UTC') as signup_at,
         toLowCardinality('ZZ') as country_code,
         '' as city,

@@ -28,7 +28,7 @@ typed as (
         {{ valid_email('email_clean') }} as is_email_valid,
         if(is_email_valid, email_clean, null) as email,
         {{ nullif_blank('raw_phone') }} as phone,
-        toDateOrNull(trimBoth(raw_birth_date)) as birth_date,
+        {{ parse_date('raw_birth_date') }} as birth_date,
         {{ parse_timestamp('raw_signup_at') }} as signup_at,
         {{ to_country('raw_country') }} as country_code,
         trimBoth(raw_city) as city,
