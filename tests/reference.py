@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ SEEDS = ROOT / "seeds"
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 _PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 _DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
+_MONEY = re.compile(r"[+-]?(\d+|\d*\.\d{1,2}0*)")
 CENT = Decimal("0.01")
 
 
@@ -35,22 +36,21 @@ def parse_ts(raw: str) -> datetime | None:
         if _ISO.match(text):
             parsed = datetime.fromisoformat(text)
             micro = parsed.microsecond // 1000 * 1000  # the warehouse keeps milliseconds
-            return parsed.astimezone(UTC).replace(microsecond=micro)
-        if _PLAIN.match(text):
-            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-        if _DAY_FIRST.match(text):
-            return datetime.strptime(text, "%d/%m/%Y %H:%M").replace(tzinfo=UTC)
+            parsed = parsed.astimezone(UTC).replace(microsecond=micro)
+        elif _PLAIN.match(text):
+            parsed = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        elif _DAY_FIRST.match(text):
+            parsed = datetime.strptime(text, "%d/%m/%Y %H:%M").replace(tzinfo=UTC)
+        else:
+            return None
     except ValueError:
         return None
-    return None
+    return parsed if parsed.year >= 1970 else None  # the warehouse's days start in 1970
 
 
 def parse_decimal(raw: str) -> Decimal | None:
-    try:
-        value = Decimal(raw.strip(" "))
-    except InvalidOperation:
-        return None
-    return value.quantize(CENT, rounding=ROUND_DOWN) if value.is_finite() else None
+    text = raw.strip(" ")
+    return Decimal(text) if _MONEY.fullmatch(text) else None  # cents at most, no exponent
 
 
 def parse_int(raw: str) -> int | None:
