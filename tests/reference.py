@@ -21,7 +21,7 @@ SEEDS = ROOT / "seeds"
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 _PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 _DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
-_MONEY = re.compile(r"[+-]?(\d+|\d*\.\d{1,2}0*)")
+_MONEY = re.compile(r"[+-]?(\d{1,12}|\d{0,12}\.\d{1,2}0*)")  # cents at most, below a trillion
 CENT = Decimal("0.01")
 
 
@@ -50,12 +50,14 @@ def parse_ts(raw: str) -> datetime | None:
 
 def parse_decimal(raw: str) -> Decimal | None:
     text = raw.strip(" ")
-    return Decimal(text) if _MONEY.fullmatch(text) else None  # cents at most, no exponent
+    return Decimal(text) if _MONEY.fullmatch(text) else None
 
 
-def parse_int(raw: str) -> int | None:
+def parse_int(raw: str, low: int = -2**31, high: int = 2**31) -> int | None:
+    """A whole number in [low, high): Int32 by default, as the warehouse reads it."""
     text = raw.strip(" ")
-    return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+    value = int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+    return value if value is not None and low <= value < high else None
 
 
 def parse_bool(raw: str) -> bool | None:
@@ -151,7 +153,7 @@ def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
     for row in without_duplicates(read_entity(raw_dir, "order_items")):
         v = row.values
         order_id, product_id = v["order_id"].strip(" "), v["product_id"].strip(" ")
-        line_number, quantity = parse_int(v["line_number"]), parse_int(v["quantity"])
+        line_number, quantity = parse_int(v["line_number"], 0, 2**32), parse_int(v["quantity"])  # UInt32, Int32
         unit_price = parse_decimal(v["unit_price"])
         discount_raw = v["line_discount"].strip(" ")
         discount = parse_decimal(discount_raw) if discount_raw else Decimal(0)
@@ -159,7 +161,7 @@ def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
             not order_id or not product_id or not v["line_number"].strip(" ")
             or line_number is None or line_number < 0 or quantity is None or unit_price is None
             or discount is None or quantity <= 0 or unit_price <= 0
-            or discount < 0 or discount > quantity * unit_price
+            or quantity * unit_price >= 10**12 or discount < 0 or discount > quantity * unit_price
         ):
             continue
         key = (order_id, line_number)

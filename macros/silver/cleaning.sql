@@ -57,13 +57,16 @@ if(
 ({{ timestamp }} > toDateTime64({{ file_date }}, 3, 'UTC') + interval 2 day)
 {%- endmacro %}
 
-{#- Money and other decimals: digits with a dot as separator and at most `scale` decimals
-    (zeros after them are fine: `10.990`), a sign allowed, surrounding spaces ignored; anything
-    else is NULL. The engine's `toDecimal64OrNull` alone drops further decimals (`10.999` would
-    be 10.99) and reads exponents (`1e3`). -#}
+{#- Money: digits with a dot as separator and at most `scale` decimals (zeros after them are
+    fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a trillion (twelve
+    digits before the dot); anything else is NULL. The engine's `toDecimal64OrNull` alone drops
+    further decimals (`10.999` would be 10.99) and reads exponents (`1e3`). The bound keeps
+    products and sums of money inside Decimal(18, 2), 16 digits before the dot: out of range,
+    the engine stops the whole build with a DECIMAL_OVERFLOW, and bronze keeps the row, so
+    every later run would stop on it too (a barcode or a phone number pasted into a price). -#}
 {% macro parse_decimal(column, scale=2) -%}
 if(
-    match(trimBoth({{ column }}), '^[+-]?([0-9]+|[0-9]*\\.[0-9]{1,{{ scale }}}0*)$'),
+    match(trimBoth({{ column }}), '^[+-]?([0-9]{1,12}|[0-9]{0,12}\\.[0-9]{1,{{ scale }}}0*)$'),
     toDecimal64OrNull(trimBoth({{ column }}), {{ scale }}),
     null
 )
