@@ -61,9 +61,9 @@ if(
     fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a trillion (twelve
     digits before the dot); anything else is NULL. The engine's `toDecimal64OrNull` alone drops
     further decimals (`10.999` would be 10.99) and reads exponents (`1e3`). The bound keeps
-    products and sums of money inside Decimal(18, 2), 16 digits before the dot: out of range,
-    the engine stops the whole build with a DECIMAL_OVERFLOW, and bronze keeps the row, so
-    every later run would stop on it too (a barcode or a phone number pasted into a price). -#}
+    products and sums of money inside Decimal(18, 2), 16 digits before the dot. Beyond it, one
+    absurd value (a barcode pasted into a price, say) would stop the whole build with
+    DECIMAL_OVERFLOW, and every later run too, since bronze keeps the row. -#}
 {% macro parse_decimal(column, scale=2) -%}
 if(
     match(trimBoth({{ column }}), '^[+-]?([0-9]{1,12}|[0-9]{0,12}\\.[0-9]{1,{{ scale }}}0*)$'),
