@@ -21,7 +21,7 @@ SEEDS = ROOT / "seeds"
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})$")
 _PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 _DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
-_MONEY = re.compile(r"[+-]?(\d{1,12}|\d{0,12}\.\d{1,2}0*)")  # cents at most, below a trillion
+_MONEY = re.compile(r"[+-]?(\d{1,9}|\d{0,9}\.\d{1,2}0*)")  # cents at most, below a billion
 CENT = Decimal("0.01")
 
 
@@ -161,7 +161,7 @@ def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
             not order_id or not product_id or not v["line_number"].strip(" ")
             or line_number is None or line_number < 0 or quantity is None or unit_price is None
             or discount is None or quantity <= 0 or unit_price <= 0
-            or quantity * unit_price >= 10**12 or discount < 0 or discount > quantity * unit_price
+            or quantity * unit_price >= 10**9 or discount < 0 or discount > quantity * unit_price
         ):
             continue
         key = (order_id, line_number)

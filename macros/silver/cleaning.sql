@@ -12,8 +12,9 @@
     seconds for both timestamps of 15.8M order rows, three interleaved runs). Nothing before
     1970 UTC, an offset included: the days taken from timestamps are `Date` (1970-2149), and
     `toDate` of an earlier DateTime64 wraps round (1965-03-02 became 2144-08-06). Years after
-    the file's day are `future_timestamp` anyway. The day-first form goes through DateTime, so
-    it reads the years up to 2106 only; later, it is NULL. -#}
+    the file's day are `future_timestamp` anyway. Every form is read into DateTime64 directly:
+    through DateTime (`parseDateTimeOrNull`), a day-first date after 7 February 2106 wrapped
+    round to 1970. An offset is at most 23:59. -#}
 {% macro parse_timestamp(column) -%}
 {%- set value = 'trimBoth(' ~ column ~ ')' -%}
 {%- set date = date_patterns(first_year=1970) -%}
@@ -21,11 +22,11 @@
 multiIf(
     match({{ value }}, '^{{ date.ymd }} {{ hour_minute }}:[0-5][0-9]$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
-    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})$'),
+    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
         if(parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC') >= toDateTime64('1970-01-01', 3, 'UTC'),
            parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'), null),
     match({{ value }}, '^{{ date.day }}/{{ date.month }}/{{ date.year }} {{ hour_minute }}$'),
-        toDateTime64(parseDateTimeOrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
+        toDateTime64(parseDateTime64OrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
     null
 )
 {%- endmacro %}
@@ -58,15 +59,16 @@ if(
 {%- endmacro %}
 
 {#- Money: digits with a dot as separator and at most `scale` decimals (zeros after them are
-    fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a trillion (twelve
+    fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a billion (nine
     digits before the dot); anything else is NULL. The engine's `toDecimal64OrNull` alone drops
     further decimals (`10.999` would be 10.99) and reads exponents (`1e3`). The bound keeps
-    products and sums of money inside Decimal(18, 2), 16 digits before the dot. Beyond it, one
-    absurd value (a barcode pasted into a price, say) would stop the whole build with
-    DECIMAL_OVERFLOW, and every later run too, since bronze keeps the row. -#}
+    products and sums of money inside Decimal(18, 2), 16 digits before the dot: a product's
+    cost times its units sold over all history (mart_product_performance), an order's or a
+    day's revenue. Beyond it, one absurd value (a barcode pasted into a price, say) would stop
+    the whole build with DECIMAL_OVERFLOW, and every later run too, since bronze keeps the row. -#}
 {% macro parse_decimal(column, scale=2) -%}
 if(
-    match(trimBoth({{ column }}), '^[+-]?([0-9]{1,12}|[0-9]{0,12}\\.[0-9]{1,{{ scale }}}0*)$'),
+    match(trimBoth({{ column }}), '^[+-]?([0-9]{1,9}|[0-9]{0,9}\\.[0-9]{1,{{ scale }}}0*)$'),
     toDecimal64OrNull(trimBoth({{ column }}), {{ scale }}),
     null
 )

@@ -41,8 +41,8 @@ checked as (
             quantity <= 0, 'non_positive_quantity',
             unit_price <= 0, 'non_positive_price',
             {#- Multiplied in Decimal128, so no quantity and price can overflow here; a line of a
-                trillion or more is out of the range money has (parse_decimal). #}
-            quantity * toDecimal128(unit_price, 2) >= toDecimal128(1000000000000, 2), 'bad_number',
+                billion or more is out of the range money has (parse_decimal). #}
+            quantity * toDecimal128(unit_price, 2) >= toDecimal128(1000000000, 2), 'bad_number',
             line_discount < 0 or line_discount > quantity * toDecimal128(unit_price, 2), 'bad_discount',
             ''
         ) as reason
