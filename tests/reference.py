@@ -45,7 +45,8 @@ def parse_ts(raw: str) -> datetime | None:
             return None
     except ValueError:
         return None
-    return parsed if parsed.year >= 1970 else None  # the warehouse's days start in 1970
+    # The warehouse's days start in 1970; the epoch itself is a placeholder.
+    return parsed if parsed > datetime(1970, 1, 1, tzinfo=UTC) else None
 
 
 def parse_decimal(raw: str) -> Decimal | None:

@@ -14,12 +14,14 @@
     `toDate` of an earlier DateTime64 wraps round (1965-03-02 became 2144-08-06). Years after
     the file's day are `future_timestamp` anyway. Every form is read into DateTime64 directly:
     through DateTime (`parseDateTimeOrNull`), a day-first date after 7 February 2106 wrapped
-    round to 1970. An offset is at most 23:59. -#}
+    round to 1970. An offset is at most 23:59. The Unix epoch itself (`1970-01-01 00:00:00`
+    UTC) is a placeholder for a missing time, as the zero date is: with no FX rate for its
+    month, an order or payment dated so would fail gold's FX test and stop the marts. -#}
 {% macro parse_timestamp(column) -%}
 {%- set value = 'trimBoth(' ~ column ~ ')' -%}
 {%- set date = date_patterns(first_year=1970) -%}
 {%- set hour_minute = '([01][0-9]|2[0-3]):[0-5][0-9]' -%}
-multiIf(
+nullIf(multiIf(
     match({{ value }}, '^{{ date.ymd }} {{ hour_minute }}:[0-5][0-9]$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
     match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
@@ -28,7 +30,7 @@ multiIf(
     match({{ value }}, '^{{ date.day }}/{{ date.month }}/{{ date.year }} {{ hour_minute }}$'),
         toDateTime64(parseDateTime64OrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
     null
-)
+), toDateTime64(0, 3, 'UTC'))
 {%- endmacro %}
 
 {#- The patterns of a date's parts: months 01-12, days 01-31, the years of DateTime64 and Date32
