@@ -132,6 +132,7 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
             or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
             or not currency
             or (fee and parse_decimal(fee) is None) or (discount and parse_decimal(discount) is None)
+            or (discount and parse_decimal(discount) < 0)
             or is_test is None or clean_code(v["status"]) not in statuses or is_test
         ):
             continue

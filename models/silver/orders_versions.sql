@@ -53,6 +53,8 @@ checked as (
             is_test is null or order_status not in (select order_status from {{ ref('order_statuses') }}),
             'bad_value',
             is_test, 'test_order',
+            {#- As a line's discount below zero is (SPEC 6): it would add to net revenue. #}
+            order_discount < 0, 'bad_discount',
             ''
         ) as reason
     from typed
