@@ -125,14 +125,14 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
         order_id = v["order_id"].strip(" ")
         order_ts, updated_at = parse_ts(v["order_ts"]), parse_ts(v["updated_at"])
         currency = currencies.get(v["currency"].strip(" ").upper(), "")
-        fee, discount = v["shipping_fee"].strip(" "), v["order_discount"].strip(" ")
+        fee = v["shipping_fee"].strip(" ")
+        discount = parse_decimal(v["order_discount"]) if v["order_discount"].strip(" ") else Decimal(0)
         is_test = False if not v["is_test"].strip(" ") else parse_bool(v["is_test"])
         if (
             not order_id or order_ts is None or updated_at is None
             or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
             or not currency
-            or (fee and parse_decimal(fee) is None) or (discount and parse_decimal(discount) is None)
-            or (discount and parse_decimal(discount) < 0)
+            or (fee and parse_decimal(fee) is None) or discount is None or discount < 0
             or is_test is None or clean_code(v["status"]) not in statuses or is_test
         ):
             continue
@@ -142,7 +142,7 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
             "order_ts": order_ts,
             "status": clean_code(v["status"]),
             "currency": currency,
-            "order_discount": parse_decimal(discount) if discount else Decimal(0),
+            "order_discount": discount,
         })
         if order_id not in latest or candidate[:2] > latest[order_id][:2]:
             latest[order_id] = candidate

@@ -3,42 +3,41 @@
 
 {#- The three accepted timestamp forms, strictly: `YYYY-MM-DD HH:MM:SS` in UTC (the exports' own
     form, so tried first: on ten years of orders 98% of the values, and a regular expression less
-    for each of them), ISO 8601 with `Z` or an offset (optional fraction), `DD/MM/YYYY HH:MM` in
-    UTC (day first, never month first). Anything else, or an impossible date such as 30 February,
-    is NULL. The patterns admit only months 01-12, days 01-31 and the years 1970-2299: the
-    best-effort parser reads a month or day `00` as `01` and the year `0000` as the current
-    year, so a zero date (`0000-00-00 00:00:00`, a common placeholder in exports) would
-    otherwise land as 1 January of this year. Same cost as the looser patterns (3.05-3.27 CPU
-    seconds for both timestamps of 15.8M order rows, three interleaved runs). Nothing before
-    1970 UTC, an offset included: the days taken from timestamps are `Date` (1970-2149), and
-    `toDate` of an earlier DateTime64 wraps round (1965-03-02 became 2144-08-06). Years after
-    the file's day are `future_timestamp` anyway. Every form is read into DateTime64 directly:
-    through DateTime (`parseDateTimeOrNull`), a day-first date after 7 February 2106 wrapped
-    round to 1970. An offset is at most 23:59. The Unix epoch itself (`1970-01-01 00:00:00`
-    UTC) is a placeholder for a missing time, as the zero date is: with no FX rate for its
-    month, an order or payment dated so would fail gold's FX test and stop the marts. -#}
+    for each of them), ISO 8601 with `Z` or an offset of at most 23:59 (optional fraction),
+    `DD/MM/YYYY HH:MM` in UTC (day first, never month first), each read into DateTime64 directly
+    (through DateTime, `parseDateTimeOrNull`, a day-first date after 7 February 2106 wrapped round
+    to 1970). Anything else, or an impossible date such as 30 February, is NULL. The patterns
+    admit only months 01-12, days 01-31 and the years 1900-2299: the best-effort parser reads a
+    month or day `00` as `01` and the year `0000` as the current year, so a zero date
+    (`0000-00-00 00:00:00`, a common placeholder in exports) would otherwise land as 1 January
+    of this year. Same cost as the looser patterns (3.05-3.27 CPU seconds for both timestamps of
+    15.8M order rows, three interleaved runs).
+    Then one bound for every form: a time must be after the Unix epoch (UTC, an offset
+    included). The days taken from timestamps are `Date` (1970-2149), and `toDate` of an earlier
+    DateTime64 wraps round (1965-03-02 became 2144-08-06); the epoch itself is a placeholder for
+    a missing time, as the zero date is, and with no FX rate for its month an order or payment
+    dated so would fail gold's FX test and stop the marts. `greatest` lifts every earlier time
+    to the epoch, which `nullIf` then drops. Years after the file's day are `future_timestamp`. -#}
 {% macro parse_timestamp(column) -%}
 {%- set value = 'trimBoth(' ~ column ~ ')' -%}
-{%- set date = date_patterns(first_year=1970) -%}
+{%- set date = date_patterns() -%}
 {%- set hour_minute = '([01][0-9]|2[0-3]):[0-5][0-9]' -%}
-nullIf(multiIf(
+{%- set epoch = "toDateTime64(0, 3, 'UTC')" -%}
+nullIf(greatest(multiIf(
     match({{ value }}, '^{{ date.ymd }} {{ hour_minute }}:[0-5][0-9]$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
     match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
-        if(parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC') >= toDateTime64('1970-01-01', 3, 'UTC'),
-           parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'), null),
+        parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
     match({{ value }}, '^{{ date.day }}/{{ date.month }}/{{ date.year }} {{ hour_minute }}$'),
         toDateTime64(parseDateTime64OrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
     null
-), toDateTime64(0, 3, 'UTC'))
+), {{ epoch }}), {{ epoch }})
 {%- endmacro %}
 
 {#- The patterns of a date's parts: months 01-12, days 01-31, the years of DateTime64 and Date32
-    (1900-2299), or from 1970 (`first_year=1970`); `ymd` is `YYYY-MM-DD`. The parsers find the
-    impossible days (30 February). -#}
-{% macro date_patterns(first_year=1900) -%}
-{%- set years = {1900: '19[0-9]{2}', 1970: '19[7-9][0-9]'}[first_year] -%}
-{%- set parts = {'year': '(' ~ years ~ '|2[0-2][0-9]{2})', 'month': '(0[1-9]|1[0-2])',
+    (1900-2299); `ymd` is `YYYY-MM-DD`. The parsers find the impossible days (30 February). -#}
+{% macro date_patterns() -%}
+{%- set parts = {'year': '(19[0-9]{2}|2[0-2][0-9]{2})', 'month': '(0[1-9]|1[0-2])',
                  'day': '(0[1-9]|[12][0-9]|3[01])'} -%}
 {%- do parts.update({'ymd': parts.year ~ '-' ~ parts.month ~ '-' ~ parts.day}) -%}
 {{ return(parts) }}
