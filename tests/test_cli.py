@@ -69,6 +69,46 @@ def test_a_bad_query_is_one_line_on_stderr(env):
     assert "no_such_column" in line and "Stack trace" not in line
 
 
+def test_sql_only_reads(env):
+    raw = Path(env["ECOM_RAW_DIR"])
+    path = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text(ORDER_ITEMS_HEADER + "O-1,1,P-1,2,9.99,\n")
+    run_ecom("load", "--quiet", env=env)
+
+    for statement in ("truncate table bronze.order_items", "insert into bronze.ingest_log (file_path) values ('x')",
+                      "drop table bronze.order_items", "set readonly = 0"):
+        result = run_ecom("sql", statement, env=env, check=False)
+        assert result.returncode == 1, statement
+        assert "only reads" in one_error_line(result.stderr) or "readonly" in result.stderr, result.stderr
+
+    counts = run_ecom("sql", "select (select count() from bronze.order_items) as lines, "
+                             "(select count() from bronze.ingest_log) as files settings max_threads = 1", env=env)
+    assert [cell.strip() for cell in counts.stdout.splitlines()[2].split("|")] == ["1", "1"]
+
+
+def test_sql_names_the_warehouse_it_looked_in(env):
+    result = run_ecom("sql", "select * from gold.mart_daily_sales", env=env, check=False)
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert env["ECOM_CHDB_PATH"] in line and "ecom run" in line, line
+
+
+def test_a_range_that_ends_before_it_starts_is_refused(env):
+    for command in ("load", "run"):
+        result = run_ecom(command, "--start", "2026-03-02", "--end", "2026-03-01", env=env, check=False)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert "--start 2026-03-02 is after --end 2026-03-01" in result.stderr
+
+
+def test_generate_into_a_file_is_one_error_line(env, tmp_path):
+    (tmp_path / "afile").write_text("")
+    result = run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", "--out",
+                      str(tmp_path / "afile"), env=env, check=False)
+    assert result.returncode == 1
+    assert "give --out a directory" in one_error_line(result.stderr)
+
+
 def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
     raw = Path(env["ECOM_RAW_DIR"])
     good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"
@@ -122,6 +162,8 @@ def test_settings_from_the_environment():
     assert default.target == "dev"
     assert default.embedded and default.cluster is None
     assert Settings.from_env({"DBT_TARGET": " "}).target == "dev"
+    empty = Settings.from_env({"ECOM_RAW_DIR": "", "ECOM_CHDB_PATH": ""})
+    assert (empty.raw_dir, empty.chdb_path) == (Path("data/raw"), Path("data/warehouse")), "set but empty: default"
 
     server = Settings.from_env({
         "ECOM_RAW_DIR": "/in", "ECOM_CHDB_PATH": "/wh", "DBT_TARGET": "server",

@@ -229,18 +229,26 @@ def test_changed_file_at_the_same_path_lands_as_version_2(tmp_path):
     assert by_batch == {versions[0]["batch_id"]: 3, versions[1]["batch_id"]: 5}
 
 
-def test_same_content_at_another_path_is_skipped(tmp_path):
+def test_same_content_at_another_path_is_rejected_and_logged_once(tmp_path):
     settings = settings_for(tmp_path)
     original = write_csv(settings.raw_dir, "order_items", DAY, order_items(4))
     land(settings)
-    copy = settings.raw_dir / relative_path("order_items", DAY, part=2)
+    copy = settings.raw_dir / relative_path("order_items", NEXT_DAY)
+    copy.parent.mkdir(parents=True)
     shutil.copyfile(original, copy)
 
-    (outcome,) = [o for o in land(settings).outcomes if o.file.path == copy]
+    result = land(settings)
 
-    assert outcome.status == "skipped"
+    (outcome,) = [o for o in result.outcomes if o.file.path == copy]
+    assert (outcome.status, outcome.reason) == ("rejected", "duplicate_content")
     assert relative(original, settings.raw_dir) in outcome.detail
+    assert result.exit_code == 3
+    (entry,) = log_rows(settings)[relative(copy, settings.raw_dir)]
+    assert (entry["status"], entry["reason"], entry["rows"]) == ("rejected", "duplicate_content", 0)
     assert query(settings, "SELECT count() FROM bronze.order_items") == [(4,)]
+    again = land(settings)
+    assert again.rejected == [] and again.exit_code == 0
+    assert len(log_rows(settings)[relative(copy, settings.raw_dir)]) == 1
 
 
 def test_header_only_files_land_zero_rows(tmp_path):
@@ -315,6 +323,15 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     link.parent.mkdir(parents=True)
     link.symlink_to(good)
     bad["symlink"] = link
+    bad["bad_name at the top"] = raw / "order_items_20260301.csv"
+    bad["bad_name at the top"].write_bytes(header + b"\nO-9,1,P-1,1,2.00,0\n")
+    misspelt = raw / "Order_Items" / "2026" / "03" / "01" / "order_items_20260301.csv"
+    misspelt.parent.mkdir(parents=True)
+    misspelt.write_bytes(header + b"\nO-8,1,P-1,1,2.00,0\n")
+    bad["bad_name in a misspelt folder"] = misspelt
+    # The engine quotes the broken row in its error: words of a failing disk there are the file's.
+    bad["parse_error quoting a disk error"] = write_bytes(
+        raw, "order_items", date(2026, 3, 3), header + b"\nO-3,1,P-1,1,2.00,0\nO-3,2,No space left on device\n")
     fifo = raw / relative_path("products", NEXT_DAY)
     fifo.parent.mkdir(parents=True)
     os.mkfifo(fifo)
@@ -336,6 +353,9 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
         assert os.path.lexists(path), "a rejected file stays for inspection"
         assert rows_from_file(settings, relative(path, raw)) == 0
     assert "UTF-8" in log[relative(bad["not_utf8"], raw)][0]["error"]
+    parse_error = log[relative(bad["parse_error"], raw)][0]["error"]
+    assert "(at data row 2)" in parse_error and "less columns than expected" in parse_error, parse_error
+    assert parse_error.endswith("fix that row and export the file again")
     assert log[relative(bad["bad_name"], raw)][0]["file_date"] is None
 
     # A second load neither lands nor logs them again.
@@ -501,6 +521,21 @@ def test_rows_of_an_interrupted_load_are_removed_by_the_next(tmp_path):
     assert result.orphan_rows_removed == 7
     assert query(settings, "SELECT count(), countIf(_batch_id = 'batch-that-never-finished') "
                            "FROM bronze.order_items") == [(3, 0)]
+
+
+def test_a_file_that_disappears_during_a_load_is_rejected_as_such(tmp_path):
+    settings = settings_for(tmp_path)
+    gone = write_csv(settings.raw_dir, "order_items", DAY, order_items(2))
+    kept = write_csv(settings.raw_dir, "order_items", NEXT_DAY, order_items(3))
+    files = discover(settings.raw_dir)
+    gone.unlink()
+
+    result = land(settings, files=files)
+
+    outcomes = {o.file.path: o for o in result.outcomes}
+    assert (outcomes[kept].status, outcomes[kept].rows) == ("landed", 3)
+    assert (outcomes[gone].status, outcomes[gone].reason) == ("rejected", "unreadable")
+    assert "disappeared" in outcomes[gone].detail
 
 
 def test_a_raw_directory_with_glob_characters_in_its_name(tmp_path):

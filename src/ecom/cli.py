@@ -42,6 +42,11 @@ class _Date(click.ParamType):
 DATE = _Date()
 
 
+def _check_range(start: date | None, end: date | None) -> None:
+    if start and end and start > end:
+        raise click.UsageError(f"--start {start} is after --end {end}")
+
+
 def _settings(raw_dir: Path | None = None) -> Settings:
     settings = Settings.from_env()
     if raw_dir is not None:
@@ -99,6 +104,10 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     except WorldMismatch as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except OSError as exc:  # --out is a file, or cannot be written
+        click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; give --out a directory "
+                   "this user can write", err=True)
+        sys.exit(1)
     end = start + timedelta(days=days - 1)
     click.echo(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
     if isinstance(manifest, dict) and manifest.get("summary"):
@@ -143,6 +152,7 @@ def load_command(raw_dir: Path, start: date | None, end: date | None, wait: floa
     Exit status: 0 all landed (or nothing new), 3 some files were rejected in this run (the good
     ones still landed; reasons in bronze.ingest_log), 1 on failure.
     """
+    _check_range(start, end)
     settings = _settings(raw_dir)
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
         code = _run_load(settings, start, end, wait, quiet)
@@ -180,6 +190,7 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         raise click.UsageError("give either --date or --start/--end")
     if day:
         start = end = day
+    _check_range(start, end)
     settings = _settings()
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
         code = _run_load(settings, start, end, wait, quiet)
@@ -214,19 +225,37 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
 
 @main.command()
 @click.argument("query")
-@click.option("--limit", type=int, default=200, show_default=True, help="Rows to print at most.")
+@click.option("--limit", type=click.IntRange(min=0), default=200, show_default=True, help="Rows to print at most.")
 def sql(query: str, limit: int) -> None:
-    """Run QUERY on the warehouse of the current target and print a table."""
+    """Run QUERY on the warehouse of the current target and print a table.
+
+    Read-only: statements that write (INSERT, ALTER, DROP, TRUNCATE, ...) are refused, since bronze
+    is append-only and the loader's ingest log must match it."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from ecom.load import _engine_message
     from ecom.warehouse import session
 
-    with session(_settings()) as client:
+    if not query.strip():
+        raise click.UsageError("QUERY is empty")
+    settings = _settings()
+    with session(settings) as client:
+        try:
+            # For the rest of this session: reads, and settings in the query, but nothing that writes.
+            client.command("SET readonly = 2")
+        except DatabaseError as exc:
+            if "(READONLY)" not in str(exc):  # a server user that is read-only already may not change it
+                raise
         try:
             result = client.query(query)
         except DatabaseError as exc:
-            click.echo(f"error: {_engine_message(exc)}", err=True)
+            message = _engine_message(exc).replace(" FORMAT Native", "")
+            if "(READONLY)" in str(exc):
+                message += "; `ecom sql` only reads: write through `ecom load`, `ecom run` or dbt"
+            elif "(UNKNOWN_DATABASE)" in str(exc) or "(UNKNOWN_TABLE)" in str(exc):
+                where = "ECOM_CHDB_PATH" if settings.embedded else "CLICKHOUSE_HOST"
+                message += f"; looked in the {settings.describe()}: build it with `ecom run`, or check {where}"
+            click.echo(f"error: {message}", err=True)
             sys.exit(1)
     click.echo(format_table(list(result.column_names), list(result.result_rows), limit))
 

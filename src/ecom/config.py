@@ -55,8 +55,8 @@ class Settings:
         if port and not port.isdigit():
             raise SystemExit(f"error: CLICKHOUSE_PORT={port!r} is not a port number")
         return cls(
-            raw_dir=Path(env.get("ECOM_RAW_DIR", "data/raw")),
-            chdb_path=Path(env.get("ECOM_CHDB_PATH", "data/warehouse")),
+            raw_dir=Path(env.get("ECOM_RAW_DIR") or "data/raw"),  # set but empty: the default, as click reads it
+            chdb_path=Path(env.get("ECOM_CHDB_PATH") or "data/warehouse"),
             target=target,
             host=env.get("CLICKHOUSE_HOST", "localhost"),
             port=int(port) if port else None,

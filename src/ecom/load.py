@@ -104,6 +104,16 @@ _WAREHOUSE_ERROR_CODES = frozenset({
     521,  # ATOMIC_RENAME_FAIL
     586,  # CANNOT_CREATE_FILE
 })
+# Errors in a file's bytes (the engine's parse errors). Their message quotes the row, so the
+# warehouse's words below may be the file's text: these codes are always the file's fault.
+_FILE_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    25,  # CANNOT_PARSE_ESCAPE_SEQUENCE
+    26,  # CANNOT_PARSE_QUOTED_STRING
+    27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,  # CANNOT_READ_ALL_DATA
+    117,  # INCORRECT_DATA
+})
 _WAREHOUSE_ERROR_TEXT = re.compile(
     r"no space left|not enough space|cannot reserve|read-only file system|permission denied|"
     r"memory limit|disk quota", re.IGNORECASE)
@@ -234,9 +244,9 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
     only those of that range, and the date folders (`YYYY/MM/DD`) of other days are not searched.
 
     Files whose name breaks the contract are returned too (entity or date None) so they are
-    rejected and logged rather than ignored, and so are the entries whose files cannot be seen:
-    directories that cannot be read, symbolic links to directories (not followed) and
-    directories named like a CSV file.
+    rejected and logged rather than ignored, and so are a `*.csv` outside the entity folders and
+    the entries whose files cannot be seen: directories that cannot be read, symbolic links to
+    directories (not followed) and directories named like a CSV file.
     """
     raw_dir = raw_dir.resolve()
     found: list[RawFile] = []
@@ -273,6 +283,23 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 if file_date and ((start and file_date < start) or (end and file_date > end)):
                     continue
                 found.append(RawFile(path, _printable(relative.as_posix()), file_entity, file_date))
+    # A CSV outside the entity folders (at the top, or under a misspelt entity) breaks the naming
+    # contract: reported and logged as bad_name rather than passed over. Folders named `_*` (the
+    # generator's manifests) or `.*` are not searched.
+    try:
+        entries = sorted(raw_dir.iterdir())
+    except OSError:  # reported above, through the entity folders
+        entries = []
+    for entry in entries:
+        if entry.name in COLUMNS or entry.name.startswith(("_", ".")):
+            continue
+        if entry.name.lower().endswith(".csv"):
+            hidden(entry)
+        elif entry.is_dir() and not entry.is_symlink():
+            for dirpath, _, filenames in os.walk(entry, onerror=unreadable):
+                for filename in filenames:
+                    if filename.lower().endswith(".csv"):
+                        hidden(Path(dirpath, filename))
     return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), f.relative))
 
 
@@ -339,6 +366,9 @@ def _inspect(raw: RawFile) -> Inspection:
     if raw.entity is None or raw.file_date is None:
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
         return _cannot("bad_name", why)
+    if not raw.path.exists():
+        return _cannot("unreadable", "disappeared before it could be read (moved or deleted while the load ran); "
+                                     "it lands on a later load once it is back")
     if not raw.path.is_file():  # reading a named pipe would wait forever
         return _cannot("unreadable", "is not a regular file (a pipe, socket or device); replace it with the "
                                      "exported file")
@@ -392,7 +422,8 @@ def _check_header(entity: str, head: str) -> Rejected | None:
     if sorted(header) == sorted(expected):
         return None  # the engine maps columns by name, so their order may differ
     missing = [c for c in expected if c not in header]
-    extra = [c for c in header if c not in expected]
+    extra = [c if c.strip() else "an empty name (a comma at the end of the header?)" for c in header
+             if c not in expected]
     what = "; ".join(
         part
         for part in (
@@ -503,8 +534,8 @@ def _land_rows(client: Client, settings: Settings, entity: str, batches: list[_B
         # `_row_number` is its 0-based record index within the file.
         with _staged(batches) as folder:
             if folder is None:
-                raise OSError(f"the temporary folder {tempfile.gettempdir()} has glob characters in its path; "
-                              "set TMPDIR to a plain path")
+                raise LoadAborted(f"the temporary folder {tempfile.gettempdir()} has glob characters in its path; "
+                                  "set TMPDIR to a plain path and run again")
             sql = _insert_select(entity, "file({glob:String}, 'CSVWithNames', {structure:String})",
                                  "toUInt32(substring(_file, 2, 5))")
             sql = sql.replace("{row_number}", "_row_number + 1")
@@ -644,18 +675,14 @@ class _Ledger:
         self.first_landing.setdefault(sha256, (path, rows))
         self.versions[path] = self.versions.get(path, 0) + 1
 
-    def why_skip(self, path: str, sha256: str) -> str | None:
-        """Why a file need not land: the same bytes landed at this path, or (with data rows) at another.
+    def landed_elsewhere(self, sha256: str) -> str | None:
+        """The path where the same bytes, with data rows, landed first (a copy is rejected, not landed twice).
 
         Header-only files of different days have the same bytes; each still lands (0 rows) so the
         log shows every day's export arrived.
         """
-        if (path, sha256) in self.landed:
-            return "already landed"
         first = self.first_landing.get(sha256)
-        if first and first[1] > 0:
-            return f"same content already landed as {first[0]}"
-        return None
+        return first[0] if first and first[1] > 0 else None
 
 
 def load(
@@ -747,9 +774,11 @@ def _latest_ingestion(client: Client) -> datetime:
 
 
 def _is_warehouse_error(exc: Exception) -> bool:
-    code = re.search(r"Code: (\d+)", str(exc))
-    return bool(code and int(code.group(1)) in _WAREHOUSE_ERROR_CODES) or bool(
-        _WAREHOUSE_ERROR_TEXT.search(str(exc)))
+    found = re.search(r"Code: (\d+)", str(exc))
+    code = int(found.group(1)) if found else None
+    if code in _FILE_ERROR_CODES:
+        return False
+    return code in _WAREHOUSE_ERROR_CODES or bool(_WAREHOUSE_ERROR_TEXT.search(str(exc)))
 
 
 def _warehouse_failure(exc: Exception, settings: Settings) -> str:
@@ -794,8 +823,13 @@ class _Loader:
         if problem:
             self.reject(raw, problem, sha256, size, self.now())
             return None
-        if why := self.ledger.why_skip(raw.relative, sha256):
-            self.report(FileOutcome(raw, "skipped", reason="already_landed", detail=why))
+        if (raw.relative, sha256) in self.ledger.landed:
+            self.report(FileOutcome(raw, "skipped", reason="already_landed", detail="already landed"))
+            return None
+        if first := self.ledger.landed_elsewhere(sha256):
+            self.reject(raw, Rejected("duplicate_content", f"has the same bytes as {first}, landed already, so its "
+                                      "rows are in bronze once; if this is another day's export, export it again"),
+                        sha256, size, self.now())
             return None
         if sha256 in self.unlogged:
             return "later"
@@ -842,8 +876,8 @@ class _Loader:
             if not os.access(batch.raw.path, os.R_OK):
                 problem = Rejected("unreadable", "became unreadable while it was being landed; fix its permissions")
             else:
-                message = _STAGED_FILE.sub(f"(in {batch.raw.relative})", str(exc))
-                problem = Rejected("parse_error", f"cannot be parsed as CSV: {_engine_message(Exception(message))}")
+                problem = Rejected("parse_error", f"cannot be parsed as CSV: {_parse_failure(exc, batch.raw)}; "
+                                                  "fix that row and export the file again")
             self.reject(batch.raw, problem, batch.sha256, batch.size, started)
             self.unlogged.discard(batch.sha256)
             # The engine named the file it could not parse: the others land together again.
@@ -966,6 +1000,17 @@ def _engine_message(exc: Exception) -> str:
     for cut in (" (version ", ". Stack trace", " Stack trace"):
         text = text.split(cut, 1)[0]
     return text[:300]
+
+
+def _parse_failure(exc: Exception, raw: RawFile) -> str:
+    """The engine's parse error in one line: its first sentence with the row (`(at row N)`, N
+    counting data rows from 1) and its explanation (`ERROR: ...`), without the columns it dumps."""
+    text = _STAGED_FILE.sub(f"(in {raw.relative})", str(exc))
+    first = _engine_message(Exception(text.split("\n", 1)[0])).rstrip(": ").replace("(at row ", "(at data row ")
+    explained = re.search(r"\nERROR: (.*?)(?:\n\n|\n: |$)", text, re.DOTALL)
+    if not explained:
+        return _engine_message(Exception(text)).rstrip(". ")
+    return f"{first}: {' '.join(explained.group(1).split()).rstrip('. ')}"
 
 
 def print_summary(result: LoadResult, out: TextIO | None = None) -> None:

@@ -84,13 +84,15 @@ def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
 
 @contextmanager
 def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold `<path>.pipeline.lock` for a whole multi-step run (load, then dbt in a subprocess).
+    """Hold `<path>.pipeline.lock` for a whole multi-step run (load, then dbt in a subprocess); the
+    path is resolved first, so a warehouse reached through a symbolic link has the same lock.
 
     The engine's own lock is released between steps, so without this a second `ecom run` could
     slip in between the load and the build of the first. The second run waits up to
     `wait_seconds`, then raises WarehouseLocked with the one-line message.
     """
-    lock_path = Path(os.path.abspath(path)).with_name(Path(path).name + ".pipeline.lock")
+    real = Path(path).resolve()  # one lock per warehouse, however its path is spelt (symbolic links)
+    lock_path = real.with_name(real.name + ".pipeline.lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a+")  # noqa: SIM115 (closed by the with below)
@@ -112,7 +114,7 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
                     raise WarehouseLocked(
-                        f"warehouse {os.path.abspath(path)} is being built by {holder}; wait for it to "
+                        f"warehouse {real} is being built by {holder}; wait for it to "
                         "finish (or pass --wait SECONDS), or point ECOM_CHDB_PATH at another directory"
                     ) from None
                 time.sleep(0.2)
