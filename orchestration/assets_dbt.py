@@ -28,6 +28,7 @@ from dagster_dbt import (
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
 from ecom.lock import ensure_unlocked
+from ecom.report import REQUIRED
 from orchestration.assets_ingest import landing_key
 from orchestration.partitions import BACKFILL_POLICY
 from orchestration.resources import Warehouse, pinned_warehouse_env
@@ -143,8 +144,9 @@ RECONCILIATION = dg.AssetKey(["silver", "reconciliation"])
 
 def dashboard_inputs(dbt_assets_def: dg.AssetsDefinition) -> list[dg.AssetKey]:
     """What the dashboard reads: the gold marts (`gold/mart_*`, every gold model when there is none
-    yet) and silver.reconciliation, whose blocking check keeps unbalanced figures off the dashboard."""
+    yet), the other gold tables its queries read (`ecom.report.REQUIRED`), and
+    silver.reconciliation, whose blocking check keeps unbalanced figures off the dashboard."""
     keys = dbt_assets_def.keys
-    gold = [key for key in keys if key.path[0] == "gold"]
-    marts = [key for key in gold if key.path[-1].startswith("mart_")] or gold
-    return marts + ([RECONCILIATION] if RECONCILIATION in keys else [])
+    gold = sorted(key for key in keys if key.path[0] == "gold")
+    read = [key for key in gold if key.path[-1].startswith("mart_") or key.path[-1] in REQUIRED] or gold
+    return read + ([RECONCILIATION] if RECONCILIATION in keys else [])

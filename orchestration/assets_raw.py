@@ -3,8 +3,9 @@
 A day whose files are already there (delivered by the sources, or written by an earlier run)
 is only recorded. A day with no file at all is written by the source simulator
 (`ecom.generate`), so a demo world grows day by day; later days continue the same world,
-and the simulator is deterministic, so re-running a day changes nothing. Set
-ECOM_SIMULATOR=off where real exports arrive: a missing day then fails the step instead.
+and the simulator is deterministic, so re-running a day changes nothing. It writes only into
+a folder it owns: an empty one, or one holding its manifests (`_manifest/`). In a folder of
+real exports (no manifests), or with ECOM_SIMULATOR=off, a missing day fails the step instead.
 """
 
 import json
@@ -35,6 +36,18 @@ class RawExportsConfig(dg.Config):
 def simulator_enabled(environ: dict[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get(SIMULATOR_ENV, "on")
     return value.strip().lower() not in {"0", "off", "false", "no"}
+
+
+def simulated_world(raw_dir: Path) -> bool:
+    """Whether the simulator may write into `raw_dir`: it is empty or missing, or the simulator
+    wrote it (its manifests are there). Real exports have no manifests: a late export must not be
+    replaced by invented rows at its path."""
+    if (raw_dir / MANIFEST_DIR).is_dir():
+        return True
+    try:
+        return not any(raw_dir.iterdir())
+    except FileNotFoundError:
+        return True
 
 
 def _manifest_path(raw_dir: Path, day: date) -> Path:
@@ -99,6 +112,12 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             raise dg.Failure(
                 f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "
                 f"arrived yet ({SIMULATOR_ENV} is off, so the simulator does not write them)"
+            )
+        if missing and not simulated_world(raw_dir):
+            raise dg.Failure(
+                f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "
+                f"arrived yet. The folder holds real exports (no {MANIFEST_DIR}/ of the simulator), so the "
+                "simulator does not write into it; run the partition again once the files are there"
             )
         written: list[str] = []
         for start, count in missing_runs(missing):

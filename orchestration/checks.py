@@ -5,8 +5,12 @@
   dashboard is not refreshed from numbers that do not add up.
 * quarantine share: per entity, quarantined rows / bronze rows stays under
   ECOM_QUARANTINE_MAX_SHARE (default 0.25). A warning: the rows are kept in quarantine.
-* freshness of the landing: the dbt source freshness (`loaded_at_field`, `error_after` or
-  `warn_after`) of each bronze table, as a Dagster freshness check on its landing asset.
+* freshness of the landing: the thresholds of each bronze source's dbt freshness (`error_after`,
+  else `warn_after`) as a Dagster last-update check on its landing asset: it fails when Dagster
+  has not materialized the landing within that time. It reads Dagster's event log, not the
+  warehouse, so landings by `ecom run` outside Dagster do not count, and a landing run counts
+  even when it landed nothing new; `dbt source freshness` reads `loaded_at_field` in the
+  warehouse instead.
 """
 
 import os

@@ -5,8 +5,9 @@ day's files (names, sizes, modification times) in its cursor, so an idle tick to
 warehouse. When a day's files changed, it asks `bronze.ingest_log` which of them have not
 landed yet, holding the embedded warehouse for well under a second; when another process has
 it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped with a message and
-the day is looked at again next minute. Each day
-with unlanded files gets one run of the daily pipeline for its partition.
+the day is looked at again next minute. The days
+with unlanded files get one run of the daily pipeline each, or one run for a range of
+consecutive days (as a backfill runs them: a range costs little more than a day).
 
 `alert_on_run_failure` logs every failed run and, when ECOM_ALERT_WEBHOOK is set, POSTs a JSON
 alert there (`text` carries a one-line summary, so a Slack or Teams incoming webhook shows it).
@@ -127,6 +128,27 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
     return {path: Logged(int(size), sha, millis / 1000) for path, size, sha, millis in rows}
 
 
+def consecutive(days: list[str]) -> list[list[str]]:
+    """ISO days (sorted) in runs of consecutive days."""
+    runs: list[list[str]] = []
+    for day in days:
+        if runs and (date.fromisoformat(day) - date.fromisoformat(runs[-1][-1])).days == 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _run_request(run: list[str], signatures: Mapping[str, str]) -> dg.RunRequest:
+    """One day's partition, or a range of days in one run; the key changes with any of their files."""
+    tags = {"ecom/trigger": NEW_FILES_SENSOR}
+    if len(run) == 1:
+        return dg.RunRequest(run_key=f"{run[0]}:{signatures[run[0]]}", partition_key=run[0], tags=tags)
+    digest = hashlib.sha1("".join(signatures[day] for day in run).encode(), usedforsecurity=False).hexdigest()
+    return dg.RunRequest(run_key=f"{run[0]}..{run[-1]}:{digest[:16]}", tags={
+        **tags, "dagster/asset_partition_range_start": run[0], "dagster/asset_partition_range_end": run[-1]})
+
+
 def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                            partitions_def: dg.TimeWindowPartitionsDefinition) -> dg.SensorDefinition:
     @dg.sensor(
@@ -134,8 +156,9 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         job=job,
         minimum_interval_seconds=60,
         default_status=default_status(),
-        description="Starts the daily pipeline for each day whose raw files in ECOM_RAW_DIR are not yet in "
-                    "bronze.ingest_log; skips the tick while another process has the embedded warehouse.",
+        description="Starts the daily pipeline for the days whose raw files in ECOM_RAW_DIR are not yet in "
+                    "bronze.ingest_log (consecutive days as one run of their range); skips the tick while "
+                    "another process has the embedded warehouse.",
     )
     def new_raw_files(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
@@ -155,18 +178,15 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
             ledger = read_ledger(settings)
         except WarehouseUnavailable as exc:
             return dg.SkipReason(f"{exc}; {len(changed)} day(s) with changed files wait for the next tick")
-        requests = []
+        due: list[str] = []
         for day in changed:
             pending = unlanded(days[day], ledger)
             if pending:
                 context.log.info(f"{day}: {len(pending)} file(s) not landed yet: "
                                  + ", ".join(raw.relative for raw in pending[:5]))
-                requests.append(dg.RunRequest(
-                    run_key=f"{day}:{signatures[day]}",
-                    partition_key=day,
-                    tags={"ecom/trigger": NEW_FILES_SENSOR},
-                ))
+                due.append(day)
             seen[day] = signatures[day]
+        requests = [_run_request(run, signatures) for run in consecutive(due)]
         cursor = json.dumps(seen, sort_keys=True, separators=(",", ":"))
         if not requests:
             return dg.SensorResult(skip_reason=dg.SkipReason(

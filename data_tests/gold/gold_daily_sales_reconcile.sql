@@ -2,6 +2,9 @@
     int_customer_first_revenue_orders and with each other: per day, revenue orders, new
     customers and net revenue (within a cent per figure for rounding). -#}
 
+{#- Shown in Dagster as a check of mart_daily_sales (it reads several models). -#}
+{{ config(meta={'dagster': {'ref': {'name': 'mart_daily_sales'}}}) }}
+
 with
 
 orders_by_day as (

@@ -13,6 +13,9 @@
     order still fails; at worst an order without a header beside one with a header reports
     both. -#}
 
+{#- Shown in Dagster as a check of fct_order_items (it reads several models). -#}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_order_items'}}}) }}
+
 with
 
 order_rows as (

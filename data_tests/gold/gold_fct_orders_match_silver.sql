@@ -1,6 +1,9 @@
 {#- fct_orders holds every order header of silver exactly once, and nothing else: the
     incremental runs miss no order and keep no stale one. One aggregation over both tables. -#}
 
+{#- Shown in Dagster as a check of fct_orders (it reads several models). -#}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_orders'}}}) }}
+
 with
 
 both_sides as (

@@ -7,6 +7,9 @@
     the ids of the failing payments are looked up after it (`failing_ids`). Two payments
     sharing a hash are checked as one and fail together. -#}
 
+{#- Shown in Dagster as a check of fct_payments (it reads several models). -#}
+{{ config(meta={'dagster': {'ref': {'name': 'fct_payments'}}}) }}
+
 with
 
 both_sides as (

@@ -1,6 +1,9 @@
 {#- Every dimension has exactly one unknown member, under the documented key
     (docs: unknown_members). -#}
 
+{#- Shown in Dagster as a check of dim_customers (it reads several models). -#}
+{{ config(meta={'dagster': {'ref': {'name': 'dim_customers'}}}) }}
+
 with
 
 members as (
