@@ -46,24 +46,21 @@ order_history as (
     group by customer_id
 ),
 
-{#- Quintiles among the customers with a revenue order; ties split by customer_id. Ranked on
-    the order history alone, before the join adds the CRM columns: the three sorts carry
-    narrow rows. #}
+{#- Quintiles among the customers with a revenue order, by rank: score = 1 + floor(5 x (rank - 1)
+    / customers), where customers with the same value share the lowest rank of their group, so
+    equal values always get the same score (the most common, one revenue order, all get F = 1)
+    and no score depends on customer_id. Ranked on the order history alone, before the join
+    adds the CRM columns: the three sorts carry narrow rows. #}
 scored_history as (
     select
         *,
-        ntile(5) over (
-            partition by revenue_orders > 0
-            order by recency_days desc, customer_id
-        ) as recency_tile,
-        ntile(5) over (
-            partition by revenue_orders > 0
-            order by revenue_orders, customer_id
-        ) as frequency_tile,
-        ntile(5) over (
-            partition by revenue_orders > 0
-            order by exact_lifetime_value_usd, customer_id
-        ) as monetary_tile
+        {%- for tile, value in [('recency', 'recency_days desc'), ('frequency', 'revenue_orders'),
+                                ('monetary', 'exact_lifetime_value_usd')] %}
+        1 + intDiv(
+            5 * (rank() over (partition by revenue_orders > 0 order by {{ value }}) - 1),
+            count() over (partition by revenue_orders > 0)
+        ) as {{ tile }}_tile{{ ',' if not loop.last }}
+        {%- endfor %}
     from (
         select
             *,
