@@ -18,6 +18,7 @@ import pytest
 
 from conftest import BIN, ROOT, World, ecom_env, run_ecom
 from ecom.config import Settings
+from ecom.contract import COLUMNS, relative_path
 from ecom.warehouse import session
 from reference import daily_sales
 
@@ -129,6 +130,17 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     full = ecom_env(raw_dir, tmp_path / "full", DBT_TARGET_PATH=str(tmp_path / "t2"), DBT_LOG_PATH=logs)
     run_ecom("generate", "--start", start.isoformat(), "--days", str(history + days), "--orders-per-day", "120",
              "--dirty-rate", "0.10", "--quiet", env=daily)
+    # A payment that lands a day before its order header, in the next month: converted at the
+    # payment's month until the header lands, then at the order's (SPEC 7), as a full refresh does.
+    late_payment, late_header = start + timedelta(days=history + 1), start + timedelta(days=history + 2)
+    for entity, day, row in (
+        ("payments", late_payment, f"P-LATE,O-LATE,{late_payment} 10:00:00,card,10.00,EUR,captured,"
+                                   f"{late_payment} 10:00:00"),
+        ("orders", late_header, f"O-LATE,,{late_header - timedelta(days=2)} 23:00:00,paid,web,EUR,0,0,,DE,false,"
+                                f"{late_header} 08:00:00"),
+    ):
+        path = raw_dir / relative_path(entity, day, part=9)
+        path.write_text(",".join(COLUMNS[entity]) + "\n" + row + "\n", encoding="utf-8")
     run_ecom("run", "--end", (start + timedelta(days=history - 1)).isoformat(), "--quiet", env=daily)
     for offset in range(days):
         if offset == 1:
@@ -175,6 +187,9 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert any(name.startswith("gold.") for name in refreshed)
     assert all(count > 0 for name, (count, _) in refreshed.items() if name.startswith("gold.fct_")), refreshed
     assert incremental == refreshed
+    order_month = (late_header - timedelta(days=2)).replace(day=1)
+    assert order_month.month != late_payment.month
+    assert query(daily, "SELECT fx_month FROM gold.fct_payments WHERE payment_id = 'P-LATE'") == [(order_month,)]
 
     # A product seen for the first time after mart_data_quality was built: the days on which the
     # mart counted its lines as unknown are counted again, though no file landed to reach them.

@@ -11,13 +11,13 @@
         query_settings={'join_use_nulls': 0, 'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
-{#- One row per payment at its latest status, converted to USD at the rate of its own
-    currency for the month of payment_ts. It needs nothing but the payment itself (and the
-    seeds), so an incremental run (delete_insert on payment_id) reads only the payments
-    landed since the last run. order_id is kept as a degenerate key: a payment may arrive
-    before its order header (see mart_data_quality). join_use_nulls = 0 (the engine's
-    default, pinned): an unmatched LEFT JOIN column holds its type's default ('' or 0),
-    handled explicitly below. -#}
+{#- One row per payment at its latest status, converted to USD at the rate of its own currency
+    for the month of its order's order_ts (SPEC 7), or of payment_ts while the order header has
+    not arrived (see mart_data_quality). An incremental run (delete_insert on payment_id) reads
+    the payments landed since the last run and the payments of the orders landed since, whose
+    rate month may have come or moved with them. order_id is kept as a degenerate key.
+    join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its
+    type's default ('' or 0), handled explicitly below. -#}
 
 with
 
@@ -25,7 +25,29 @@ payments as (
     select * from {{ ref('payments') }}
     {%- if is_incremental() %}
     where _ingested_at > {{ gold_watermark() }}
+        or order_id in (
+            select order_id from {{ ref('orders') }}
+            where _ingested_at > {{ gold_watermark() }}
+        )
     {%- endif %}
+),
+
+order_months as (
+    select order_id, toStartOfMonth(order_ts) as order_month
+    from {{ ref('orders') }}
+    {%- if is_incremental() %}
+    where order_id in (select order_id from payments)
+    {%- endif %}
+),
+
+rate_months as (
+    select
+        payments.*,
+        if(
+            order_months.order_id != '', order_months.order_month, toStartOfMonth(payments.payment_ts)
+        ) as rate_month
+    from payments
+    left join order_months on payments.order_id = order_months.order_id
 ),
 
 payment_methods as (
@@ -43,10 +65,10 @@ converted as (
         {#- A currency without any rate gets 0, which the tests on usd_per_unit report. #}
         fx_rates.fx_month as fx_month,
         fx_rates.usd_per_unit as usd_per_unit
-    from payments
+    from rate_months as payments
     asof left join fx_rates
         on payments.currency_code = fx_rates.currency_code
-        and toStartOfMonth(payments.payment_ts) >= fx_rates.fx_month
+        and payments.rate_month >= fx_rates.fx_month
 ),
 
 final as (
