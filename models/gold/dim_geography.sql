@@ -31,7 +31,7 @@ unknown_member as (
         toLowCardinality('ZZ') as country_code,
         'Unknown country' as country_name,
         'ZZZ' as alpha3,
-        toLowCardinality('Unknown') as region,
+        toLowCardinality('unknown') as region,
         {#- ISO 4217's code for "no currency". -#}
         toLowCardinality('XXX') as currency_code,
         true as is_unknown
