@@ -14,7 +14,9 @@ On `dev` the row counts are read after dbt has exited: chDB admits one process p
 directory, and dbt's subprocess holds it while it runs.
 """
 
+import shutil
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -113,6 +115,7 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
     )
     def ecom_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         settings = warehouse.settings
+        prune_run_folders(Path(project.project_dir) / project.target_path, context.op_execution_context.op.name)
         if not settings.embedded:
             yield from dbt.cli(BUILD, context=context).stream().fetch_row_counts()
             return
@@ -137,6 +140,19 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
             raise failure
 
     return ecom_dbt
+
+
+# dagster-dbt gives every invocation a target folder of its own (`<op>-<run>-<id>`, about 10 MB
+# of compiled SQL and artifacts): the newest are kept to read a recent run's SQL and results.
+KEPT_RUN_FOLDERS = 10
+
+
+def prune_run_folders(target_path: Path, op_name: str, keep: int = KEPT_RUN_FOLDERS) -> None:
+    """Remove all but the `keep` newest run folders of the op before a run adds its own."""
+    folders = sorted((p for p in target_path.glob(f"{op_name}-*") if p.is_dir()),
+                     key=lambda p: p.stat().st_mtime)
+    for folder in folders[:max(len(folders) - keep + 1, 0)]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 RECONCILIATION = dg.AssetKey(["silver", "reconciliation"])

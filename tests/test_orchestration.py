@@ -513,6 +513,21 @@ def test_the_simulator_never_writes_among_real_exports(tmp_path, monkeypatch):
         "orders/2026/09/01/orders_20260901.csv"]
 
 
+def test_only_the_newest_dbt_run_folders_are_kept(tmp_path):
+    from orchestration.assets_dbt import prune_run_folders
+
+    for i in range(13):
+        folder = tmp_path / f"ecom_dbt-run{i:02d}-abc"
+        folder.mkdir()
+        os.utime(folder, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "manifest.json").write_text("{}")
+
+    prune_run_folders(tmp_path, "ecom_dbt", keep=10)
+
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [*(f"ecom_dbt-run{i:02d}-abc" for i in range(4, 13)), "manifest.json"], "room for the next run"
+
+
 def test_missing_days_are_simulated_in_consecutive_runs():
     days = [date(2026, 9, 1), date(2026, 9, 2), date(2026, 9, 4)]
     assert missing_runs(days) == [(date(2026, 9, 1), 2), (date(2026, 9, 4), 1)]
