@@ -7,10 +7,10 @@
 }}
 {#- Pairs of distinct catalog products bought in the same revenue order (market-basket
     analysis), summed over the months of int_product_pairs_by_month, which keeps the pair
-    counts of each month. Only pairs bought together at least twice are kept, so the table
-    stays small; rebuilt every run. -#}
+    counts of each month. Only pairs bought together at least `affinity_min_orders_together`
+    times (a dbt var, 2 by default) are kept, so the table stays small; rebuilt every run. -#}
 
-{%- set min_orders_together = 2 %}
+{%- set min_orders_together = var('affinity_min_orders_together') | int %}
 
 with
 
