@@ -15,6 +15,7 @@ directory, and dbt's subprocess holds it while it runs.
 """
 
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -143,16 +144,26 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
 
 
 # dagster-dbt gives every invocation a target folder of its own (`<op>-<run>-<id>`, about 10 MB
-# of compiled SQL and artifacts): the newest are kept to read a recent run's SQL and results.
+# of compiled SQL and artifacts): the newest are kept to read a recent run's SQL and results,
+# and none younger than a day (a run still going on a server target, beside others).
 KEPT_RUN_FOLDERS = 10
+KEPT_RUN_FOLDER_SECONDS = 86_400
 
 
 def prune_run_folders(target_path: Path, op_name: str, keep: int = KEPT_RUN_FOLDERS) -> None:
-    """Remove all but the `keep` newest run folders of the op before a run adds its own."""
-    folders = sorted((p for p in target_path.glob(f"{op_name}-*") if p.is_dir()),
-                     key=lambda p: p.stat().st_mtime)
-    for folder in folders[:max(len(folders) - keep + 1, 0)]:
-        shutil.rmtree(folder, ignore_errors=True)
+    """Remove all but the `keep` newest run folders of the op, before a run adds its own."""
+    folders = []
+    for path in target_path.glob(f"{op_name}-*"):
+        try:
+            if path.is_dir():
+                folders.append((path.stat().st_mtime, path))
+        except OSError:  # removed meanwhile by another run
+            continue
+    folders.sort()
+    cutoff = time.time() - KEPT_RUN_FOLDER_SECONDS
+    for mtime, folder in folders[:max(len(folders) - keep + 1, 0)]:
+        if mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 RECONCILIATION = dg.AssetKey(["silver", "reconciliation"])

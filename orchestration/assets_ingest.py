@@ -8,7 +8,10 @@ rejected whole and logged in `bronze.ingest_log`; the good files still land and 
 raw directory is fixed (and lands) or removed.
 """
 
+import hashlib
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -35,6 +38,20 @@ def _source_descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
         for source in manifest.get("sources", {}).values()
         if source.get("source_name") == "bronze"
     }
+
+
+def _still_there(path: Path, sha256: str) -> bool:
+    """Whether a rejected file is still in the raw directory as it was rejected: the same bytes,
+    or, for what could not be read (a link, a folder, no permission), still there at all."""
+    if not os.path.lexists(path):
+        return False
+    if path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
+        return True
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == sha256
 
 
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
@@ -89,16 +106,18 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             result = load(settings, client, first, last, on_file=on_file, files=files)
             totals = {table: int(client.command(f"SELECT count() FROM bronze.`{table}`"))
                       for table in LANDED_TABLES}
-            # Files of the window whose latest log entry is a rejection, and that are still on disk
-            # (a file fixed and landed since, or removed, no longer counts).
+            # Files of the window whose latest log entry is a rejection and that still hold the
+            # rejected bytes (a file fixed since, landed or restored to bytes already landed, or
+            # removed, no longer counts).
             still_rejected = [
-                (path, reason, error) for path, reason, error in client.query(
-                    "SELECT file_path, argMax(reason, finished_at), argMax(error, finished_at) FROM " + LOG_TABLE
+                (path, reason, error) for path, reason, error, sha256 in client.query(
+                    "SELECT file_path, argMax(reason, finished_at), argMax(error, finished_at), "
+                    "argMax(sha256, finished_at) FROM " + LOG_TABLE
                     + " WHERE file_date BETWEEN {first:Date} AND {last:Date} GROUP BY file_path "
                     "HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path",
                     parameters={"first": first, "last": last},
                 ).result_rows
-                if (settings.raw_dir / path).exists()
+                if _still_there(settings.raw_dir / path, sha256)
             ]
             in_window = {
                 entity: int(rows)

@@ -45,7 +45,7 @@ def simulated_world(raw_dir: Path) -> bool:
     if (raw_dir / MANIFEST_DIR).is_dir():
         return True
     try:
-        return not any(raw_dir.iterdir())
+        return not any(not entry.name.startswith(".") for entry in raw_dir.iterdir())  # `.gitkeep`, `.DS_Store`
     except FileNotFoundError:
         return True
 

@@ -19,7 +19,7 @@ import os
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from ecom.config import Settings
 from ecom.load import LOG_TABLE, RawFile, discover
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
+from orchestration.assets_raw import missing_runs
 from orchestration.partitions import day_of
 
 if TYPE_CHECKING:  # define_asset_job's return type is not exported by dagster
@@ -128,17 +129,6 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
     return {path: Logged(int(size), sha, millis / 1000) for path, size, sha, millis in rows}
 
 
-def consecutive(days: list[str]) -> list[list[str]]:
-    """ISO days (sorted) in runs of consecutive days."""
-    runs: list[list[str]] = []
-    for day in days:
-        if runs and (date.fromisoformat(day) - date.fromisoformat(runs[-1][-1])).days == 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return runs
-
-
 def _run_request(run: list[str], signatures: Mapping[str, str]) -> dg.RunRequest:
     """One day's partition, or a range of days in one run; the key changes with any of their files."""
     tags = {"ecom/trigger": NEW_FILES_SENSOR}
@@ -186,7 +176,10 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
             seen[day] = signatures[day]
-        requests = [_run_request(run, signatures) for run in consecutive(due)]
+        requests = [
+            _run_request([(first + timedelta(days=i)).isoformat() for i in range(count)], signatures)
+            for first, count in missing_runs([date.fromisoformat(day) for day in due])
+        ]
         cursor = json.dumps(seen, sort_keys=True, separators=(",", ":"))
         if not requests:
             return dg.SensorResult(skip_reason=dg.SkipReason(

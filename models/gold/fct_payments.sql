@@ -15,7 +15,9 @@
     for the month of its order's order_ts (SPEC 7), or of payment_ts while the order header has
     not arrived (see mart_data_quality). An incremental run (delete_insert on payment_id) reads
     the payments landed since the last run and the payments of the orders landed since, whose
-    rate month may have come or moved with them. order_id is kept as a degenerate key.
+    rate month may have come or moved with them; `_ingested_at` is the newest landing of the
+    payment and its order header, so those orders are read once. order_id is kept as a
+    degenerate key.
     join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its
     type's default ('' or 0), handled explicitly below. -#}
 
@@ -33,7 +35,7 @@ payments as (
 ),
 
 order_months as (
-    select order_id, toStartOfMonth(order_ts) as order_month
+    select order_id, toStartOfMonth(order_ts) as order_month, _ingested_at as order_ingested_at
     from {{ ref('orders') }}
     {%- if is_incremental() %}
     where order_id in (select order_id from payments)
@@ -45,7 +47,9 @@ rate_months as (
         payments.*,
         if(
             order_months.order_id != '', order_months.order_month, toStartOfMonth(payments.payment_ts)
-        ) as rate_month
+        ) as rate_month,
+        {#- Unmatched: 1970-01-01, never the greatest. #}
+        greatest(payments._ingested_at, order_months.order_ingested_at) as newest_ingested_at
     from payments
     left join order_months on payments.order_id = order_months.order_id
 ),
@@ -92,7 +96,7 @@ final as (
         usd_per_unit,
         {{ to_usd('amount', 'usd_per_unit') }} as amount_usd,
         _source_file,
-        _ingested_at
+        newest_ingested_at as _ingested_at
     from converted
 )
 

@@ -11,6 +11,10 @@
     times (a dbt var, 2 by default) are kept, so the table stays small; rebuilt every run. -#}
 
 {%- set min_orders_together = var('affinity_min_orders_together') | int %}
+{%- if min_orders_together < 1 %}
+    {{ exceptions.raise_compiler_error("var affinity_min_orders_together must be a whole number of 1 or more, got "
+                                       ~ var('affinity_min_orders_together')) }}
+{%- endif %}
 
 with
 

@@ -104,9 +104,10 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     except WorldMismatch as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except OSError as exc:  # --out is a file, or cannot be written
-        click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; give --out a directory "
-                   "this user can write", err=True)
+    except OSError as exc:  # --out is a file, cannot be written, or its disk is full
+        remedy = ("give --out a directory" if isinstance(exc, NotADirectoryError | FileExistsError)
+                  else "check the disk and the permissions of --out")
+        click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; {remedy}", err=True)
         sys.exit(1)
     end = start + timedelta(days=days - 1)
     click.echo(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
@@ -239,15 +240,19 @@ def sql(query: str, limit: int) -> None:
     if not query.strip():
         raise click.UsageError("QUERY is empty")
     settings = _settings()
+    # readonly = 2: reads, and settings in the query, but nothing that writes. In-process it is set
+    # for the session; a server gets it with the query itself (an HTTP session may not stick).
+    readonly = None if settings.embedded else {"readonly": 2}
     with session(settings) as client:
-        try:
-            # For the rest of this session: reads, and settings in the query, but nothing that writes.
+        if settings.embedded:
             client.command("SET readonly = 2")
-        except DatabaseError as exc:
-            if "(READONLY)" not in str(exc):  # a server user that is read-only already may not change it
-                raise
         try:
-            result = client.query(query)
+            try:
+                result = client.query(query, settings=readonly)
+            except DatabaseError as exc:
+                if readonly is None or "Cannot modify 'readonly'" not in str(exc):
+                    raise
+                result = client.query(query)  # a server user that is read-only already
         except DatabaseError as exc:
             message = _engine_message(exc).replace(" FORMAT Native", "")
             if "(READONLY)" in str(exc):

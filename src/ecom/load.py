@@ -244,9 +244,10 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
     only those of that range, and the date folders (`YYYY/MM/DD`) of other days are not searched.
 
     Files whose name breaks the contract are returned too (entity or date None) so they are
-    rejected and logged rather than ignored, and so are a `*.csv` outside the entity folders and
-    the entries whose files cannot be seen: directories that cannot be read, symbolic links to
-    directories (not followed) and directories named like a CSV file.
+    rejected and logged rather than ignored, and so are a `*.csv` at the top of `raw_dir` or under
+    an entity folder spelt in other capitals, and the entries whose files cannot be seen:
+    directories that cannot be read, symbolic links to directories (not followed) and
+    directories named like a CSV file.
     """
     raw_dir = raw_dir.resolve()
     found: list[RawFile] = []
@@ -283,19 +284,21 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 if file_date and ((start and file_date < start) or (end and file_date > end)):
                     continue
                 found.append(RawFile(path, _printable(relative.as_posix()), file_entity, file_date))
-    # A CSV outside the entity folders (at the top, or under a misspelt entity) breaks the naming
-    # contract: reported and logged as bad_name rather than passed over. Folders named `_*` (the
-    # generator's manifests) or `.*` are not searched.
+    # Exports in the wrong place break the naming contract: a CSV at the top of the raw directory,
+    # or under an entity folder spelt in other capitals. They are reported and logged as bad_name
+    # rather than passed over. Other folders (archives, the generator's `_manifest`) are not
+    # searched.
     try:
         entries = sorted(raw_dir.iterdir())
     except OSError:  # reported above, through the entity folders
         entries = []
     for entry in entries:
-        if entry.name in COLUMNS or entry.name.startswith(("_", ".")):
+        if entry.name in COLUMNS:
             continue
         if entry.name.lower().endswith(".csv"):
             hidden(entry)
-        elif entry.is_dir() and not entry.is_symlink():
+        elif entry.name.lower() in COLUMNS and entry.is_dir() and not entry.is_symlink() and not _same_folder(
+                entry, raw_dir / entry.name.lower()):  # on a case-insensitive disk it is the entity's folder
             for dirpath, _, filenames in os.walk(entry, onerror=unreadable):
                 for filename in filenames:
                     if filename.lower().endswith(".csv"):
@@ -304,6 +307,13 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
 
 
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def _other_days(folders: tuple[str, ...], start: date | None, end: date | None) -> bool:
@@ -1007,11 +1017,11 @@ def _engine_message(exc: Exception) -> str:
 def _parse_failure(exc: Exception, raw: RawFile) -> str:
     """The engine's parse error in one line: its first sentence with the row (`(at row N)`, N
     counting data rows from 1) and its explanation (`ERROR: ...`), without the columns it dumps."""
-    text = _STAGED_FILE.sub(f"(in {raw.relative})", str(exc))
-    first = _engine_message(Exception(text.split("\n", 1)[0])).rstrip(": ").replace("(at row ", "(at data row ")
+    text = _STAGED_FILE.sub(f"(in {raw.relative})", str(exc)).replace("(at row ", "(at data row ")
     explained = re.search(r"\nERROR: (.*?)(?:\n\n|\n: |$)", text, re.DOTALL)
-    if not explained:
-        return _engine_message(Exception(text)).rstrip(". ")
+    if not explained:  # the engine's sentence up to its pipeline trace
+        return re.split(r" ?: While executing ", _engine_message(Exception(text)))[0].rstrip(". ")
+    first = _engine_message(Exception(text.split("\n", 1)[0])).rstrip(": ")
     return f"{first}: {' '.join(explained.group(1).split()).rstrip('. ')}"
 
 

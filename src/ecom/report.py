@@ -186,7 +186,8 @@ CHARTS: dict[str, tuple[str, str, str]] = {
     "chart-pairs": (
         f"Top {TOP_N} product pairs by lift",
         "gold.mart_product_affinity",
-        "Pairs of distinct products bought in the same revenue order at least twice. Lift = confidence "
+        "Pairs of distinct products bought in the same revenue order (at least twice, unless the dbt var "
+        "affinity_min_orders_together says otherwise). Lift = confidence "
         "A -> B / share of orders with B: above 1 when the pair is bought together more often than "
         "chance. Pairs of rare products reach high lifts on few orders; hover for orders together, "
         "support and confidence both ways.",
@@ -490,7 +491,7 @@ def fig_pairs(data: dict[str, Any]) -> go.Figure:
     _layout(fig, height=400, showlegend=False)
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": {"text": "lift"}})
     if not labels:
-        _empty(fig, "No pair bought together twice yet")
+        _empty(fig, "No pair bought together often enough yet")
     return fig
 
 
