@@ -8,7 +8,6 @@ rejected whole and logged in `bronze.ingest_log`; the good files still land and 
 raw directory is fixed (and lands) or removed.
 """
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from ecom.contract import ENTITIES
-from ecom.load import LOG_TABLE, FileOutcome, discover, load
+from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load
 from orchestration.assets_raw import RAW_EXPORTS
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
@@ -47,11 +46,7 @@ def _still_there(path: Path, sha256: str) -> bool:
         return False
     if path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
         return True
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == sha256
+    return file_sha256(path) == sha256
 
 
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
@@ -108,8 +103,8 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                       for table in LANDED_TABLES}
             # Files of the window whose latest log entry is a rejection and that still hold the
             # rejected bytes (a file fixed since, landed or restored to bytes already landed, or
-            # removed, no longer counts).
-            still_rejected = [
+            # removed, no longer counts); read for the ingest log's check only.
+            still_rejected = [] if landing_key(INGEST_LOG) not in selected else [
                 (path, reason, error) for path, reason, error, sha256 in client.query(
                     "SELECT file_path, argMax(reason, finished_at), argMax(error, finished_at), "
                     "argMax(sha256, finished_at) FROM " + LOG_TABLE

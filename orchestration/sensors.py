@@ -27,7 +27,7 @@ import dagster as dg
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from ecom.config import Settings
-from ecom.load import LOG_TABLE, RawFile, discover
+from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
 from orchestration.assets_raw import missing_runs
@@ -79,14 +79,6 @@ def signature(files: Iterable[RawFile]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[RawFile]:
     """Files the ingest log does not hold in their current version (landed or rejected)."""
     pending = []
@@ -95,7 +87,7 @@ def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[Raw
         stat = raw.path.stat()
         if logged is None or logged.bytes != stat.st_size:
             pending.append(raw)
-        elif stat.st_mtime > logged.finished_at and _sha256(raw.path) != logged.sha256:
+        elif stat.st_mtime > logged.finished_at and file_sha256(raw.path) != logged.sha256:
             pending.append(raw)  # rewritten in place with the same size
     return pending
 

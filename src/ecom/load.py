@@ -309,6 +309,15 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
 
 
+def file_sha256(path: Path) -> str:
+    """The checksum the ingest log keeps for a file's bytes (hex sha256), read in 8 MB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _same_folder(a: Path, b: Path) -> bool:
     try:
         return a.samefile(b)
