@@ -100,14 +100,10 @@ def read_entity(raw_dir: Path, entity: str) -> list[Row]:
 
 
 def without_duplicates(rows: list[Row]) -> list[Row]:
-    seen: set[tuple] = set()
-    kept = []
-    for row in rows:
-        fingerprint = tuple(row.values.values())
-        if fingerprint not in seen:
-            seen.add(fingerprint)
-            kept.append(row)
-    return kept
+    """Every row but the copies of it further up the same file: the last copy in a file is the
+    row's version. A row repeating one of an earlier file stays, as a version sent again."""
+    last = {(row.order[0], tuple(row.values.values())): row.order for row in rows}
+    return [row for row in rows if last[(row.order[0], tuple(row.values.values()))] == row.order]
 
 
 def _future(ts: datetime, file_date: date) -> bool:

@@ -141,6 +141,20 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     ):
         path = raw_dir / relative_path(entity, day, part=9)
         path.write_text(",".join(COLUMNS[entity]) + "\n" + row + "\n", encoding="utf-8")
+    # An order line sent as A, then B, then A again on three days, and one written A, B, A in one
+    # file: both are A in the end (SPEC 5: the latest ingestion, then the latest row), though A
+    # repeats an earlier row byte for byte. (The third day's file has another line: a file of the
+    # same bytes as a landed one is not landed again.)
+    first = start + timedelta(days=history - 1)
+    reverted = {first: ["O-REVERT,1,P-REVERT,2,10.00,"], first + timedelta(days=1): ["O-REVERT,1,P-REVERT,3,10.00,"],
+                first + timedelta(days=2): ["O-REVERT,1,P-REVERT,2,10.00,", "O-REVERT,3,P-REVERT,4,10.00,"],
+                first + timedelta(days=3): [f"O-REVERT,2,P-REVERT,{quantity},10.00," for quantity in (1, 5, 1)]}
+    (raw_dir / relative_path("orders", first, part=9)).write_text(
+        ",".join(COLUMNS["orders"]) + f"\nO-REVERT,,{first} 09:00:00,paid,web,EUR,0,0,,DE,false,{first} 09:00:00\n",
+        encoding="utf-8")
+    for day, rows in reverted.items():
+        (raw_dir / relative_path("order_items", day, part=9)).write_text(
+            "\n".join([",".join(COLUMNS["order_items"]), *rows]) + "\n", encoding="utf-8")
     run_ecom("run", "--end", (start + timedelta(days=history - 1)).isoformat(), "--quiet", env=daily)
     for offset in range(days):
         if offset == 1:
@@ -190,6 +204,16 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     order_month = (late_header - timedelta(days=2)).replace(day=1)
     assert order_month.month != late_payment.month
     assert query(daily, "SELECT fx_month FROM gold.fct_payments WHERE payment_id = 'P-LATE'") == [(order_month,)]
+    reverted_lines = ("SELECT line_number, quantity, _file_date, _row_number FROM silver.order_items "
+                      "WHERE order_id = 'O-REVERT' ORDER BY line_number")
+    assert query(daily, reverted_lines) == [(1, 2, first + timedelta(days=2), 1), (2, 1, first + timedelta(days=3), 3),
+                                            (3, 4, first + timedelta(days=2), 2)]
+    assert query(daily, "SELECT _file_date, _row_number, quantity, _is_duplicate FROM silver.order_items_versions "
+                        "WHERE order_id = 'O-REVERT' ORDER BY _file_date, _row_number") == [
+        (first, 1, 2, False), (first + timedelta(days=1), 1, 3, False), (first + timedelta(days=2), 1, 2, False),
+        (first + timedelta(days=2), 2, 4, False), (first + timedelta(days=3), 1, 1, True),
+        (first + timedelta(days=3), 2, 5, False), (first + timedelta(days=3), 3, 1, False)]
+    assert query(daily, "SELECT item_quantity FROM gold.fct_orders WHERE order_id = 'O-REVERT'") == [(7,)]
 
     # A product seen for the first time after mart_data_quality was built: the days on which the
     # mart counted its lines as unknown are counted again, though no file landed to reach them.

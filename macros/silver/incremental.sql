@@ -32,31 +32,32 @@ bitOr(bitShiftLeft(toUInt128({{ half_fingerprint(columns) }}), 64), toUInt128(xx
 cityHash64({{ columns | join(', ') }})
 {%- endmacro %}
 
-{#- An exact duplicate is a row whose fingerprint was already seen in an earlier row: earlier
-    ingestion, or the same batch and a lower row number. Only fingerprints that occur more than
-    once in the model's narrow `bronze_rows` CTE (fingerprint and lineage) go through the window
-    that ranks their rows, which yields the few duplicates' (`_ingested_at`, `_row_number`)
-    pairs: a window over every row sorted 15.8M order rows to find 0.3M repeated fingerprints.
-    The two passes that find them compare `_half_fingerprint`, the fingerprint's cityHash64
-    half: its repeats include every repeated fingerprint, and the window partitions by the
-    whole one. Each pass
-    over the rows computes what it compares, since a CTE runs again at each reference; with the
-    half, the SELECT of orders_versions' full refresh of ten years took 27-37 CPU seconds and
-    0.4 GB instead of 34-39 s and 0.8 GB (eight runs each), payments_versions' 15.1-15.4 s
-    instead of 17.6-18.4 s. The models leave the column out of their tables. On an incremental run
-    a row is also a duplicate when its fingerprint is already in the table; the table is
-    searched for the new rows' fingerprints only, not loaded whole into a set, and only within
-    their keys: `key` is the first column of the table's sort key, `trimBoth(raw_<key>)`, which
-    an exact duplicate shares, so the primary key skips the granules of other keys instead of
-    reading every fingerprint of the history.
+{#- An exact duplicate is a row repeated further down the same file: every copy of a
+    fingerprint in one batch but the last is a duplicate, and the last is the row's version. A
+    row that repeats one of an earlier file is not a duplicate but a version sent again, which
+    takes its place among the key's versions by the version order: an order line sent as A, then
+    B, then A again on three days is A, as SPEC section 5 reads (latest ingestion wins), and so
+    is a line written A, B, A in one file. A batch lands whole, so every copy of a duplicate is in
+    the run that reads it, and an incremental run never looks back into the table.
 
-    (`_ingested_at`, `_row_number`) names one bronze row: the loader gives every file its own,
-    strictly increasing `_ingested_at` (`ingestion_start` in `ecom.load`), which is also what
-    the window ranks by (`tests/test_load.py` checks it). The pairs are looked up as two numbers
+    Only fingerprints that occur more than once in a batch (in the model's narrow `bronze_rows`
+    CTE: fingerprint and lineage) go through the window that ranks their rows, which yields the
+    few duplicates' (`_ingested_at`, `_row_number`) pairs: a window over every row sorted 15.8M
+    order rows to find 0.3M repeated fingerprints. The two passes that find them compare
+    `_half_fingerprint`, the fingerprint's cityHash64 half: its repeats include every repeated
+    fingerprint, and the window partitions by the whole one. Each pass over the rows computes
+    what it compares, since a CTE runs again at each reference; with the half, the SELECT of
+    orders_versions' full refresh of ten years took 27-37 CPU seconds and 0.4 GB instead of
+    34-39 s and 0.8 GB (eight runs each), payments_versions' 15.1-15.4 s instead of 17.6-18.4 s.
+    The models leave the column out of their tables.
+
+    (`_ingested_at`, `_row_number`) names one bronze row, and `_ingested_at` one batch: the
+    loader gives every file its own, strictly increasing `_ingested_at` (`ingestion_start` in
+    `ecom.load`; `tests/test_load.py` checks it). The pairs are looked up as two numbers
     rather than as the batch id string and the row number: the SELECT of orders_versions' full
     refresh of ten years took 14.2-16.4 CPU seconds against 18.0-20.6 s (interleaved runs), the
     same verdict on every row. -#}
-{% macro is_duplicate(key) -%}
+{% macro is_duplicate() -%}
 (
     (_ingested_at, _row_number) in (
         select _ingested_at, _row_number
@@ -64,21 +65,19 @@ cityHash64({{ columns | join(', ') }})
             select
                 _ingested_at,
                 _row_number,
-                row_number() over (partition by _row_hash order by _ingested_at, _row_number) as seen
+                row_number() over (
+                    partition by _ingested_at, _row_hash order by _row_number desc
+                ) as copies_after
             from bronze_rows
-            where _half_fingerprint in (
-                select _half_fingerprint from bronze_rows group by _half_fingerprint having count() > 1
+            where (_ingested_at, _half_fingerprint) in (
+                select _ingested_at, _half_fingerprint
+                from bronze_rows
+                group by _ingested_at, _half_fingerprint
+                having count() > 1
             )
         )
-        where seen > 1
+        where copies_after > 1
     )
-    {%- if is_incremental() %}
-    or _row_hash in (
-        select _row_hash from {{ this }}
-        where {{ key }} in (select trimBoth(raw_{{ key }}) from bronze_rows)
-            and _row_hash in (select _row_hash from bronze_rows)
-    )
-    {%- endif %}
 )
 {%- endmacro %}
 

@@ -52,7 +52,7 @@ checked as (
 final as (
     select
         * except (_half_fingerprint),
-        {{ is_duplicate('order_id') }} as _is_duplicate
+        {{ is_duplicate() }} as _is_duplicate
     from checked
 )
 

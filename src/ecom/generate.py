@@ -101,8 +101,8 @@ COSMETIC_KINDS: dict[str, tuple[str, ...]] = {
 
 MALFORMED_REASONS = ("wrong_column_count", "not_utf8", "empty", "wrong_header")
 
-# The business keys `missing_key` empties. An order line keeps its order id: lines that lost it
-# could repeat, byte for byte, a line of another day, and silver would drop one as a duplicate.
+# The business keys `missing_key` empties. An order line keeps its order id and loses its
+# product instead, so that no line that lost its key repeats a line of another day byte for byte.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("customer_id",),
     "products": ("product_id",),
