@@ -180,6 +180,7 @@ def test_settings_from_the_environment():
     cluster = Settings.from_env({"DBT_TARGET": "cluster", "CLICKHOUSE_CLUSTER": "analytics"})
     assert cluster.cluster == "analytics"
     assert cluster.describe() == "ClickHouse http://localhost:8123 cluster analytics"
+    assert Settings.from_env({"DBT_TARGET": "cluster"}).cluster == "default", "as profiles.yml reads it"
     for spelling, expected in (("1", True), ("yes", True), ("on", True), ("0", False), ("false", False),
                                ("", False)):
         assert Settings.from_env({"CLICKHOUSE_SECURE": spelling}).secure is expected

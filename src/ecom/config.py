@@ -63,7 +63,7 @@ class Settings:
             user=env.get("CLICKHOUSE_USER", "default"),
             password=env.get("CLICKHOUSE_PASSWORD", ""),
             secure=_flag(env.get("CLICKHOUSE_SECURE")),
-            cluster=(env.get("CLICKHOUSE_CLUSTER") or None) if target == "cluster" else None,
+            cluster=(env.get("CLICKHOUSE_CLUSTER") or "default") if target == "cluster" else None,
         )
 
     @property
