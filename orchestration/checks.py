@@ -151,9 +151,11 @@ def build_freshness_checks(manifest: Mapping[str, Any]) -> list[dg.AssetChecksDe
             continue
         by_rule.setdefault(rule, []).append(landing_key(source["name"]))
     checks: list[dg.AssetChecksDefinition] = []
-    for (delta, severity), keys in sorted(by_rule.items(), key=lambda item: item[0][0]):
-        checks += dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=delta,
-                                                        severity=severity)
+    with warnings.catch_warnings():  # the notice about freshness policies, as below
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        for (delta, severity), keys in sorted(by_rule.items(), key=lambda item: item[0][0]):
+            checks += dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=delta,
+                                                            severity=severity)
     return checks
 
 
