@@ -47,23 +47,32 @@ ecom_state.incremental_watermarks
         {%- do create_test_passes() -%}
         {#- A table an incremental model had under an earlier materialization, without the
             `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
-            UInt128 of the row_hash macro (new rows could not be matched against its rows):
-            dropped, so this run builds it anew. -#}
-        {%- set incremental = [] -%}
+            UInt128 of the row_hash macro: dropped, so this run builds it anew. Every incremental
+            table when a versions table was built by an earlier rule for exact duplicates
+            (duplicate_rule): its verdicts decide what every later table holds. -#}
+        {%- set incremental, versions = [], [] -%}
         {%- for node in graph.nodes.values() -%}
             {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
                 {%- do incremental.append("('" ~ node.schema ~ "', '" ~ node.alias ~ "')") -%}
+                {%- if node.name.endswith('_versions') -%}
+                    {%- do versions.append("('" ~ node.schema ~ "', '" ~ node.alias ~ "')") -%}
+                {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
         {%- if incremental -%}
+            {%- set earlier_rule = run_query("select count() from system.tables where (database, name) in ("
+                                             ~ versions | join(', ') ~ ") and comment != '" ~ duplicate_rule() ~ "'"
+                                            ).rows[0][0] > 0 if versions else false -%}
             {%- set outdated = run_query("select database, name from system.tables where (database, name) in ("
-                                         ~ incremental | join(', ') ~ ") and ((database, name) not in "
+                                         ~ incremental | join(', ') ~ ") and (" ~ ("1" if earlier_rule else "0")
+                                         ~ " or (database, name) not in "
                                          ~ "(select database, table from system.columns where name = '_ingested_at') "
                                          ~ "or (database, name) in (select database, table from system.columns "
                                          ~ "where name = '_row_hash' and type != 'UInt128'))") -%}
             {%- for row in outdated.rows -%}
-                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model, "
-                       ~ "rebuilt in this run", info=true) }}
+                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model"
+                       ~ (" (silver's versions by an earlier rule for exact duplicates)" if earlier_rule else "")
+                       ~ ", rebuilt in this run", info=true) }}
                 {%- do adapter.drop_relation(api.Relation.create(schema=row[0], identifier=row[1], type='table')) -%}
             {%- endfor -%}
         {%- endif -%}

@@ -81,6 +81,19 @@ cityHash64({{ columns | join(', ') }})
 )
 {%- endmacro %}
 
+{#- The rule `is_duplicate` follows, written as the comment of every versions table it built
+    (post-hook of the versions models). A versions table with another comment was built by an
+    earlier rule (a copy of a row of any earlier file was a duplicate): its verdicts are kept
+    rows, which no incremental run revisits, so create_incremental_state drops it, and every
+    table built from it, and the run builds them anew. -#}
+{% macro duplicate_rule() -%}
+exact duplicates: the copies of a row further up the same file
+{%- endmacro %}
+
+{% macro mark_duplicate_rule() -%}
+alter table {{ this }} {{ on_cluster_clause(this) }}modify comment '{{ duplicate_rule() }}'
+{%- endmacro %}
+
 {#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by
     `_ingested_at`, then `_row_number`, packed into one UInt128 that compares as that tuple
     does: each timestamp as 44 bits of milliseconds since 1900 (DateTime64 spans 1900-2299), the

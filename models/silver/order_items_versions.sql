@@ -2,6 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
+        post_hook="{{ mark_duplicate_rule() }}",
         engine='MergeTree()',
         order_by='(order_id, _ingested_at, _row_number)',
         partition_by='toYYYYMM(_file_date)',
