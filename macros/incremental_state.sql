@@ -47,9 +47,8 @@ ecom_state.incremental_watermarks
         {%- do create_test_passes() -%}
         {#- A table an incremental model had under an earlier materialization, without the
             `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
-            UInt128 of the row_hash macro: dropped, so this run builds it anew. Every incremental
-            table when a versions table was built by an earlier rule for exact duplicates
-            (duplicate_rule): its verdicts decide what every later table holds. -#}
+            UInt128 of the row_hash macro: dropped, with the records of its finished runs, so
+            this run builds it anew. -#}
         {%- set incremental, versions = [], [] -%}
         {%- for node in graph.nodes.values() -%}
             {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
@@ -60,21 +59,36 @@ ecom_state.incremental_watermarks
             {%- endif -%}
         {%- endfor -%}
         {%- if incremental -%}
-            {%- set earlier_rule = run_query("select count() from system.tables where (database, name) in ("
-                                             ~ versions | join(', ') ~ ") and comment != '" ~ duplicate_rule() ~ "'"
-                                            ).rows[0][0] > 0 if versions else false -%}
             {%- set outdated = run_query("select database, name from system.tables where (database, name) in ("
-                                         ~ incremental | join(', ') ~ ") and (" ~ ("1" if earlier_rule else "0")
-                                         ~ " or (database, name) not in "
+                                         ~ incremental | join(', ') ~ ") and ((database, name) not in "
                                          ~ "(select database, table from system.columns where name = '_ingested_at') "
                                          ~ "or (database, name) in (select database, table from system.columns "
                                          ~ "where name = '_row_hash' and type != 'UInt128'))") -%}
             {%- for row in outdated.rows -%}
-                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model"
-                       ~ (" (silver's versions by an earlier rule for exact duplicates)" if earlier_rule else "")
-                       ~ ", rebuilt in this run", info=true) }}
+                {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model, "
+                       ~ "rebuilt in this run", info=true) }}
                 {%- do adapter.drop_relation(api.Relation.create(schema=row[0], identifier=row[1], type='table')) -%}
+                {%- do run_query("delete from " ~ incremental_state_table() ~ " where model = '" ~ row[0] ~ "."
+                                 ~ row[1] ~ "' settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- endfor -%}
+        {%- endif -%}
+        {#- Versions tables built by an earlier rule for exact duplicates (duplicate_rule): their
+            verdicts decide what every later table holds, and no incremental run revisits them.
+            Every run but a full refresh stops until they are built anew. A table with no comment
+            and no finished run is a first build that was stopped before its post-hook: the run
+            redoes it (rollback_unfinished_run). -#}
+        {%- if versions and not flags.FULL_REFRESH -%}
+            {%- set earlier_rule = run_query("select database || '.' || name as qualified_name from system.tables "
+                                             ~ "where (database, name) in (" ~ versions | join(', ') ~ ") "
+                                             ~ "and comment != '" ~ duplicate_rule() ~ "' and (comment != '' "
+                                             ~ "or qualified_name in (select model from " ~ incremental_state_table() ~ ")) "
+                                             ~ "order by qualified_name").rows -%}
+            {%- if earlier_rule | length > 0 -%}
+                {{ exceptions.raise_compiler_error(earlier_rule | map(attribute=0) | join(', ') ~ " were built by an earlier rule for "
+                   ~ "exact duplicates (a copy of a row of any earlier file was one), and every silver and gold "
+                   ~ "table follows their verdicts: build the warehouse anew once, with `ecom run --full-refresh` "
+                   ~ "or `dbt build --full-refresh`") }}
+            {%- endif -%}
         {%- endif -%}
         {%- if target.type == 'chdb' -%}
             {%- set stale = run_query("select database, name from system.tables where database in ('silver', 'gold') "

@@ -84,14 +84,10 @@ cityHash64({{ columns | join(', ') }})
 {#- The rule `is_duplicate` follows, written as the comment of every versions table it built
     (post-hook of the versions models). A versions table with another comment was built by an
     earlier rule (a copy of a row of any earlier file was a duplicate): its verdicts are kept
-    rows, which no incremental run revisits, so create_incremental_state drops it, and every
-    table built from it, and the run builds them anew. -#}
+    rows, which no incremental run revisits, so create_incremental_state stops every run but a
+    full refresh until they are built anew. -#}
 {% macro duplicate_rule() -%}
 exact duplicates: the copies of a row further up the same file
-{%- endmacro %}
-
-{% macro mark_duplicate_rule() -%}
-alter table {{ this }} {{ on_cluster_clause(this) }}modify comment '{{ duplicate_rule() }}'
 {%- endmacro %}
 
 {#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by

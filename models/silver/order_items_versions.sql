@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        post_hook="{{ mark_duplicate_rule() }}",
+        post_hook="{{ alter_relation_comment(this, duplicate_rule()) }}",
         engine='MergeTree()',
         order_by='(order_id, _ingested_at, _row_number)',
         partition_by='toYYYYMM(_file_date)',
