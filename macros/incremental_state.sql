@@ -67,7 +67,8 @@ ecom_state.incremental_watermarks
             {%- for row in outdated.rows -%}
                 {{ log("dropping " ~ row[0] ~ "." ~ row[1] ~ ": built by an earlier version of the model, "
                        ~ "rebuilt in this run", info=true) }}
-                {%- do adapter.drop_relation(api.Relation.create(schema=row[0], identifier=row[1], type='table')) -%}
+                {#- From the adapter, which knows whether the table is ON CLUSTER (a cluster target). -#}
+                {%- do adapter.drop_relation(adapter.get_relation(database='', schema=row[0], identifier=row[1])) -%}
                 {%- do run_query("delete from " ~ incremental_state_table() ~ " where model = '" ~ row[0] ~ "."
                                  ~ row[1] ~ "' settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- endfor -%}
