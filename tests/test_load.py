@@ -228,6 +228,16 @@ def test_changed_file_at_the_same_path_lands_as_version_2(tmp_path):
     by_batch = dict(query(settings, "SELECT _batch_id, count() FROM bronze.order_items GROUP BY _batch_id"))
     assert by_batch == {versions[0]["batch_id"]: 3, versions[1]["batch_id"]: 5}
 
+    # The first export put back: a change like any other, so it lands as version 3 (the
+    # warehouse follows the file that is there now), and only once.
+    write_csv(settings.raw_dir, "order_items", DAY, order_items(3))
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == first_sha
+    (outcome,) = land(settings).outcomes
+    assert (outcome.status, outcome.rows) == ("landed", 3) and "version 3" in outcome.detail
+    (outcome,) = land(settings).outcomes
+    assert (outcome.status, outcome.reason) == ("skipped", "already_landed")
+    assert [v["sha256"] for v in log_rows(settings)[rel]] == [first_sha, versions[1]["sha256"], first_sha]
+
 
 def test_same_content_at_another_path_is_rejected_and_logged_once(tmp_path):
     settings = settings_for(tmp_path)
@@ -329,6 +339,25 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     misspelt.parent.mkdir(parents=True)
     misspelt.write_bytes(header + b"\nO-8,1,P-1,1,2.00,0\n")
     bad["bad_name in a misspelt folder"] = misspelt
+    # Days without their entity folder, a compressed export, a day no Date can hold: each is
+    # reported, not passed over. A temporary name, hidden files and `_` folders at the top are
+    # not searched.
+    no_entity = raw / "2026" / "03" / "01" / "order_items_20260301.csv"
+    no_entity.parent.mkdir(parents=True)
+    no_entity.write_bytes(header + b"\nO-7,1,P-1,1,2.00,0\n")
+    bad["bad_name without its entity folder"] = no_entity
+    compressed = raw / relative_path("order_items", DAY)
+    compressed = compressed.with_name(compressed.name + ".gz")
+    compressed.write_bytes(b"\x1f\x8b")
+    bad["bad_name compressed"] = compressed
+    out_of_range = raw / "order_items" / "2200" / "01" / "01" / "order_items_22000101.csv"
+    out_of_range.parent.mkdir(parents=True)
+    out_of_range.write_bytes(header + b"\nO-6,1,P-1,1,2.00,0\n")
+    bad["bad_name out of range"] = out_of_range
+    for ignored in (raw / "_archive" / "order_items_20260301.csv", raw / ".cache" / "x.csv",
+                    raw / "order_items" / ".DS_Store", compressed.with_suffix(".partial")):
+        ignored.parent.mkdir(parents=True, exist_ok=True)
+        ignored.write_bytes(header + b"\n")
     # The engine quotes the broken row in its error: words of a failing disk there are the file's.
     bad["parse_error quoting a disk error"] = write_bytes(
         raw, "order_items", date(2026, 3, 3), header + b"\nO-3,1,P-1,1,2.00,0\nO-3,2,No space left on device\n")
@@ -357,6 +386,8 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     assert "(at data row 2)" in parse_error and "less columns than expected" in parse_error, parse_error
     assert parse_error.endswith("fix that row and export the file again")
     assert log[relative(bad["bad_name"], raw)][0]["file_date"] is None
+    assert log[relative(bad["bad_name out of range"], raw)][0]["file_date"] is None
+    assert not any(part.startswith((".", "_")) for path in log for part in Path(path).parts)
 
     # A second load neither lands nor logs them again.
     again = land(settings)

@@ -46,6 +46,9 @@ def relative_path(entity: str, day: date, part: int = 1) -> Path:
     return Path(entity, f"{day:%Y}", f"{day:%m}", f"{day:%d}", f"{entity}_{day:%Y%m%d}{suffix}.csv")
 
 
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
+
+
 def parse_name(relative: Path) -> tuple[str, date] | None:
     """(entity, partition date) of `<entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv`, else None."""
     parts = relative.parts
@@ -56,6 +59,8 @@ def parse_name(relative: Path) -> tuple[str, date] | None:
     if (ymd[:4], ymd[4:6], ymd[6:]) != parts[1:4]:
         return None
     try:
-        return parts[0], date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+        day = date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
     except ValueError:
         return None
+    # The days ClickHouse's Date holds: another day would be stored as one of its ends.
+    return (parts[0], day) if FIRST_DAY <= day <= LAST_DAY else None

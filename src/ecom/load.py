@@ -244,10 +244,12 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
     only those of that range, and the date folders (`YYYY/MM/DD`) of other days are not searched.
 
     Files whose name breaks the contract are returned too (entity or date None) so they are
-    rejected and logged rather than ignored, and so are a `*.csv` at the top of `raw_dir` or under
-    an entity folder spelt in other capitals, and the entries whose files cannot be seen:
-    directories that cannot be read, symbolic links to directories (not followed) and
-    directories named like a CSV file.
+    rejected and logged rather than ignored: a compressed export (`*.csv.gz` and the like) in an
+    entity folder, a `*.csv` at the top of `raw_dir` or in any other folder, and the entries whose
+    files cannot be seen: directories that cannot be read, symbolic links to directories (not
+    followed) and directories named like a CSV file. Other names in the entity folders (an export
+    still written under a temporary name) and, outside them, names starting with `.` or `_` (the
+    generator's `_manifest`) are not searched.
     """
     raw_dir = raw_dir.resolve()
     found: list[RawFile] = []
@@ -275,9 +277,13 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 below = Path(dirpath).relative_to(root).parts
                 dirnames[:] = [d for d in dirnames if not _other_days((*below, d), start, end)]
             for filename in filenames:
-                if not filename.lower().endswith(".csv"):
-                    continue
                 path = Path(dirpath, filename)
+                if not filename.lower().endswith(".csv"):
+                    # A compressed export is one the engine cannot read as it is; other names
+                    # (an export still written under a temporary name) are not exports yet.
+                    if filename.lower().endswith(COMPRESSED):
+                        hidden(path)
+                    continue
                 relative = path.relative_to(raw_dir)
                 parsed = parse_name(relative)
                 file_entity, file_date = parsed if parsed else (None, None)
@@ -285,28 +291,31 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                     continue
                 found.append(RawFile(path, _printable(relative.as_posix()), file_entity, file_date))
     # Exports in the wrong place break the naming contract: a CSV at the top of the raw directory,
-    # or under an entity folder spelt in other capitals. They are reported and logged as bad_name
-    # rather than passed over. Other folders (archives, the generator's `_manifest`) are not
-    # searched.
+    # or in any other folder (an entity folder spelt otherwise, days without their entity
+    # folder). They are reported and logged as bad_name rather than passed over; keep archives
+    # outside the raw directory, or in a folder whose name starts with `_`.
     try:
         entries = sorted(raw_dir.iterdir())
     except OSError:  # reported above, through the entity folders
         entries = []
     for entry in entries:
-        if entry.name in COLUMNS:
+        if entry.name in COLUMNS or entry.name.startswith((".", "_")):
             continue
         if entry.name.lower().endswith(".csv"):
             hidden(entry)
-        elif entry.name.lower() in COLUMNS and entry.is_dir() and not entry.is_symlink() and not _same_folder(
-                entry, raw_dir / entry.name.lower()):  # on a case-insensitive disk it is the entity's folder
-            for dirpath, _, filenames in os.walk(entry, onerror=unreadable):
+        elif entry.is_dir() and not entry.is_symlink() and not (
+                entry.name.lower() in COLUMNS  # on a case-insensitive disk it is the entity's folder
+                and _same_folder(entry, raw_dir / entry.name.lower())):
+            for dirpath, dirnames, filenames in os.walk(entry, onerror=unreadable):
+                dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
                 for filename in filenames:
-                    if filename.lower().endswith(".csv"):
+                    if filename.lower().endswith(".csv") and not filename.startswith((".", "_")):
                         hidden(Path(dirpath, filename))
     return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), f.relative))
 
 
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
+COMPRESSED = tuple(f".csv.{suffix}" for suffix in ("gz", "zip", "bz2", "xz", "zst"))
 
 
 def file_sha256(path: Path) -> str:
@@ -383,6 +392,8 @@ def _inspect(raw: RawFile) -> Inspection:
                                          "cannot be landed; fix its permissions")
         return _cannot("unreadable", "is a directory, not a file; replace it with the exported file")
     if raw.entity is None or raw.file_date is None:
+        if raw.path.name.lower().endswith(COMPRESSED):
+            return _cannot("bad_name", "is compressed; decompress it beside itself as the .csv the name holds")
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
         return _cannot("bad_name", why)
     if not raw.path.exists():
@@ -671,7 +682,7 @@ def _disk_nearly_full(client: Client) -> bool:
 class _Ledger:
     """What the ingest log says about earlier files, kept current while a load runs."""
 
-    landed: set[tuple[str, str]] = field(default_factory=set)  # (path, sha256)
+    latest: dict[str, str] = field(default_factory=dict)  # path -> sha256 of its latest landed version
     first_landing: dict[str, tuple[str, int]] = field(default_factory=dict)  # sha256 -> (path, rows)
     rejected: set[tuple[str, str]] = field(default_factory=set)  # (path, sha256)
     versions: dict[str, int] = field(default_factory=dict)  # path -> versions landed
@@ -690,18 +701,19 @@ class _Ledger:
         return ledger
 
     def note_landed(self, path: str, sha256: str, rows: int) -> None:
-        self.landed.add((path, sha256))
+        self.latest[path] = sha256
         self.first_landing.setdefault(sha256, (path, rows))
         self.versions[path] = self.versions.get(path, 0) + 1
 
-    def landed_elsewhere(self, sha256: str) -> str | None:
-        """The path where the same bytes, with data rows, landed first (a copy is rejected, not landed twice).
+    def landed_elsewhere(self, sha256: str, path: str) -> str | None:
+        """The other path where the same bytes, with data rows, landed first (a copy is rejected, not
+        landed twice). A file put back at its path as an earlier version landed there is not a copy.
 
         Header-only files of different days have the same bytes; each still lands (0 rows) so the
         log shows every day's export arrived.
         """
         first = self.first_landing.get(sha256)
-        return first[0] if first and first[1] > 0 else None
+        return first[0] if first and first[1] > 0 and first[0] != path else None
 
 
 def load(
@@ -844,10 +856,13 @@ class _Loader:
         if problem:
             self.reject(raw, problem, sha256, size, self.now())
             return None
-        if (raw.relative, sha256) in self.ledger.landed:
+        # Skipped when it is the version landed last at its path. A file put back as an earlier
+        # version is a change like any other: it lands as the next version, so the warehouse
+        # follows the file that is there now.
+        if self.ledger.latest.get(raw.relative) == sha256:
             self.report(FileOutcome(raw, "skipped", reason="already_landed", detail="already landed"))
             return None
-        if first := self.ledger.landed_elsewhere(sha256):
+        if first := self.ledger.landed_elsewhere(sha256, raw.relative):
             self.reject(raw, Rejected("duplicate_content", f"has the same bytes as {first}, landed already, so its "
                                       "rows are in bronze once; if this is another day's export, export it again"),
                         sha256, size, self.now())
@@ -1045,7 +1060,9 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     already = [o for o in skipped if o.reason == "already_landed"]
     earlier = [o for o in skipped if o.reason != "already_landed"]
     if not result.outcomes:
-        print("nothing to land: no raw files found (check ECOM_RAW_DIR and --start/--end)", file=out)
+        # A day whose exports have not arrived is worth a look: said on stderr, beside the counts.
+        print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and --start/--end)",
+              file=sys.stderr if out is sys.stdout else out)
     elif not landed and not rejected:
         print(f"nothing new to land: {len(already)} files already landed (same sha256 in bronze.ingest_log)",
               file=out)
