@@ -9,12 +9,12 @@ real exports (no manifests), or with ECOM_SIMULATOR=off, a missing day fails the
 """
 
 import json
-import os
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 
+from ecom.config import env_flag
 from ecom.contract import ENTITIES
 from ecom.generate import MANIFEST_DIR, generate
 from ecom.load import RawFile, discover
@@ -34,8 +34,7 @@ class RawExportsConfig(dg.Config):
 
 
 def simulator_enabled(environ: dict[str, str] | None = None) -> bool:
-    value = (os.environ if environ is None else environ).get(SIMULATOR_ENV, "on")
-    return value.strip().lower() not in {"0", "off", "false", "no"}
+    return env_flag(SIMULATOR_ENV, True, environ)
 
 
 def simulated_world(raw_dir: Path) -> bool:

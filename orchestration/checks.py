@@ -39,7 +39,10 @@ def max_quarantine_share(environ: Mapping[str, str] | None = None) -> float:
     value = ((os.environ if environ is None else environ).get(MAX_SHARE_ENV) or "").strip()
     if not value:
         return DEFAULT_MAX_SHARE
-    share = float(value)
+    try:
+        share = float(value)
+    except ValueError:
+        share = float("nan")
     if not 0 <= share <= 1:
         raise ValueError(f"{MAX_SHARE_ENV}={value!r} must be a share between 0 and 1")
     return share

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from ecom.config import Settings
+from ecom.config import Settings, env_flag
 from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
@@ -45,9 +45,8 @@ UI_URL_ENV = "ECOM_DAGSTER_URL"
 
 def default_status(environ: Mapping[str, str] | None = None) -> dg.DefaultSensorStatus:
     """Schedules and sensors start running with the daemon unless ECOM_AUTOMATION=off."""
-    value = (os.environ if environ is None else environ).get(AUTOMATION_ENV, "on").strip().lower()
-    off = value in {"0", "off", "false", "no"}
-    return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
+    on = env_flag(AUTOMATION_ENV, True, environ)
+    return dg.DefaultSensorStatus.RUNNING if on else dg.DefaultSensorStatus.STOPPED
 
 
 # -- new raw files ----------------------------------------------------------------------------
@@ -224,7 +223,7 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
         return
     try:
         status = post_json(url, payload)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not a URL urllib can open ("unknown url type")
         # The log line above stays; raising marks the sensor's tick as failed in the UI, so an
         # unreachable webhook is seen (Dagster moves on to the next failed run either way).
         context.log.error(f"could not deliver the alert to {WEBHOOK_ENV}: {exc}")

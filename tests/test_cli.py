@@ -189,6 +189,12 @@ def test_settings_from_the_environment():
         Settings.from_env({"DBT_TARGET": "prod"})
     with pytest.raises(SystemExit, match=r"CLICKHOUSE_PORT='http' is not a port number"):
         Settings.from_env({"CLICKHOUSE_PORT": "http"})
+    for port in ("0", "99999"):
+        with pytest.raises(SystemExit, match=rf"CLICKHOUSE_PORT='{port}' is not a port number \(1-65535\)"):
+            Settings.from_env({"CLICKHOUSE_PORT": port})
+    # A mistyped flag is refused, not read as off: TLS would be dropped without a word.
+    with pytest.raises(SystemExit, match=r"CLICKHOUSE_SECURE='ture' is neither on nor off"):
+        Settings.from_env({"CLICKHOUSE_SECURE": "ture"})
 
 
 def test_an_unreachable_server_is_one_plain_sentence():

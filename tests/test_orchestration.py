@@ -26,7 +26,7 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from ecom.config import Settings
+from ecom.config import SettingError, Settings
 from ecom.contract import ENTITIES
 from ecom.generate import generate
 from ecom.warehouse import session
@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:  # the code location is a top-level package of the
     sys.path.insert(0, str(ROOT))
 
 from orchestration import checks, sensors  # noqa: E402
-from orchestration.assets_raw import RAW_EXPORTS, missing_runs  # noqa: E402
+from orchestration.assets_raw import RAW_EXPORTS, SIMULATOR_ENV, missing_runs, simulator_enabled  # noqa: E402
 from orchestration.assets_report import DASHBOARD  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from orchestration.jobs import DAILY_JOB  # noqa: E402
@@ -483,8 +483,9 @@ def test_quarantine_threshold():
     assert verdicts == {"orders": (False, 0.3), "payments": (True, 0.05), "empty": (True, 0.0)}
     assert checks.max_quarantine_share({}) == checks.DEFAULT_MAX_SHARE
     assert checks.max_quarantine_share({checks.MAX_SHARE_ENV: "0.1"}) == 0.1
-    with pytest.raises(ValueError):
-        checks.max_quarantine_share({checks.MAX_SHARE_ENV: "2"})
+    for value in ("2", "abc", "25%", "nan"):
+        with pytest.raises(ValueError, match=rf"{checks.MAX_SHARE_ENV}='{value}' must be a share between 0 and 1"):
+            checks.max_quarantine_share({checks.MAX_SHARE_ENV: value})
 
 
 def test_the_simulator_never_writes_among_real_exports(tmp_path, monkeypatch):
@@ -536,3 +537,10 @@ def test_missing_days_are_simulated_in_consecutive_runs():
 def test_automation_can_start_stopped():
     assert sensors.default_status({}) == dg.DefaultSensorStatus.RUNNING
     assert sensors.default_status({sensors.AUTOMATION_ENV: "off"}) == dg.DefaultSensorStatus.STOPPED
+    assert sensors.default_status({sensors.AUTOMATION_ENV: " No "}) == dg.DefaultSensorStatus.STOPPED
+    # A value that is neither on nor off stops the code location with a message naming it,
+    # rather than leaving the schedule and sensors running on a mistyped "off".
+    with pytest.raises(SettingError, match=rf"{sensors.AUTOMATION_ENV}='disabled' is neither on nor off"):
+        sensors.default_status({sensors.AUTOMATION_ENV: "disabled"})
+    with pytest.raises(SettingError, match=rf"{SIMULATOR_ENV}='of' is neither on nor off"):
+        simulator_enabled({SIMULATOR_ENV: "of"})

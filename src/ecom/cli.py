@@ -8,6 +8,7 @@ stderr.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -77,13 +78,19 @@ def main() -> None:
     """
 
 
+def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if math.isnan(value):  # every comparison with NaN is false, so a range lets it through
+        raise click.BadParameter("nan is not a number")
+    return value
+
+
 @main.command()
 @click.option("--start", type=DATE, default=DEMO_START.isoformat(), show_default=True, help="First day to write.")
 @click.option("--days", type=click.IntRange(min=1), default=90, show_default=True, help="Number of days.")
 @click.option("--orders-per-day", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Average orders on an ordinary day (weekdays and Q4 vary around it).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
-@click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True,
+@click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
 @click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
               show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
@@ -144,7 +151,7 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
               show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
 @click.option("--start", type=DATE, help="Only files of this day or later.")
 @click.option("--end", type=DATE, help="Only files of this day or earlier.")
-@click.option("--wait", type=float, default=0, show_default=True,
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def load_command(raw_dir: Path, start: date | None, end: date | None, wait: float, quiet: bool) -> None:
@@ -178,7 +185,7 @@ def dbt(*args: str, settings: Settings | None = None) -> int:
 @click.option("--start", type=DATE, help="First day of a range.")
 @click.option("--end", type=DATE, help="Last day of a range.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild every incremental model from all of bronze.")
-@click.option("--wait", type=float, default=0, show_default=True,
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(day: date | None, start: date | None, end: date | None, full_refresh: bool, wait: float,
@@ -269,7 +276,7 @@ def sql(query: str, limit: int) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), envvar="ECOM_REPORT_PATH",
               default="data/report/index.html", show_default=True,
               help="HTML file to write [env ECOM_REPORT_PATH].")
-@click.option("--wait", type=float, default=0, show_default=True,
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 def report(out: Path, wait: float) -> None:
     """Write the HTML dashboard from the gold marts and print its path.

@@ -7,6 +7,7 @@ profiles.yml) and Dagster agree without passing anything around.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +30,23 @@ def project_dir() -> Path:
     )
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+ON, OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
+    """An on/off setting: 1/true/yes/on or 0/false/no/off in any case, unset or empty for the
+    default. Anything else is refused rather than read as one of them (a mistyped `off` would
+    keep automation running; a mistyped `CLICKHOUSE_SECURE=true` would send the password in clear)."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        return default
+    if value.lower() in ON + OFF:
+        return value.lower() in ON
+    raise SettingError(f"{name}={value!r} is neither on nor off: use one of {', '.join(ON)} or {', '.join(OFF)}")
+
+
+class SettingError(ValueError):
+    """A setting of the environment with a value it cannot have; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +68,12 @@ class Settings:
         if target not in TARGETS:
             raise SystemExit(f"error: DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
         port = env.get("CLICKHOUSE_PORT", "").strip()
-        if port and not port.isdigit():
-            raise SystemExit(f"error: CLICKHOUSE_PORT={port!r} is not a port number")
+        if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise SystemExit(f"error: CLICKHOUSE_PORT={port!r} is not a port number (1-65535)")
+        try:
+            secure = env_flag("CLICKHOUSE_SECURE", False, env)
+        except SettingError as exc:
+            raise SystemExit(f"error: {exc}") from None
         return cls(
             raw_dir=Path(env.get("ECOM_RAW_DIR") or "data/raw"),  # set but empty: the default, as click reads it
             chdb_path=Path(env.get("ECOM_CHDB_PATH") or "data/warehouse"),
@@ -62,7 +82,7 @@ class Settings:
             port=int(port) if port else None,
             user=env.get("CLICKHOUSE_USER", "default"),
             password=env.get("CLICKHOUSE_PASSWORD", ""),
-            secure=_flag(env.get("CLICKHOUSE_SECURE")),
+            secure=secure,
             cluster=(env.get("CLICKHOUSE_CLUSTER") or "default") if target == "cluster" else None,
         )
 

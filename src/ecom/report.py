@@ -810,8 +810,14 @@ def write_report(client: Client, out_path: Path) -> Path:
     data = read_gold(client)
     page = render(data, datetime.now(UTC).replace(microsecond=0))
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")
-    partial.write_text(page, encoding="utf-8")
-    partial.replace(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(page, encoding="utf-8")
+        partial.replace(out_path)
+    except OSError as exc:
+        if partial.is_file():
+            partial.unlink()
+        raise ReportError(f"cannot write {out_path} ({exc.strerror}: {exc.filename}); choose another path with "
+                          "--out or ECOM_REPORT_PATH") from None
     return out_path
