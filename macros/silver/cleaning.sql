@@ -3,7 +3,8 @@
 
 {#- The three accepted timestamp forms, strictly: `YYYY-MM-DD HH:MM:SS` in UTC (the exports' own
     form, so tried first: on ten years of orders 98% of the values, and a regular expression less
-    for each of them), ISO 8601 with `Z` or an offset of at most 23:59 (optional fraction),
+    for each of them), ISO 8601 with `Z` or an offset of at most 23:59 (an optional fraction of up to nine digits,
+    .NET exports write seven; kept to the millisecond),
     `DD/MM/YYYY HH:MM` in UTC (day first, never month first), each read into DateTime64 directly
     (through DateTime, `parseDateTimeOrNull`, a day-first date after 7 February 2106 wrapped round
     to 1970). Anything else, or an impossible date such as 30 February, is NULL. The patterns
@@ -26,7 +27,7 @@
 nullIf(greatest(multiIf(
     match({{ value }}, '^{{ date.ymd }} {{ hour_minute }}:[0-5][0-9]$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
-    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
+    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
     match({{ value }}, '^{{ date.day }}/{{ date.month }}/{{ date.year }} {{ hour_minute }}$'),
         toDateTime64(parseDateTime64OrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
