@@ -117,7 +117,7 @@ def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
 
     first = run_ecom("load", "--quiet", env=env)
     assert first.returncode == 0, first.stderr
-    assert "landed 1 files, 2 rows; rejected 0; skipped 0" in first.stdout
+    assert "landed 1 file, 2 rows; rejected 0; skipped 0" in first.stdout
 
     second = run_ecom("load", "--quiet", env=env)
     assert second.returncode == 0, second.stderr
@@ -132,7 +132,7 @@ def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
 
     third = run_ecom("load", "--quiet", env=env)
     assert third.returncode == 3, third.stdout + third.stderr
-    assert "landed 1 files, 1 rows; rejected 1" in third.stdout
+    assert "landed 1 file, 1 row; rejected 1" in third.stdout
     assert "rejected order_items/2026/03/02/order_items_20260302.csv: wrong_header" in third.stderr
     assert bad.exists()
 

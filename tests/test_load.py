@@ -644,3 +644,17 @@ def test_a_load_lands_after_every_earlier_ingestion_time_even_one_ahead_of_the_c
     (first,), (second,) = query(settings, "SELECT max(_ingested_at) FROM bronze.order_items GROUP BY _file_date "
                                           "ORDER BY _file_date")
     assert second > first
+
+
+def test_a_header_message_shows_what_cannot_be_seen(tmp_path):
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    bom = "\ufeff".encode()
+    write_bytes(settings.raw_dir, "order_items", DAY, bom + bom + header + b"\nO-1,1,P-1,1,2.00,0\n")
+    write_bytes(settings.raw_dir, "order_items", NEXT_DAY, b"\n" + header + b"\nO-2,1,P-1,1,2.00,0\n")
+
+    first, second = land(settings).outcomes
+
+    # A second byte-order mark is named escaped, not as the order_id it looks like.
+    assert first.reason == "wrong_header" and "unexpected '\\ufefforder_id'" in first.detail, first.detail
+    assert second.reason == "wrong_header" and "the first line is empty" in second.detail, second.detail

@@ -106,7 +106,7 @@ def test_load_waits_for_the_warehouse_with_wait(env):
         started = time.monotonic()
         result = run_ecom("load", "--quiet", "--wait", "60", env=env, check=False)
     assert result.returncode == 0, result.stderr
-    assert "landed 1 files, 1 rows" in result.stdout
+    assert "landed 1 file, 1 row" in result.stdout
     assert time.monotonic() - started < 60
 
 

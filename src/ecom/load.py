@@ -452,14 +452,17 @@ def _check_header(entity: str, head: str) -> Rejected | None:
     if sorted(header) == sorted(expected):
         return None  # the engine maps columns by name, so their order may differ
     missing = [c for c in expected if c not in header]
-    extra = [c if c.strip() else "an empty name (a comma at the end of the header?)" for c in header
-             if c not in expected]
+    # A name with an invisible character (a second byte-order mark, a zero-width space) is shown
+    # escaped: printed as it is, it reads as one of the names reported missing.
+    extra = [(c if c.isprintable() else ascii(c)) if c.strip() else "an empty name (a comma at the end of the header?)"
+             for c in header if c not in expected]
     what = "; ".join(
         part
         for part in (
             f"missing {', '.join(missing)}" if missing else "",
             f"unexpected {', '.join(extra[:5])}" if extra else "",
             "repeated columns" if not missing and not extra else "",
+            "the first line is empty" if not line.strip() else "",
         )
         if part
     )
@@ -1053,8 +1056,9 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     """What a load did, for people: counts first, then why nothing landed when nothing did."""
     out = out or sys.stdout
     landed, rejected, skipped = result.landed, result.rejected, result.skipped
-    print(f"landed {len(landed)} files, {result.rows:,} rows; rejected {len(rejected)}; "
-          f"skipped {len(skipped)}", file=out)
+    files, rows = ("file" if len(landed) == 1 else "files"), ("row" if result.rows == 1 else "rows")
+    print(f"landed {len(landed)} {files}, {result.rows:,} {rows}; rejected {len(rejected)}; skipped {len(skipped)}",
+          file=out)
     if result.orphan_rows_removed:
         print(f"removed {result.orphan_rows_removed:,} rows of an interrupted earlier load", file=out)
     already = [o for o in skipped if o.reason == "already_landed"]

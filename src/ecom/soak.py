@@ -262,7 +262,7 @@ def _wait_for_dbt_log(log: Path, text: str | None, proc: subprocess.Popen) -> No
 
 def _landed_summary(stdout: str) -> tuple[int, int]:
     """(files landed, orphan rows removed) from `ecom load`'s summary."""
-    landed = re.search(r"landed (\d+) files", stdout)
+    landed = re.search(r"landed (\d+) files?\b", stdout)
     removed = re.search(r"removed ([\d,]+) rows of an interrupted earlier load", stdout)
     return (int(landed.group(1)) if landed else 0,
             int(removed.group(1).replace(",", "")) if removed else 0)
