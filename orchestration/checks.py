@@ -48,6 +48,15 @@ def max_quarantine_share(environ: Mapping[str, str] | None = None) -> float:
     return share
 
 
+def run_days(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """(first, last) day of a run's daily partition or partition range, from its tags; None for a
+    run of no partition."""
+    if day := tags.get("dagster/partition"):
+        return day, day
+    first, last = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return (first, last) if first and last else None
+
+
 def quarantine_verdicts(counts: Mapping[str, tuple[int, int]],
                         threshold: float) -> dict[str, tuple[bool, float]]:
     """entity -> (passed, share) from entity -> (quarantined rows, bronze rows)."""
@@ -61,6 +70,7 @@ def quarantine_verdicts(counts: Mapping[str, tuple[int, int]],
 def build_quality_checks(pool: str | None,
                          asset_keys: Iterable[dg.AssetKey]) -> list[dg.AssetChecksDefinition]:
     """The reconciliation and quarantine checks, for those of their assets the dbt project has."""
+    max_quarantine_share()  # a bad value stops the code location here, not every run at its end
     present = set(asset_keys)
     checks: list[dg.AssetChecksDefinition] = []
 
@@ -95,18 +105,25 @@ def build_quality_checks(pool: str | None,
     if RECONCILIATION in present and entities:
         specs = [dg.AssetCheckSpec(QUARANTINE_SHARE, asset=quarantine_key(e),
                                    additional_deps=[RECONCILIATION],
-                                   description=f"Quarantined {e} rows / landed {e} rows stays under "
-                                               f"{MAX_SHARE_ENV} (default {DEFAULT_MAX_SHARE}).")
+                                   description=f"Quarantined {e} rows / landed {e} rows, over the days of "
+                                               f"the run, stays under {MAX_SHARE_ENV} (default "
+                                               f"{DEFAULT_MAX_SHARE}).")
                  for e in entities]
 
         @dg.multi_asset_check(name="quarantine_shares", specs=specs, pool=pool, can_subset=True)
         def quarantine_shares(context: dg.AssetCheckExecutionContext, warehouse: Warehouse):
             threshold = max_quarantine_share()
+            # The days of the run's partition or range, by the files' day: one broken day shows
+            # however much history there is. A run of no partition looks at every day.
+            days = run_days(context.run.tags)
+            where = "WHERE file_date BETWEEN %(first)s AND %(last)s " if days else ""
             with warehouse.session() as client:
                 rows = client.query(
                     "SELECT entity, sum(quarantined_rows), sum(bronze_rows) FROM silver.reconciliation "
-                    "GROUP BY entity"
+                    f"{where}GROUP BY entity",
+                    parameters={"first": days[0], "last": days[1]} if days else None,
                 ).result_rows
+            landed = f"landed for {days[0]}" + (f"..{days[1]}" if days[1] != days[0] else "") if days else "landed"
             counts = {str(entity): (int(q), int(b)) for entity, q, b in rows}
             verdicts = quarantine_verdicts(counts, threshold)
             for check_key in context.selected_asset_check_keys:
@@ -118,10 +135,10 @@ def build_quality_checks(pool: str | None,
                     check_name=QUARANTINE_SHARE,
                     passed=passed,
                     severity=dg.AssetCheckSeverity.WARN,
-                    description=f"{share:.1%} of landed {entity} rows are quarantined "
+                    description=f"{share:.1%} of the {entity} rows {landed} are quarantined "
                                 f"(threshold {threshold:.0%})",
                     metadata={"share": share, "threshold": threshold, "quarantined_rows": quarantined,
-                              "bronze_rows": bronze},
+                              "bronze_rows": bronze, "days": "..".join(days) if days else "all"},
                 )
 
         checks.append(quarantine_shares)

@@ -1,13 +1,15 @@
 """Sensors: start a run when new raw files arrive, and raise an alert when a run fails.
 
 `new_raw_files` lists ECOM_RAW_DIR every minute and remembers, per day, a signature of the
-day's files (names, sizes, modification times) in its cursor, so an idle tick touches no
-warehouse. When a day's files changed, it asks `bronze.ingest_log` which of them have not
-landed yet, holding the embedded warehouse for well under a second; when another process has
-it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped with a message and
-the day is looked at again next minute. The days
+day's files (names, sizes, modification times) in its cursor once they are all in the ingest
+log, so an idle tick touches no warehouse. When a day's files changed, it asks
+`bronze.ingest_log` which of them have not landed yet, holding the embedded warehouse for well
+under a second; when another process has it (or a pipeline holds the pipeline lock of `ecom
+run`), the tick is skipped with a message and the day is looked at again next minute. The days
 with unlanded files get one run of the daily pipeline each, or one run for a range of
-consecutive days (as a backfill runs them: a range costs little more than a day).
+consecutive days (as a backfill runs them: a range costs little more than a day). A day stays
+due until its files land: while its run is queued or running, the request repeats its run key
+(Dagster starts nothing new); once that run failed or was cancelled, the day gets a new run.
 
 `alert_on_run_failure` logs every failed run and, when ECOM_ALERT_WEBHOOK is set, POSTs a JSON
 alert there (`text` carries a one-line summary, so a Slack or Teams incoming webhook shows it).
@@ -120,13 +122,30 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
     return {path: Logged(int(size), sha, millis / 1000) for path, size, sha, millis in rows}
 
 
-def _run_request(run: list[str], signatures: Mapping[str, str]) -> dg.RunRequest:
+_GAVE_UP = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def _attempt_key(instance: dg.DagsterInstance, key: str) -> str:
+    """`key`, or `key#N` after N runs of these files that failed or were cancelled: Dagster starts
+    no second run for a run key it has seen, so a retry needs a key of its own. While a run of
+    the key is queued, running or done, the same key again (Dagster skips it)."""
+    attempt, candidate = 0, key
+    while runs := instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": candidate}), limit=1):
+        if runs[0].status not in _GAVE_UP:
+            return candidate
+        attempt += 1
+        candidate = f"{key}#{attempt}"
+    return candidate
+
+
+def _run_request(instance: dg.DagsterInstance, run: list[str], signatures: Mapping[str, str]) -> dg.RunRequest:
     """One day's partition, or a range of days in one run; the key changes with any of their files."""
     tags = {"ecom/trigger": NEW_FILES_SENSOR}
     if len(run) == 1:
-        return dg.RunRequest(run_key=f"{run[0]}:{signatures[run[0]]}", partition_key=run[0], tags=tags)
+        return dg.RunRequest(run_key=_attempt_key(instance, f"{run[0]}:{signatures[run[0]]}"),
+                             partition_key=run[0], tags=tags)
     digest = hashlib.sha1("".join(signatures[day] for day in run).encode(), usedforsecurity=False).hexdigest()
-    return dg.RunRequest(run_key=f"{run[0]}..{run[-1]}:{digest[:16]}", tags={
+    return dg.RunRequest(run_key=_attempt_key(instance, f"{run[0]}..{run[-1]}:{digest[:16]}"), tags={
         **tags, "dagster/asset_partition_range_start": run[0], "dagster/asset_partition_range_end": run[-1]})
 
 
@@ -166,9 +185,11 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                 context.log.info(f"{day}: {len(pending)} file(s) not landed yet: "
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
-            seen[day] = signatures[day]
+            else:  # remembered once its files are in the ingest log: until then every tick looks again
+                seen[day] = signatures[day]
         requests = [
-            _run_request([(first + timedelta(days=i)).isoformat() for i in range(count)], signatures)
+            _run_request(context.instance, [(first + timedelta(days=i)).isoformat() for i in range(count)],
+                         signatures)
             for first, count in missing_runs([date.fromisoformat(day) for day in due])
         ]
         cursor = json.dumps(seen, sort_keys=True, separators=(",", ":"))
@@ -181,6 +202,20 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
 
 
 # -- alerts -----------------------------------------------------------------------------------
+
+
+def _why(context: dg.RunFailureSensorContext) -> str | None:
+    """Dagster's sentence on the run, then the first line of each failed step's error (at most
+    three): "Steps failed: ['bronze_landing']" alone does not say why."""
+    causes = []
+    for event in context.get_step_failure_events()[:3]:
+        error = getattr(event.event_specific_data, "error", None)
+        while error is not None and error.cause is not None:  # Dagster wraps the step's own error
+            error = error.cause
+        if error is not None and error.message.strip():
+            causes.append(f"{event.step_key}: {error.message.strip().splitlines()[0][:300]}")
+    message = context.failure_event.message
+    return " ".join([message or "", *causes]).strip() or None
 
 
 def alert_payload(run: dg.DagsterRun, error: str | None) -> dict[str, str | None]:
@@ -216,7 +251,7 @@ def post_json(url: str, payload: Mapping[str, object], timeout: float = 10.0) ->
     description="Logs every failed run and POSTs a JSON alert to ECOM_ALERT_WEBHOOK when it is set.",
 )
 def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
-    payload = alert_payload(context.dagster_run, context.failure_event.message)
+    payload = alert_payload(context.dagster_run, _why(context))
     context.log.error(payload["text"])
     url = os.environ.get(WEBHOOK_ENV, "").strip()
     if not url:

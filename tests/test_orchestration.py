@@ -236,6 +236,8 @@ def test_quality_checks_ran_and_passed(pipeline):
     assert [e.passed for e in by_name["all_balanced"]] == [True]
     assert len(by_name["quarantine_share"]) == len(ENTITIES)
     assert all(e.passed for e in by_name["quarantine_share"])
+    # Over the days of the run (a broken day shows however long the history), not all of them.
+    assert {e.metadata["days"].value for e in by_name["quarantine_share"]} == {f"{DAYS[-1]}..{DAYS[-1]}"}
     [landing_check] = by_name["no_rejected_files"]
     rejected = landing_check.metadata["rejected"].value
     assert landing_check.passed == (not rejected)
@@ -345,14 +347,29 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
         assert tick.run_requests[0].run_key.startswith("2026-09-03:")
 
         # Consecutive days that arrive together are one run of their range, as a backfill runs.
+        # 09-03 has not landed (no run was started here): it is asked for again under the same
+        # run key, which Dagster does not start twice.
         generate(base / "raw", start=date(2026, 9, 5), days=2, orders_per_day=ORDERS_PER_DAY, progress=False)
         ranged = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
                                                               definitions=defs))
-    [request] = ranged.run_requests
-    assert request.partition_key is None
-    assert (request.tags["dagster/asset_partition_range_start"],
-            request.tags["dagster/asset_partition_range_end"]) == ("2026-09-05", "2026-09-06")
-    assert request.run_key.startswith("2026-09-05..2026-09-06:")
+        again, request = ranged.run_requests
+        assert again.run_key == tick.run_requests[0].run_key
+        assert request.partition_key is None
+        assert (request.tags["dagster/asset_partition_range_start"],
+                request.tags["dagster/asset_partition_range_end"]) == ("2026-09-05", "2026-09-06")
+        assert request.run_key.startswith("2026-09-05..2026-09-06:")
+
+        # The run of 09-03 failed (the warehouse was busy, say): the next tick asks for a new run
+        # of the same files, under a key of its own, and again after that one fails.
+        for attempt in (1, 2):
+            failed = broken_job.execute_in_process(instance=instance, raise_on_error=False,
+                                                   tags={"dagster/run_key": again.run_key})
+            assert not failed.success
+            retry = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=ranged.cursor,
+                                                                 definitions=defs))
+            again = retry.run_requests[0]
+            assert again.partition_key == "2026-09-03"
+            assert again.run_key == f"{tick.run_requests[0].run_key}#{attempt}"
 
 
 def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):
@@ -416,6 +433,8 @@ def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
     assert alert["json"]["job"] == "broken_job"
     assert alert["json"]["run_id"] == result.run_id
     assert "broken_job" in alert["json"]["text"] and alert["json"]["url"].endswith(result.run_id)
+    # The step's own error says why, not only which step failed.
+    assert "_broken_step: RuntimeError: planted failure for the alert test" in alert["json"]["text"], alert
 
 
 # -- a failing error-severity dbt test stops bad data before gold ---------------------------
@@ -476,6 +495,13 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
 
 
 # -- pure pieces --------------------------------------------------------------------------
+
+
+def test_quarantine_share_reads_the_days_of_the_run():
+    assert checks.run_days({"dagster/partition": "2026-09-02"}) == ("2026-09-02", "2026-09-02")
+    assert checks.run_days({"dagster/asset_partition_range_start": "2026-09-01",
+                            "dagster/asset_partition_range_end": "2026-09-03"}) == ("2026-09-01", "2026-09-03")
+    assert checks.run_days({}) is None
 
 
 def test_quarantine_threshold():
