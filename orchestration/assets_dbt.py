@@ -125,7 +125,7 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
         with warehouse.exclusive():
             # A process that opened the directory before the lock was taken lets go, then dbt has it.
             ensure_unlocked(settings.chdb_path.resolve(), warehouse.wait_seconds)
-            with pinned_warehouse_env(settings):
+            with pinned_warehouse_env(settings, warehouse.wait_seconds):
                 invocation = dbt.cli(BUILD, context=context)
             try:
                 events.extend(invocation.stream())

@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource, DbtProject
 
 from ecom.config import Settings, project_dir
-from ecom.lock import pipeline_lock
+from ecom.lock import LOCK_WAIT_ENV, pipeline_lock
 from ecom.warehouse import session
 
 WAREHOUSE_POOL = "warehouse"
@@ -85,24 +85,27 @@ class Warehouse(dg.ConfigurableResource):
 
 
 @contextmanager
-def pinned_warehouse_env(current: Settings) -> Iterator[None]:
-    """Let a dbt subprocess open exactly the warehouse this process sees.
+def pinned_warehouse_env(current: Settings, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Let a dbt subprocess open exactly the warehouse this process sees, waiting as this step does.
 
     dbt resolves a relative ECOM_CHDB_PATH against the project directory, Python against the
-    working directory; pin the absolute path (as `ecom run` does) while the subprocess starts.
+    working directory; pin the absolute path (as `ecom run` does) while the subprocess starts,
+    and the step's wait for the lock (a sensor tick may open the warehouse as dbt starts).
     """
     if not current.embedded:
         yield
         return
-    saved = os.environ.get("ECOM_CHDB_PATH")
-    os.environ["ECOM_CHDB_PATH"] = str(current.chdb_path.resolve())
+    pinned = {"ECOM_CHDB_PATH": str(current.chdb_path.resolve()), LOCK_WAIT_ENV: str(wait_seconds)}
+    saved = {name: os.environ.get(name) for name in pinned}
+    os.environ.update(pinned)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop("ECOM_CHDB_PATH", None)
-        else:
-            os.environ["ECOM_CHDB_PATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def dbt_executable() -> str:

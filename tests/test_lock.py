@@ -110,6 +110,14 @@ def test_load_waits_for_the_warehouse_with_wait(env):
     assert time.monotonic() - started < 60
 
 
+def test_dbt_waits_for_a_short_holder(env):
+    # A sensor tick or an `ecom sql` that opens the warehouse as dbt starts: dbt waits for it
+    # (10 s by default, what ECOM_LOCK_WAIT_SECONDS says, as the Dagster steps set it).
+    with holding(env, seconds=2):
+        result = dbt("debug", env=env)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
 def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -118,8 +126,10 @@ def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_dbt_through_the_plugin_says_so_in_one_line(env):
     path = env["ECOM_CHDB_PATH"]
     with holding(env):
-        debug = dbt("debug", env=env)
-        run = dbt("run", env=env)
+        started = time.monotonic()
+        debug = dbt("debug", env={**env, "ECOM_LOCK_WAIT_SECONDS": "2"})
+        assert time.monotonic() - started > 2, "dbt waits ECOM_LOCK_WAIT_SECONDS before it gives up"
+        run = dbt("run", env={**env, "ECOM_LOCK_WAIT_SECONDS": "0"})
     for result in (debug, run):
         output = result.stdout + result.stderr
         assert result.returncode != 0, output

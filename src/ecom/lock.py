@@ -12,9 +12,10 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -82,6 +83,37 @@ def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
         time.sleep(0.2)
 
 
+T = TypeVar("T")
+
+# How long dbt on the embedded target waits for another process to let go of the warehouse
+# (a sensor tick, an `ecom sql`): the Dagster steps set it to their resource's wait for the
+# dbt process they start.
+LOCK_WAIT_ENV = "ECOM_LOCK_WAIT_SECONDS"
+DEFAULT_DBT_LOCK_WAIT = 10.0
+
+
+def open_when_free(path: str | os.PathLike, wait_seconds: float, open_engine: Callable[[], T],
+                   refused: type[Exception] | tuple[type[Exception], ...]) -> T:
+    """`open_engine()` once no other process holds the warehouse, waiting up to `wait_seconds`.
+
+    Another process can take the lock between the probe and the open: the engine then refuses
+    (`refused`), and while time is left the wait goes on. Raises WarehouseLocked when the time is
+    up with the warehouse still held, and the engine's own error when it refused for another
+    reason.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        ensure_unlocked(path, max(0.0, deadline - time.monotonic()))
+        try:
+            return open_engine()
+        except refused:
+            if lock_holder(path) is None:
+                raise
+            if time.monotonic() >= deadline:
+                ensure_unlocked(path)  # raises the one-line message naming the holder
+                raise
+
+
 @contextmanager
 def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold `<path>.pipeline.lock` for a whole multi-step run (load, then dbt in a subprocess); the
@@ -114,8 +146,9 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
                     raise WarehouseLocked(
-                        f"warehouse {real} is being built by {holder}; wait for it to "
-                        "finish (or pass --wait SECONDS), or point ECOM_CHDB_PATH at another directory"
+                        f"warehouse {real} is being built by {holder}; wait for it to finish (ecom commands "
+                        "take --wait SECONDS; in Dagster, the warehouse resource's wait_seconds), or point "
+                        "ECOM_CHDB_PATH at another directory"
                     ) from None
                 time.sleep(0.2)
         handle.seek(0)

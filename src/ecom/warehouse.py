@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
 from ecom.config import Settings
-from ecom.lock import WarehouseUnavailable, ensure_unlocked
+from ecom.lock import WarehouseUnavailable, open_when_free
 
 
 def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Client:
@@ -32,12 +32,10 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
                 f"warehouse directory {path} is not writable by this user (permission denied); fix its "
                 "permissions or point ECOM_CHDB_PATH at another directory"
             )
-        ensure_unlocked(path, wait_seconds)
         try:
-            return clickhouse_connect.get_client(interface="chdb", path=str(path))
+            return open_when_free(path, wait_seconds, lambda: clickhouse_connect.get_client(
+                interface="chdb", path=str(path)), ProgrammingError)
         except ProgrammingError as exc:
-            # Another process took the lock between the probe and the open: say so plainly.
-            ensure_unlocked(path)
             raise WarehouseUnavailable(
                 f"cannot open the embedded warehouse at {path}: {_reason(exc)}; check that its disk has "
                 "free space and that its files belong to this user"

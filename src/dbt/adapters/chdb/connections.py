@@ -19,7 +19,7 @@ from dbt.adapters.clickhouse.util import hide_stack_trace
 from dbt.adapters.exceptions import FailedToConnectError
 from dbt_common.exceptions import DbtDatabaseError
 
-from ecom.lock import WarehouseLocked, ensure_unlocked
+from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, open_when_free
 
 # Settings the engine's session does not know: dbt-clickhouse sets them for servers.
 _SERVER_ONLY_SETTINGS = ("session_id",)
@@ -50,24 +50,31 @@ class ChdbCredentials(ClickHouseCredentials):
         return ("path", "schema", "custom_settings", "use_lw_deletes")
 
 
+def _lock_wait() -> float:
+    """Seconds to wait for another process to release the warehouse (ECOM_LOCK_WAIT_SECONDS)."""
+    value = os.environ.get(LOCK_WAIT_ENV, "").strip()
+    try:
+        wait = float(value) if value else DEFAULT_DBT_LOCK_WAIT
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait < float("inf"):
+        raise FailedToConnectError(f"{LOCK_WAIT_ENV}={value!r} is not a number of seconds (0 or more)")
+    return wait
+
+
 class ChdbClient(ChHttpClient):
     """dbt-clickhouse's client wrapper around a chdb-backed clickhouse-connect client."""
 
     def _create_client(self, credentials: ChdbCredentials):
         path = os.path.abspath(credentials.path)
         os.makedirs(path, exist_ok=True)
-        try:
-            ensure_unlocked(path)
-        except WarehouseLocked as exc:
-            raise FailedToConnectError(str(exc)) from None
         settings = {k: v for k, v in self._conn_settings.items() if k not in _SERVER_ONLY_SETTINGS}
         try:
-            return clickhouse_connect.get_client(interface="chdb", path=path, settings=settings)
+            return open_when_free(path, _lock_wait(), lambda: clickhouse_connect.get_client(
+                interface="chdb", path=path, settings=settings), ProgrammingError)
+        except WarehouseLocked as exc:
+            raise FailedToConnectError(str(exc)) from None
         except ProgrammingError as exc:
-            try:
-                ensure_unlocked(path)  # another process took the lock since the probe
-            except WarehouseLocked as locked:
-                raise FailedToConnectError(str(locked)) from None
             raise FailedToConnectError(f"cannot open the embedded warehouse at {path}: {exc}") from None
 
     def columns_in_query(self, sql: str, **kwargs) -> list[ClickHouseColumn]:
