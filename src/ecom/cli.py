@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from ecom.config import Settings, project_dir
-from ecom.lock import WarehouseUnavailable, pipeline_lock
+from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
 
@@ -167,8 +167,9 @@ def load_command(raw_dir: Path, start: date | None, end: date | None, wait: floa
     sys.exit(code)
 
 
-def dbt(*args: str, settings: Settings | None = None) -> int:
-    """Run the dbt CLI of this environment on the project, streaming its output."""
+def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
+    """Run the dbt CLI of this environment on the project, streaming its output; with `wait`, dbt
+    waits as long for another process to release the embedded warehouse."""
     root = project_dir()
     executable = Path(sys.executable).with_name("dbt")
     command = [str(executable) if executable.exists() else "dbt", *args,
@@ -177,6 +178,8 @@ def dbt(*args: str, settings: Settings | None = None) -> int:
     if settings is not None:
         env.setdefault("DBT_TARGET", settings.target)
         env["ECOM_CHDB_PATH"] = str(settings.chdb_path.resolve())
+    if wait:
+        env[LOCK_WAIT_ENV] = str(wait)
     return subprocess.call(command, cwd=root, env=env, stdout=sys.stderr)
 
 
@@ -206,7 +209,7 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
             sys.exit(1)
         build = ["build", "--target", settings.target, "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
-        if dbt(*build, settings=settings) != 0:
+        if dbt(*build, settings=settings, wait=wait) != 0:
             click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
             sys.exit(1)
     click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
