@@ -1,15 +1,15 @@
 """Sensors: start a run when new raw files arrive, and raise an alert when a run fails.
 
 `new_raw_files` lists ECOM_RAW_DIR every minute and remembers, per day, a signature of the
-day's files (names, sizes, modification times) in its cursor once they are all in the ingest
-log, so an idle tick touches no warehouse. When a day's files changed, it asks
-`bronze.ingest_log` which of them have not landed yet, holding the embedded warehouse for well
-under a second; when another process has it (or a pipeline holds the pipeline lock of `ecom
-run`), the tick is skipped with a message and the day is looked at again next minute. The days
+day's files (names, sizes, modification times) in its cursor, so an idle tick touches no
+warehouse. When a day's files changed, it asks `bronze.ingest_log` which of them have not
+landed yet, holding the embedded warehouse for well under a second; when another process has
+it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped with a message and
+the day is looked at again next minute. The days
 with unlanded files get one run of the daily pipeline each, or one run for a range of
-consecutive days (as a backfill runs them: a range costs little more than a day). A day stays
-due until its files land: while its run is queued or running, the request repeats its run key
-(Dagster starts nothing new); once that run failed or was cancelled, the day gets a new run.
+consecutive days (as a backfill runs them: a range costs little more than a day). The cursor
+also keeps the runs it asked for: one that failed is asked for again, twice at most, from
+Dagster's run records alone; one that succeeded or was cancelled is forgotten.
 
 `alert_on_run_failure` logs every failed run and, when ECOM_ALERT_WEBHOOK is set, POSTs a JSON
 alert there (`text` carries a one-line summary, so a Slack or Teams incoming webhook shows it).
@@ -122,31 +122,50 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
     return {path: Logged(int(size), sha, millis / 1000) for path, size, sha, millis in rows}
 
 
-_GAVE_UP = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+# Runs of a day's files after the first that failed: a failure that lasts (a full disk) costs a
+# few runs and alerts, not one a minute. A cancelled run is not run again.
+RETRIES = 2
 
 
-def _attempt_key(instance: dg.DagsterInstance, key: str) -> str:
-    """`key`, or `key#N` after N runs of these files that failed or were cancelled: Dagster starts
-    no second run for a run key it has seen, so a retry needs a key of its own. While a run of
-    the key is queued, running or done, the same key again (Dagster skips it)."""
-    attempt, candidate = 0, key
-    while runs := instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": candidate}), limit=1):
-        if runs[0].status not in _GAVE_UP:
-            return candidate
-        attempt += 1
-        candidate = f"{key}#{attempt}"
-    return candidate
-
-
-def _run_request(instance: dg.DagsterInstance, run: list[str], signatures: Mapping[str, str]) -> dg.RunRequest:
-    """One day's partition, or a range of days in one run; the key changes with any of their files."""
+def _run_request(run: list[str], key: str) -> dg.RunRequest:
+    """One day's partition, or a range of days (first, last) in one run."""
     tags = {"ecom/trigger": NEW_FILES_SENSOR}
-    if len(run) == 1:
-        return dg.RunRequest(run_key=_attempt_key(instance, f"{run[0]}:{signatures[run[0]]}"),
-                             partition_key=run[0], tags=tags)
-    digest = hashlib.sha1("".join(signatures[day] for day in run).encode(), usedforsecurity=False).hexdigest()
-    return dg.RunRequest(run_key=_attempt_key(instance, f"{run[0]}..{run[-1]}:{digest[:16]}"), tags={
+    if run[0] == run[-1]:
+        return dg.RunRequest(run_key=key, partition_key=run[0], tags=tags)
+    return dg.RunRequest(run_key=key, tags={
         **tags, "dagster/asset_partition_range_start": run[0], "dagster/asset_partition_range_end": run[-1]})
+
+
+def _run_key(run: list[str], signatures: Mapping[str, str]) -> str:
+    """The day and its files' signature, or the range and a digest of its days' signatures."""
+    if len(run) == 1:
+        return f"{run[0]}:{signatures[run[0]]}"
+    digest = hashlib.sha1("".join(signatures[day] for day in run).encode(), usedforsecurity=False).hexdigest()
+    return f"{run[0]}..{run[-1]}:{digest[:16]}"
+
+
+def _retries(instance: dg.DagsterInstance, asked: dict[str, dict], log) -> list[dg.RunRequest]:
+    """Follow the runs asked for (run key -> {days, attempt}): forget those that succeeded or were
+    cancelled, and ask again, under a key of its own (Dagster starts one run per key), for one that
+    failed, up to RETRIES times. Reads Dagster's run storage only, never the warehouse."""
+    requests = []
+    for key, ask in list(asked.items()):
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": key}), limit=1)
+        if not runs or runs[0].status not in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                                              dg.DagsterRunStatus.CANCELED):
+            continue  # not started yet, or still going
+        del asked[key]
+        if runs[0].status != dg.DagsterRunStatus.FAILURE:
+            continue
+        days = ask["days"]
+        if ask["attempt"] >= RETRIES:
+            log.warning(f"{'..'.join(days)}: run {runs[0].run_id[:8]} failed, the last of {RETRIES + 1} attempts; "
+                        "the files wait for the schedule, a backfill or new files of their day")
+            continue
+        retry = f"{key.split('#')[0]}#{ask['attempt'] + 1}"
+        asked[retry] = {"days": days, "attempt": ask["attempt"] + 1}
+        requests.append(_run_request(days, retry))
+    return requests
 
 
 def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
@@ -168,16 +187,28 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         if last_key is None:
             return dg.SkipReason("no partition is open yet (ECOM_START_DATE is today or later)")
         first = day_of(partitions_def.get_first_partition_key())
-        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        state = json.loads(context.cursor) if context.cursor else {}
+        if "seen" not in state:  # a cursor of an earlier version: the day signatures alone
+            state = {"seen": state, "asked": {}}
+        seen: dict[str, str] = state["seen"]
+        asked: dict[str, dict] = state["asked"]
+        requests = _retries(context.instance, asked, context.log)
+
+        def result(skip: str) -> dg.SensorResult:
+            cursor = json.dumps(state, sort_keys=True, separators=(",", ":"))
+            if requests:
+                return dg.SensorResult(run_requests=requests, cursor=cursor)
+            return dg.SensorResult(skip_reason=dg.SkipReason(skip), cursor=cursor)
+
         days = files_by_day(settings.raw_dir, first, day_of(last_key))
         signatures = {day: signature(files) for day, files in days.items()}
         changed = sorted(day for day, sig in signatures.items() if seen.get(day) != sig)
         if not changed:
-            return dg.SkipReason(f"no new raw files in {settings.raw_dir.resolve()} ({len(days)} days seen)")
+            return result(f"no new raw files in {settings.raw_dir.resolve()} ({len(days)} days seen)")
         try:
             ledger = read_ledger(settings)
         except WarehouseUnavailable as exc:
-            return dg.SkipReason(f"{exc}; {len(changed)} day(s) with changed files wait for the next tick")
+            return result(f"{exc}; {len(changed)} day(s) with changed files wait for the next tick")
         due: list[str] = []
         for day in changed:
             pending = unlanded(days[day], ledger)
@@ -185,18 +216,13 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                 context.log.info(f"{day}: {len(pending)} file(s) not landed yet: "
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
-            else:  # remembered once its files are in the ingest log: until then every tick looks again
-                seen[day] = signatures[day]
-        requests = [
-            _run_request(context.instance, [(first + timedelta(days=i)).isoformat() for i in range(count)],
-                         signatures)
-            for first, count in missing_runs([date.fromisoformat(day) for day in due])
-        ]
-        cursor = json.dumps(seen, sort_keys=True, separators=(",", ":"))
-        if not requests:
-            return dg.SensorResult(skip_reason=dg.SkipReason(
-                f"files of {len(changed)} changed day(s) are all in {LOG_TABLE} already"), cursor=cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
+            seen[day] = signatures[day]
+        for start, count in missing_runs([date.fromisoformat(day) for day in due]):
+            run = [(start + timedelta(days=i)).isoformat() for i in range(count)]
+            key = _run_key(run, signatures)
+            asked[key] = {"days": [run[0], run[-1]], "attempt": 0}
+            requests.append(_run_request(run, key))
+        return result(f"files of {len(changed)} changed day(s) are all in {LOG_TABLE} already")
 
     return new_raw_files
 

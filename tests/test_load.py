@@ -386,7 +386,10 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     assert "(at data row 2)" in parse_error and "less columns than expected" in parse_error, parse_error
     assert parse_error.endswith("fix that row and export the file again")
     assert log[relative(bad["bad_name"], raw)][0]["file_date"] is None
-    assert log[relative(bad["bad_name out of range"], raw)][0]["file_date"] is None
+    [out_of_range] = log[relative(bad["bad_name out of range"], raw)]
+    assert out_of_range["file_date"] is None
+    assert "its day 2200-01-01 is outside 1970-01-01..2149-06-06" in out_of_range["error"]
+    assert "is compressed" in log[relative(bad["bad_name compressed"], raw)][0]["error"]
     assert not any(part.startswith((".", "_")) for path in log for part in Path(path).parts)
 
     # A second load neither lands nor logs them again.

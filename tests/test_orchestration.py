@@ -347,29 +347,36 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
         assert tick.run_requests[0].run_key.startswith("2026-09-03:")
 
         # Consecutive days that arrive together are one run of their range, as a backfill runs.
-        # 09-03 has not landed (no run was started here): it is asked for again under the same
-        # run key, which Dagster does not start twice.
         generate(base / "raw", start=date(2026, 9, 5), days=2, orders_per_day=ORDERS_PER_DAY, progress=False)
         ranged = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=tick.cursor,
                                                               definitions=defs))
-        again, request = ranged.run_requests
-        assert again.run_key == tick.run_requests[0].run_key
+        [request] = ranged.run_requests
         assert request.partition_key is None
         assert (request.tags["dagster/asset_partition_range_start"],
                 request.tags["dagster/asset_partition_range_end"]) == ("2026-09-05", "2026-09-06")
         assert request.run_key.startswith("2026-09-05..2026-09-06:")
 
-        # The run of 09-03 failed (the warehouse was busy, say): the next tick asks for a new run
-        # of the same files, under a key of its own, and again after that one fails.
-        for attempt in (1, 2):
+        # The run of 09-03 failed (the warehouse was busy, say): the next ticks ask for it again,
+        # under keys of their own, twice at most; a cancelled run is not asked for again.
+        key, cursor = tick.run_requests[0].run_key, ranged.cursor
+        for attempt in (1, 2, 3):
             failed = broken_job.execute_in_process(instance=instance, raise_on_error=False,
-                                                   tags={"dagster/run_key": again.run_key})
+                                                   tags={"dagster/run_key": key})
             assert not failed.success
-            retry = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=ranged.cursor,
+            retry = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor,
                                                                  definitions=defs))
-            again = retry.run_requests[0]
-            assert again.partition_key == "2026-09-03"
-            assert again.run_key == f"{tick.run_requests[0].run_key}#{attempt}"
+            cursor = retry.cursor
+            if attempt == 3:
+                assert not retry.run_requests, "two retries at most"
+                break
+            [again] = retry.run_requests
+            assert (again.partition_key, again.run_key) == ("2026-09-03", f"{tick.run_requests[0].run_key}#{attempt}")
+            key = again.run_key
+        cancelled = instance.create_run_for_job(broken_job, tags={"dagster/run_key": request.run_key})
+        instance.report_run_canceled(cancelled)
+        quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+        assert not quiet.run_requests
+        assert json.loads(quiet.cursor)["asked"] == {}, "the runs that gave up or were cancelled are forgotten"
 
 
 def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):

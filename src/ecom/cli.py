@@ -79,8 +79,8 @@ def main() -> None:
 
 
 def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    if math.isnan(value):  # every comparison with NaN is false, so a range lets it through
-        raise click.BadParameter("nan is not a number")
+    if not math.isfinite(value):  # every comparison with NaN is false, so a range lets it through
+        raise click.BadParameter(f"{value} is not a finite number")
     return value
 
 

@@ -49,18 +49,22 @@ def relative_path(entity: str, day: date, part: int = 1) -> Path:
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
 
 
-def parse_name(relative: Path) -> tuple[str, date] | None:
-    """(entity, partition date) of `<entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv`, else None."""
-    parts = relative.parts
-    match = _NAME.match(relative.name)
+def name_day(relative: Path) -> date | None:
+    """The day a name follows the contract for, whether or not a `Date` can hold it."""
+    parts, match = relative.parts, _NAME.match(relative.name)
     if len(parts) != 5 or not match or match["entity"] != parts[0] or parts[0] not in COLUMNS:
         return None
     ymd = match["ymd"]
     if (ymd[:4], ymd[4:6], ymd[6:]) != parts[1:4]:
         return None
     try:
-        day = date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
+        return date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))
     except ValueError:
         return None
-    # The days ClickHouse's Date holds: another day would be stored as one of its ends.
-    return (parts[0], day) if FIRST_DAY <= day <= LAST_DAY else None
+
+
+def parse_name(relative: Path) -> tuple[str, date] | None:
+    """(entity, partition date) of `<entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv`, else None.
+    A day ClickHouse's Date cannot hold is None too: it would be stored as one of its ends."""
+    day = name_day(relative)
+    return (relative.parts[0], day) if day and FIRST_DAY <= day <= LAST_DAY else None

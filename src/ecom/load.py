@@ -37,7 +37,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from ecom.config import Settings
-from ecom.contract import COLUMNS, LINEAGE, parse_name
+from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, name_day, parse_name
 from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
@@ -306,7 +306,8 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
         elif entry.is_dir() and not entry.is_symlink() and not (
                 entry.name.lower() in COLUMNS  # on a case-insensitive disk it is the entity's folder
                 and _same_folder(entry, raw_dir / entry.name.lower())):
-            for dirpath, dirnames, filenames in os.walk(entry, onerror=unreadable):
+            # Only the CSVs found there count: a folder that cannot be read (`lost+found`) is not an export's.
+            for dirpath, dirnames, filenames in os.walk(entry):
                 dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
                 for filename in filenames:
                     if filename.lower().endswith(".csv") and not filename.startswith((".", "_")):
@@ -394,6 +395,9 @@ def _inspect(raw: RawFile) -> Inspection:
     if raw.entity is None or raw.file_date is None:
         if raw.path.name.lower().endswith(COMPRESSED):
             return _cannot("bad_name", "is compressed; decompress it beside itself as the .csv the name holds")
+        if (day := name_day(Path(raw.relative))) and not FIRST_DAY <= day <= LAST_DAY:
+            return _cannot("bad_name", f"its day {day} is outside {FIRST_DAY}..{LAST_DAY}, the days ClickHouse's "
+                                       "Date holds; check the folder and the name")
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
         return _cannot("bad_name", why)
     if not raw.path.exists():
@@ -1052,12 +1056,16 @@ def _parse_failure(exc: Exception, raw: RawFile) -> str:
     return f"{first}: {' '.join(explained.group(1).split()).rstrip('. ')}"
 
 
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
 def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     """What a load did, for people: counts first, then why nothing landed when nothing did."""
     out = out or sys.stdout
     landed, rejected, skipped = result.landed, result.rejected, result.skipped
-    files, rows = ("file" if len(landed) == 1 else "files"), ("row" if result.rows == 1 else "rows")
-    print(f"landed {len(landed)} {files}, {result.rows:,} {rows}; rejected {len(rejected)}; skipped {len(skipped)}",
+    rows = "row" if result.rows == 1 else "rows"
+    print(f"landed {_files(len(landed))}, {result.rows:,} {rows}; rejected {len(rejected)}; skipped {len(skipped)}",
           file=out)
     if result.orphan_rows_removed:
         print(f"removed {result.orphan_rows_removed:,} rows of an interrupted earlier load", file=out)
@@ -1068,7 +1076,8 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
         print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and --start/--end)",
               file=sys.stderr if out is sys.stdout else out)
     elif not landed and not rejected:
-        print(f"nothing new to land: {len(already)} files already landed (same sha256 in bronze.ingest_log)",
+        print(f"nothing new to land: {_files(len(already))} already landed (same sha256 in bronze.ingest_log)",
               file=out)
     if earlier:
-        print(f"{len(earlier)} files stay rejected from earlier loads (see bronze.ingest_log)", file=out)
+        print(f"{_files(len(earlier))} {'stays' if len(earlier) == 1 else 'stay'} rejected from earlier loads "
+              "(see bronze.ingest_log)", file=out)

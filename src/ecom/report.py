@@ -818,6 +818,6 @@ def write_report(client: Client, out_path: Path) -> Path:
     except OSError as exc:
         if partial.is_file():
             partial.unlink()
-        raise ReportError(f"cannot write {out_path} ({exc.strerror}: {exc.filename}); choose another path with "
-                          "--out or ECOM_REPORT_PATH") from None
+        raise ReportError(f"cannot write {out_path} ({exc.strerror or exc}: {exc.filename or partial}); choose "
+                          "another path with --out or ECOM_REPORT_PATH") from None
     return out_path
