@@ -24,6 +24,7 @@ import dagster as dg
 from ecom.contract import ENTITIES
 from orchestration.assets_dbt import RECONCILIATION
 from orchestration.assets_ingest import landing_key
+from orchestration.partitions import days_text, run_days
 from orchestration.resources import Warehouse
 
 QUARANTINE_SHARE = "quarantine_share"
@@ -46,15 +47,6 @@ def max_quarantine_share(environ: Mapping[str, str] | None = None) -> float:
     if not 0 <= share <= 1:
         raise ValueError(f"{MAX_SHARE_ENV}={value!r} must be a share between 0 and 1")
     return share
-
-
-def run_days(tags: Mapping[str, str]) -> tuple[str, str] | None:
-    """(first, last) day of a run's daily partition or partition range, from its tags; None for a
-    run of no partition."""
-    if day := tags.get("dagster/partition"):
-        return day, day
-    first, last = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
-    return (first, last) if first and last else None
 
 
 def quarantine_verdicts(counts: Mapping[str, tuple[int, int]],
@@ -115,7 +107,7 @@ def build_quality_checks(pool: str | None,
             threshold = max_quarantine_share()
             # The days of the run's partition or range, by the files' day: one broken day shows
             # however much history there is. A run of no partition looks at every day.
-            days = run_days(context.run.tags)
+            days = run_days(context.run.tags)  # the check is not partitioned: the run's tags say
             where = "WHERE file_date BETWEEN %(first)s AND %(last)s " if days else ""
             with warehouse.session() as client:
                 rows = client.query(
@@ -123,7 +115,7 @@ def build_quality_checks(pool: str | None,
                     f"{where}GROUP BY entity",
                     parameters={"first": days[0], "last": days[1]} if days else None,
                 ).result_rows
-            landed = f"landed for {days[0]}" + (f"..{days[1]}" if days[1] != days[0] else "") if days else "landed"
+            landed = f"landed for {days_text(days)}" if days else "landed"
             counts = {str(entity): (int(q), int(b)) for entity, q, b in rows}
             verdicts = quarantine_verdicts(counts, threshold)
             for check_key in context.selected_asset_check_keys:
@@ -138,7 +130,7 @@ def build_quality_checks(pool: str | None,
                     description=f"{share:.1%} of the {entity} rows {landed} are quarantined "
                                 f"(threshold {threshold:.0%})",
                     metadata={"share": share, "threshold": threshold, "quarantined_rows": quarantined,
-                              "bronze_rows": bronze, "days": "..".join(days) if days else "all"},
+                              "bronze_rows": bronze, "days": days_text(days) if days else "all"},
                 )
 
         checks.append(quarantine_shares)

@@ -8,6 +8,7 @@ days than for one.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -45,3 +46,17 @@ def days_of(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> tuple[
 
 def day_of(key: str) -> date:
     return datetime.strptime(key, "%Y-%m-%d").date()
+
+
+def run_days(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """(first, last) day of a run's daily partition or partition range, from its tags (what a step
+    that is not partitioned itself, or a sensor, knows of it); None for a run of no partition."""
+    if day := tags.get("dagster/partition"):
+        return day, day
+    first, last = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return (first, last) if first and last else None
+
+
+def days_text(days: tuple[str, str]) -> str:
+    """`2026-09-02`, or `2026-09-01..2026-09-03` for a range."""
+    return days[0] if days[0] == days[1] else f"{days[0]}..{days[1]}"

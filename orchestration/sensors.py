@@ -33,7 +33,7 @@ from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
 from orchestration.assets_raw import missing_runs
-from orchestration.partitions import day_of
+from orchestration.partitions import day_of, days_text, run_days
 
 if TYPE_CHECKING:  # define_asset_job's return type is not exported by dagster
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -245,10 +245,8 @@ def _why(context: dg.RunFailureSensorContext) -> str | None:
 
 
 def alert_payload(run: dg.DagsterRun, error: str | None) -> dict[str, str | None]:
-    partition = run.tags.get("dagster/partition") or (
-        f"{run.tags['dagster/asset_partition_range_start']}..{run.tags['dagster/asset_partition_range_end']}"
-        if "dagster/asset_partition_range_start" in run.tags else None
-    )
+    days = run_days(run.tags)
+    partition = days_text(days) if days else None
     base = os.environ.get(UI_URL_ENV, "http://127.0.0.1:3000").rstrip("/")
     what = f"{run.job_name}" + (f" for {partition}" if partition else "")
     return {

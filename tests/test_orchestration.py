@@ -40,6 +40,7 @@ from orchestration.assets_raw import RAW_EXPORTS, SIMULATOR_ENV, missing_runs, s
 from orchestration.assets_report import DASHBOARD  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from orchestration.jobs import DAILY_JOB  # noqa: E402
+from orchestration.partitions import days_text, run_days  # noqa: E402
 from orchestration.schedules import SCHEDULE  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -237,7 +238,7 @@ def test_quality_checks_ran_and_passed(pipeline):
     assert len(by_name["quarantine_share"]) == len(ENTITIES)
     assert all(e.passed for e in by_name["quarantine_share"])
     # Over the days of the run (a broken day shows however long the history), not all of them.
-    assert {e.metadata["days"].value for e in by_name["quarantine_share"]} == {f"{DAYS[-1]}..{DAYS[-1]}"}
+    assert {e.metadata["days"].value for e in by_name["quarantine_share"]} == {DAYS[-1]}
     [landing_check] = by_name["no_rejected_files"]
     rejected = landing_check.metadata["rejected"].value
     assert landing_check.passed == (not rejected)
@@ -505,10 +506,12 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
 
 
 def test_quarantine_share_reads_the_days_of_the_run():
-    assert checks.run_days({"dagster/partition": "2026-09-02"}) == ("2026-09-02", "2026-09-02")
-    assert checks.run_days({"dagster/asset_partition_range_start": "2026-09-01",
-                            "dagster/asset_partition_range_end": "2026-09-03"}) == ("2026-09-01", "2026-09-03")
-    assert checks.run_days({}) is None
+    assert run_days({"dagster/partition": "2026-09-02"}) == ("2026-09-02", "2026-09-02")
+    assert run_days({"dagster/asset_partition_range_start": "2026-09-01",
+                     "dagster/asset_partition_range_end": "2026-09-03"}) == ("2026-09-01", "2026-09-03")
+    assert run_days({}) is None
+    assert (days_text(("2026-09-02", "2026-09-02")), days_text(("2026-09-01", "2026-09-03"))) == (
+        "2026-09-02", "2026-09-01..2026-09-03")
 
 
 def test_quarantine_threshold():
