@@ -6,14 +6,14 @@
         unique_key='order_id',
         engine='MergeTree()',
         order_by='(order_date, order_id)',
-        partition_by='toYYYYMM(order_date)',
+        partition_by='toYear(order_date)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
         query_settings={'join_use_nulls': 0, 'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
 {#- One row per order header in silver, with its line totals, USD amounts and revenue flags.
     Incremental, delete_insert on order_id: a run recomputes only the orders touched since
-    the last one (see the gold_incremental_facts doc). Sorted by date, partitioned by month:
+    the last one (see the gold_incremental_facts doc). Sorted by date, partitioned by year:
     the marts read it by order date. join_use_nulls = 0 (the engine's default, pinned): an
     unmatched LEFT JOIN column holds its type's default ('' or 0), handled explicitly below. -#}
 

@@ -6,7 +6,7 @@
         unique_key='payment_id',
         engine='MergeTree()',
         order_by='(payment_date, payment_id)',
-        partition_by='toYYYYMM(payment_date)',
+        partition_by='toYear(payment_date)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
         query_settings={'join_use_nulls': 0, 'lightweight_delete_mode': 'lightweight_update'},
     )

@@ -5,7 +5,7 @@
         post_hook="{{ alter_relation_comment(this, duplicate_rule()) }}",
         engine='MergeTree()',
         order_by='(order_id, _ingested_at, _row_number)',
-        partition_by='toYYYYMM(_file_date)',
+        partition_by='toYear(_file_date)',
     )
 }}
 {#- Every landed order line once, typed, with its verdict (see orders_versions). Lines have no

@@ -5,7 +5,7 @@
         unique_key='order_id',
         engine='MergeTree()',
         order_by='(order_id)',
-        partition_by='toYYYYMM(order_date)',
+        partition_by='toYear(order_date)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
         query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
