@@ -24,18 +24,18 @@ customer_versions as (
     select * from {{ ref('customers_versions_valid') }}
     {%- if is_incremental() %}
     where customer_id in (
-        select customer_id from {{ ref('customers_versions_valid') }}
-        where _ingested_at > {{ newest_ingested_at(this) }}
+        select versions.customer_id from {{ ref('customers_versions_valid') }} as versions
+        where versions._ingested_at > {{ newest_ingested_at(this) }}
     )
     {%- endif %}
 ),
 
-{#- Two different versions with the same updated_at: keep the one silver would keep (latest
+{# Two different versions with the same updated_at: keep the one silver would keep (latest
     ingestion, then row number), so a version is identified by customer_id + updated_at. -#}
 distinct_versions as (
     select *
     from customer_versions
-    order by customer_id, updated_at, _ingested_at desc, _row_number desc
+    order by customer_id asc, updated_at asc, _ingested_at desc, _row_number desc
     limit 1 by customer_id, updated_at
 ),
 

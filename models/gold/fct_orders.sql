@@ -28,7 +28,11 @@ order_items as (
 ),
 
 customer_versions as (
-    select customer_key, customer_id, valid_from, _ingested_at
+    select
+        customer_key,
+        customer_id,
+        valid_from,
+        _ingested_at
     from {{ ref('dim_customers') }}
     where not is_unknown
 ),
@@ -43,21 +47,24 @@ fx_rates as (
 
 {%- if is_incremental() %}
 
-{#- Orders whose header, lines or customer versions landed since the last run. -#}
+{# Orders whose header, lines or customer versions landed since the last run. -#}
 changed_orders as (
-    select order_id from orders where _ingested_at > {{ gold_watermark() }}
+    select order_id from orders
+    where _ingested_at > {{ gold_watermark() }}
     union distinct
-    select order_id from order_items where _ingested_at > {{ gold_watermark() }}
+    select order_id from order_items
+    where _ingested_at > {{ gold_watermark() }}
     union distinct
     select order_id from orders
     where customer_id in (
-        select customer_id from customer_versions where _ingested_at > {{ gold_watermark() }}
+        select customer_versions.customer_id from customer_versions
+        where customer_versions._ingested_at > {{ gold_watermark() }}
     )
 ),
 
 orders_in_scope as (
     select * from orders
-    where order_id in (select order_id from changed_orders)
+    where order_id in (select changed_orders.order_id from changed_orders)
 ),
 
 {%- else %}
@@ -77,12 +84,12 @@ order_lines as (
         max(_ingested_at) as lines_ingested_at
     from order_items
     {%- if is_incremental() %}
-    where order_id in (select order_id from orders_in_scope)
+    where order_id in (select orders_in_scope.order_id from orders_in_scope)
     {%- endif %}
     group by order_id
 ),
 
-{#- The customer version valid when the order was placed; when the order is older than the
+{# The customer version valid when the order was placed; when the order is older than the
     customer's first known version (the CRM sent the customer late), that first version. -#}
 order_customers as (
     select
@@ -135,13 +142,16 @@ joined as (
         fx_rates.fx_month as fx_month,
         fx_rates.usd_per_unit as usd_per_unit,
         orders_in_scope.order_status in (
-            select order_status from order_statuses where toBool(is_revenue)
+            select order_statuses.order_status from order_statuses
+            where toBool(order_statuses.is_revenue)
         ) as has_revenue_status,
         orders_in_scope.order_status in (
-            select order_status from order_statuses where toBool(is_returned)
+            select order_statuses.order_status from order_statuses
+            where toBool(order_statuses.is_returned)
         ) as has_returned_status,
         orders_in_scope.order_status in (
-            select order_status from order_statuses where toBool(is_cancelled)
+            select order_statuses.order_status from order_statuses
+            where toBool(order_statuses.is_cancelled)
         ) as has_cancelled_status,
         {#- Unmatched: 1970-01-01, never the greatest. #}
         greatest(

@@ -28,17 +28,20 @@ payments as (
     {%- if is_incremental() %}
     where _ingested_at > {{ gold_watermark() }}
         or order_id in (
-            select order_id from {{ ref('orders') }}
-            where _ingested_at > {{ gold_watermark() }}
+            select orders.order_id from {{ ref('orders') }} as orders
+            where orders._ingested_at > {{ gold_watermark() }}
         )
     {%- endif %}
 ),
 
 order_months as (
-    select order_id, toStartOfMonth(order_ts) as order_month, _ingested_at as order_ingested_at
+    select
+        order_id,
+        toStartOfMonth(order_ts) as order_month,
+        _ingested_at as order_ingested_at
     from {{ ref('orders') }}
     {%- if is_incremental() %}
-    where order_id in (select order_id from payments)
+    where order_id in (select payments.order_id from payments)
     {%- endif %}
 ),
 
@@ -83,7 +86,7 @@ final as (
         toDate(payment_ts) as payment_date,
         toLowCardinality(
             if(
-                payment_method in (select payment_method from payment_methods),
+                payment_method in (select payment_methods.payment_method from payment_methods),
                 payment_method,
                 'unknown'
             )

@@ -27,9 +27,12 @@ months as (
 ),
 
 basket_lines as (
-    select toStartOfMonth(order_date) as order_month, order_id, product_id
+    select
+        toStartOfMonth(order_date) as order_month,
+        order_id,
+        product_id
     from {{ ref('fct_order_items') }}
-    where toStartOfMonth(order_date) in (select order_month from months)
+    where toStartOfMonth(order_date) in (select months.order_month from months)
         and is_revenue_order
         and product_id != '-1'
 ),
@@ -63,9 +66,11 @@ pairs as (
     group by order_month, product_a_id, product_b_id
 ),
 
-{#- Counted from the lines: `baskets` again would build every basket array a second time. #}
+{# Counted from the lines: `baskets` again would build every basket array a second time. -#}
 month_baskets as (
-    select order_month, uniqExact(order_id) as baskets
+    select
+        order_month,
+        uniqExact(order_id) as baskets
     from basket_lines
     group by order_month
 ),
@@ -82,10 +87,10 @@ month_markers as (
 
 final as (
     select
-        rows.order_month as order_month,
-        rows.product_a_id as product_a_id,
-        rows.product_b_id as product_b_id,
-        toUInt64(rows.orders_together) as orders_together,
+        pairs_and_markers.order_month as order_month,
+        pairs_and_markers.product_a_id as product_a_id,
+        pairs_and_markers.product_b_id as product_b_id,
+        toUInt64(pairs_and_markers.orders_together) as orders_together,
         months.source_lines as source_lines,
         months.source_fingerprint as source_fingerprint,
         months.source_ingested_at as _ingested_at
@@ -93,8 +98,8 @@ final as (
         select * from pairs
         union all
         select * from month_markers
-    ) as rows
-    left join months on rows.order_month = months.order_month
+    ) as pairs_and_markers
+    left join months on pairs_and_markers.order_month = months.order_month
 )
 
 select * from final

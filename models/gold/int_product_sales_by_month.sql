@@ -28,7 +28,7 @@ months as (
 
 sold_lines as (
     select * from {{ ref('fct_order_items') }}
-    where toStartOfMonth(order_date) in (select order_month from months)
+    where toStartOfMonth(order_date) in (select months.order_month from months)
         and (is_revenue_order or is_returned_order)
 ),
 
@@ -61,14 +61,14 @@ month_markers as (
 
 final as (
     select
-        rows.order_month as order_month,
-        rows.product_id as product_id,
-        toInt64(rows.units_sold) as units_sold,
-        toUInt64(rows.revenue_orders) as revenue_orders,
-        rows.exact_revenue_usd as exact_revenue_usd,
-        toInt64(rows.units_returned) as units_returned,
-        toUInt64(rows.returned_orders) as returned_orders,
-        rows.exact_returned_revenue_usd as exact_returned_revenue_usd,
+        sales_and_markers.order_month as order_month,
+        sales_and_markers.product_id as product_id,
+        toInt64(sales_and_markers.units_sold) as units_sold,
+        toUInt64(sales_and_markers.revenue_orders) as revenue_orders,
+        sales_and_markers.exact_revenue_usd as exact_revenue_usd,
+        toInt64(sales_and_markers.units_returned) as units_returned,
+        toUInt64(sales_and_markers.returned_orders) as returned_orders,
+        sales_and_markers.exact_returned_revenue_usd as exact_returned_revenue_usd,
         months.source_lines as source_lines,
         months.source_fingerprint as source_fingerprint,
         months.source_ingested_at as _ingested_at
@@ -76,8 +76,8 @@ final as (
         select * from product_sales
         union all
         select * from month_markers
-    ) as rows
-    left join months on rows.order_month = months.order_month
+    ) as sales_and_markers
+    left join months on sales_and_markers.order_month = months.order_month
 )
 
 select * from final

@@ -24,7 +24,9 @@ revenue_orders as (
 ),
 
 first_revenue_orders as (
-    select customer_id, cohort_month
+    select
+        customer_id,
+        cohort_month
     from {{ ref('int_customer_first_revenue_orders') }}
 ),
 
@@ -65,7 +67,8 @@ cohort_months as (
     select
         cohorts.cohort_month as cohort_month,
         cohorts.cohort_size as cohort_size,
-        months_since_first
+        {#- The ARRAY JOIN's alias below belongs to no table: it cannot be qualified. #}
+        months_since_first  -- noqa: RF02
     from cohorts
     cross join latest_month
     array join range(

@@ -24,8 +24,8 @@ customer_orders as (
     where customer_id is not null
 ),
 
-{#- One value, read as a scalar subquery: joined to every row with a cross join, it made the
-    model slower (10x history: 5.8-7.2 s against 4.8-5.7 s, the same table). #}
+{# One value, read as a scalar subquery: joined to every row with a cross join, it made the
+    model slower (10x history: 5.8-7.2 s against 4.8-5.7 s, the same table). -#}
 as_of as (
     select max(order_date) as as_of_date from {{ ref('fct_orders') }}
 ),
@@ -46,11 +46,11 @@ order_history as (
     group by customer_id
 ),
 
-{#- Quintiles among the customers with a revenue order, by rank: score = 1 + floor(5 x (rank - 1)
+{# Quintiles among the customers with a revenue order, by rank: score = 1 + floor(5 x (rank - 1)
     / customers), where customers with the same value share the lowest rank of their group, so
     equal values always get the same score (the most common, one revenue order, all get F = 1)
     and no score depends on customer_id. Ranked on the order history alone, before the join
-    adds the CRM columns: the three sorts carry narrow rows. #}
+    adds the CRM columns: the three sorts carry narrow rows. -#}
 scored_history as (
     select
         *,
@@ -70,10 +70,10 @@ scored_history as (
                 null
             ) as recency_days
         from order_history
-    )
+    ) as order_history_with_recency
 ),
 
-{#- Full join: CRM customers without orders and order customers without a CRM record. #}
+{# Full join: CRM customers without orders and order customers without a CRM record. -#}
 scored as (
     select
         customer_id,

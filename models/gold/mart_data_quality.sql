@@ -183,7 +183,7 @@ fct_payments as (
     select * from {{ ref('fct_payments') }}
 ),
 
-{#- The entity days counted in this run. #}
+{# The entity days counted in this run. -#}
 reconciliation_to_count as (
     select *
     from reconciliation
@@ -230,14 +230,14 @@ quarantine_metrics as (
     {%- endfor %}
 ),
 
-{#- The rows of the days counted. When those are some days only, the key sets the anti-joins
+{# The rows of the days counted. When those are some days only, the key sets the anti-joins
     below read are cut down to the keys those rows hold. -#}
 lines_to_count as (
     select * from order_items
     where {{ on_days['order_items'] }}
 ),
 
-{#- The latest reason each quarantined order key was quarantined for. -#}
+{# The latest reason each quarantined order key was quarantined for. -#}
 quarantined_orders as (
     select
         trimBoth(order_id) as order_id,
@@ -245,12 +245,12 @@ quarantined_orders as (
     from quarantine_orders
     where trimBoth(order_id) != ''
         {%- if days is not none %}
-        and trimBoth(order_id) in (select order_id from lines_to_count)
+        and trimBoth(order_id) in (select lines_to_count.order_id from lines_to_count)
         {%- endif %}
     group by order_id
 ),
 
-{#- One pass over the lines: per file date and (for lines of quarantined orders) the order's
+{# One pass over the lines: per file date and (for lines of quarantined orders) the order's
     quarantine reason, the lines without an order header and the lines without a product. -#}
 line_counts as (
     select
@@ -259,14 +259,14 @@ line_counts as (
         quarantined_orders.reason as order_quarantine_reason,
         countIf(
             lines_to_count.order_id not in (
-                select order_id from orders
+                select orders.order_id from orders
                 {%- if days is not none %}
-                where order_id in (select order_id from lines_to_count)
+                where orders.order_id in (select lines_to_count.order_id from lines_to_count)
                 {%- endif %}
             )
         ) as headerless_lines,
         countIf(
-            lines_to_count.product_id not in (select product_id from products)
+            lines_to_count.product_id not in (select products.product_id from products)
         ) as unknown_product_lines
     from lines_to_count
     left join quarantined_orders
@@ -310,15 +310,15 @@ order_metrics as (
         count() as value
     from orders_to_count
     where customer_id not in (
-        select customer_id from customers
+        select customers.customer_id from customers
         {%- if days is not none %}
-        where customer_id in (select customer_id from orders_to_count)
+        where customers.customer_id in (select orders_to_count.customer_id from orders_to_count)
         {%- endif %}
     )
     group by file_date
 ),
 
-{#- Payment checks of the orders of the payments days counted again: revenue orders by the
+{# Payment checks of the orders of the payments days counted again: revenue orders by the
     order's file date, payments without order by the payment's. -#}
 revenue_orders as (
     select * from fct_orders
@@ -329,11 +329,11 @@ captured_payments as (
     select * from fct_payments
     where is_captured
         {%- if days is not none %}
-        and order_id in (select order_id from revenue_orders)
+        and order_id in (select revenue_orders.order_id from revenue_orders)
         {%- endif %}
 ),
 
-{#- Revenue orders with captured payments that do not add up to the order total (lines - order
+{# Revenue orders with captured payments that do not add up to the order total (lines - order
     discount + shipping) in the order's currency: lines lost to quarantine, prices off, a
     payment in another currency. -#}
 payment_mismatches as (
@@ -349,12 +349,12 @@ payment_mismatches as (
         or countIf(captured_payments.currency_code != revenue_orders.currency_code) > 0
 ),
 
-{#- Revenue orders without any captured payment yet: cash on delivery on its way, or a payment
+{# Revenue orders without any captured payment yet: cash on delivery on its way, or a payment
     export that has not arrived. -#}
 uncaptured_revenue_orders as (
     select _file_date as file_date
     from revenue_orders
-    where order_id not in (select order_id from captured_payments)
+    where order_id not in (select captured_payments.order_id from captured_payments)
 ),
 
 payments_to_count as (
@@ -396,9 +396,9 @@ payment_metrics as (
         count() as value
     from payments_to_count
     where order_id not in (
-        select order_id from orders
+        select orders.order_id from orders
         {%- if days is not none %}
-        where order_id in (select order_id from payments_to_count)
+        where orders.order_id in (select payments_to_count.order_id from payments_to_count)
         {%- endif %}
     )
     group by file_date
@@ -429,19 +429,25 @@ counted as (
 
 {%- if days is not none %}
 
-{#- Every other entity and day as the table had it. #}
+{# Every other entity and day as the table had it. -#}
 kept as (
-    select entity, file_date, check_category, metric, reason, value
+    select
+        entity,
+        file_date,
+        check_category,
+        metric,
+        reason,
+        value
     from {{ this }}
     where not ({{ counted_pairs | join(' or ') }})
 ),
 {%- endif %}
 
-{#- The landing up to which every incremental input had been built: the newest landing the
+{# The landing up to which every incremental input had been built: the newest landing the
     versions hold or, if earlier, the end of the last run of the input built least recently
     (1970 if one has none). A build of only some models leaves it behind, and the next run
     counts again what landed since. -#}
-{%- set inputs = data_quality_inputs() %}
+{%- set inputs = data_quality_inputs() -%}
 newest_landing as (
     {{ newest_landing() }}
 ),
@@ -449,7 +455,9 @@ newest_landing as (
 inputs_built as (
     select if(uniqExact(model) = {{ inputs | length }}, min(built_at), toDateTime64(0, 3, 'UTC')) as built_at
     from (
-        select model, max(recorded_at) as built_at
+        select
+            model,
+            max(recorded_at) as built_at
         from {{ incremental_state_table() }}
         where model in ('{{ inputs | join("', '") }}')
         group by model
@@ -459,8 +467,11 @@ inputs_built as (
 final as (
     select
         *,
-        ifNull(
-            least((select _ingested_at from newest_landing), (select built_at from inputs_built)),
+        coalesce(
+            least(
+                (select newest_landing._ingested_at from newest_landing),
+                (select inputs_built.built_at from inputs_built)
+            ),
             toDateTime64(0, 3, 'UTC')
         ) as _ingested_at
     from (

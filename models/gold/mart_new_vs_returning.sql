@@ -16,7 +16,9 @@ revenue_orders as (
 ),
 
 first_revenue_orders as (
-    select customer_id, first_revenue_order_date
+    select
+        customer_id,
+        first_revenue_order_date
     from {{ ref('int_customer_first_revenue_orders') }}
 ),
 
@@ -25,7 +27,9 @@ classified as (
         *,
         multiIf(
             customer_id is null, 'guest',
-            (assumeNotNull(customer_id), order_date) in (select * from first_revenue_orders), 'new',
+            (assumeNotNull(customer_id), order_date) in (
+                select first_revenue_orders.* from first_revenue_orders
+            ), 'new',
             'returning'
         ) as customer_type
     from revenue_orders

@@ -23,17 +23,20 @@ monthly_pairs as (
 ),
 
 products as (
-    select product_id, product_name from {{ ref('dim_products') }}
+    select
+        product_id,
+        product_name
+    from {{ ref('dim_products') }}
 ),
 
-{#- Marker rows ('', ''): the baskets of each month. #}
+{# Marker rows ('', ''): the baskets of each month. -#}
 basket_count as (
     select sum(orders_together) as total_orders
     from monthly_pairs
     where product_a_id = ''
 ),
 
-{#- A product paired with itself: the orders that have it. #}
+{# A product paired with itself: the orders that have it. -#}
 product_orders as (
     select
         product_a_id as product_id,

@@ -18,7 +18,7 @@ products as (
     select * from {{ ref('dim_products') }}
 ),
 
-{#- Products sold per month, summed; an order is in one month, so its orders add up. #}
+{# Products sold per month, summed; an order is in one month, so its orders add up. -#}
 product_sales as (
     select
         product_id,

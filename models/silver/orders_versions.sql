@@ -51,7 +51,8 @@ checked as (
             {{ is_future('order_ts') }} or {{ is_future('updated_at') }}, 'future_timestamp',
             currency_code = '', 'bad_currency',
             has_bad_number, 'bad_number',
-            is_test is null or order_status not in (select order_status from {{ ref('order_statuses') }}),
+            is_test is null
+                or order_status not in (select statuses.order_status from {{ ref('order_statuses') }} as statuses),
             'bad_value',
             is_test, 'test_order',
             {#- As a line's discount below zero is (SPEC 6): it would add to net revenue. #}

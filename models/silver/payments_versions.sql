@@ -42,8 +42,10 @@ checked as (
             {{ is_future('payment_ts') }} or {{ is_future('updated_at') }}, 'future_timestamp',
             currency_code = '', 'bad_currency',
             amount is null, 'bad_number',
-            payment_method not in (select payment_method from {{ ref('payment_methods') }})
-                or payment_status not in (select payment_status from {{ ref('payment_statuses') }}),
+            payment_method not in (select methods.payment_method from {{ ref('payment_methods') }} as methods)
+                or payment_status not in (
+                    select statuses.payment_status from {{ ref('payment_statuses') }} as statuses
+                ),
             'bad_value',
             ''
         ) as reason

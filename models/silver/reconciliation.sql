@@ -39,7 +39,8 @@
 with
 
 landed_batches as (
-    select batch_id from {{ source('bronze', 'ingest_log') }} where status = 'landed'
+    select batch_id from {{ source('bronze', 'ingest_log') }}
+    where status = 'landed'
 ),
 
 {%- if is_incremental() %}
@@ -60,9 +61,9 @@ landed_batches as (
     where not _is_duplicate and reason = ''
         and ({{ key }}) in (
             select {{ key }}
-            from {{ versions }}
-            where _ingested_at > {{ counted }}
-                and not _is_duplicate and reason = ''
+            from {{ versions }} as landed
+            where landed._ingested_at > {{ counted }}
+                and not landed._is_duplicate and landed.reason = ''
         )
 ),
 {%- endfor %}
@@ -82,7 +83,7 @@ counts as (
         toInt64(0) as superseded_rows,
         toInt64(0) as quarantined_rows
     from {{ source('bronze', entity) }}
-    where _batch_id in (select batch_id from landed_batches) and {{ on_days }}
+    where _batch_id in (select landed_batches.batch_id from landed_batches) and {{ on_days }}
     group by file_date
 
     union all
@@ -132,14 +133,14 @@ counts as (
         where not _is_duplicate and reason = ''
         {%- if is_incremental() %}
             and ({{ key }}) in (
-                select {{ key }} from {{ versions }}
-                where not _is_duplicate and reason = '' and {{ on_days }}
+                select {{ key }} from {{ versions }} as day_versions
+                where not day_versions._is_duplicate and day_versions.reason = '' and {{ on_days }}
             )
         {%- endif %}
         group by {{ key }}
     )
     {%- if is_incremental() %}
-    where latest_file_date in (select _file_date from {{ entity }}_days)
+    where latest_file_date in (select {{ entity }}_days._file_date from {{ entity }}_days)
     {%- endif %}
     group by file_date
     {%- if not loop.last %}
@@ -149,7 +150,7 @@ counts as (
     {%- endfor %}
 ),
 
-{#- The newest landing these counts include: the watermark of the incremental runs. -#}
+{# The newest landing these counts include: the watermark of the incremental runs. -#}
 newest_landing as (
     {{ newest_landing() }}
 ),
@@ -164,7 +165,7 @@ final as (
         toUInt64(sum(superseded_rows)) as superseded_rows,
         toUInt64(sum(quarantined_rows)) as quarantined_rows,
         toBool(bronze_rows = silver_rows + duplicate_rows + superseded_rows + quarantined_rows) as is_balanced,
-        (select _ingested_at from newest_landing) as _ingested_at
+        (select newest_landing._ingested_at from newest_landing) as _ingested_at
     from counts
     group by entity, file_date
 )
