@@ -13,7 +13,6 @@
   warehouse instead.
 """
 
-import os
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -21,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from ecom.config import env_number
 from ecom.contract import ENTITIES
 from orchestration.assets_dbt import RECONCILIATION
 from orchestration.assets_ingest import landing_key
@@ -37,16 +37,7 @@ def quarantine_key(entity: str) -> dg.AssetKey:
 
 
 def max_quarantine_share(environ: Mapping[str, str] | None = None) -> float:
-    value = ((os.environ if environ is None else environ).get(MAX_SHARE_ENV) or "").strip()
-    if not value:
-        return DEFAULT_MAX_SHARE
-    try:
-        share = float(value)
-    except ValueError:
-        share = float("nan")
-    if not 0 <= share <= 1:
-        raise ValueError(f"{MAX_SHARE_ENV}={value!r} must be a share between 0 and 1")
-    return share
+    return env_number(MAX_SHARE_ENV, DEFAULT_MAX_SHARE, 0, 1, "a share between 0 and 1", environ)
 
 
 def quarantine_verdicts(counts: Mapping[str, tuple[int, int]],

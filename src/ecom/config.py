@@ -6,6 +6,7 @@ profiles.yml) and Dagster agree without passing anything around.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,22 @@ def env_flag(name: str, default: bool, environ: Mapping[str, str] | None = None)
     if value.lower() in ON + OFF:
         return value.lower() in ON
     raise SettingError(f"{name}={value!r} is neither on nor off: use one of {', '.join(ON)} or {', '.join(OFF)}")
+
+
+def env_number(name: str, default: float, low: float, high: float, what: str,
+               environ: Mapping[str, str] | None = None) -> float:
+    """A number setting within [low, high], unset or empty for the default; anything else (nan,
+    inf, text, out of range) is refused with a message naming the setting and `what` it must be."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise SettingError(f"{name}={value!r} must be {what}")
+    return number
 
 
 class SettingError(ValueError):

@@ -6,6 +6,7 @@ wraps is built with the chdb interface, on the data directory named by `path`.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from dbt.adapters.clickhouse.util import hide_stack_trace
 from dbt.adapters.exceptions import FailedToConnectError
 from dbt_common.exceptions import DbtDatabaseError
 
+from ecom.config import SettingError, env_number
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, open_when_free
 
 # Settings the engine's session does not know: dbt-clickhouse sets them for servers.
@@ -52,14 +54,10 @@ class ChdbCredentials(ClickHouseCredentials):
 
 def _lock_wait() -> float:
     """Seconds to wait for another process to release the warehouse (ECOM_LOCK_WAIT_SECONDS)."""
-    value = os.environ.get(LOCK_WAIT_ENV, "").strip()
     try:
-        wait = float(value) if value else DEFAULT_DBT_LOCK_WAIT
-    except ValueError:
-        wait = -1.0
-    if not 0 <= wait < float("inf"):
-        raise FailedToConnectError(f"{LOCK_WAIT_ENV}={value!r} is not a number of seconds (0 or more)")
-    return wait
+        return env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
+    except SettingError as exc:
+        raise FailedToConnectError(str(exc)) from None
 
 
 class ChdbClient(ChHttpClient):
