@@ -491,6 +491,28 @@ def test_the_password_is_never_printed_or_logged(tmp_path):
     assert [path for path in written if secret.encode() in path.read_bytes()] == []
 
 
+def test_dbt_alone_refuses_a_mistyped_secure_flag_by_name(tmp_path):
+    """dbt reads the server settings from profiles.yml, not through `ecom`: a mistyped
+    CLICKHOUSE_SECURE must stop it there too, not drop TLS and send the password in clear."""
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse", CLICKHOUSE_HOST="127.0.0.1",
+                   CLICKHOUSE_PORT=str(closed_port()), DBT_LOG_PATH=str(tmp_path / "logs"),
+                   DBT_TARGET_PATH=str(tmp_path / "target"))
+
+    def debug(target: str, secure: str) -> str:
+        result = subprocess.run([str(BIN / "dbt"), "debug", "--target", target, "--project-dir", str(ROOT),
+                                 "--profiles-dir", str(ROOT)], env={**env, "CLICKHOUSE_SECURE": secure},
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, result  # refused, or the closed port
+        return result.stdout + result.stderr
+
+    for target in ("server", "cluster"):
+        output = debug(target, "ture")
+        assert "CLICKHOUSE_SECURE=ture is neither on nor off" in output, output
+        assert "Connection refused" not in output, "refused before connecting"
+    output = debug("cluster", " On ")
+    assert "secure: True" in output and "https://127.0.0.1" in output, output
+
+
 def make_recipe(target: str) -> str:
     text = (ROOT / "Makefile").read_text()
     match = re.search(rf"^{target}:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
