@@ -105,6 +105,37 @@ def test_every_entity_and_day_reconciles(world: World):
     assert all(row[2] == row[3] and row[4] for row in rows), [row for row in rows if row[2] != row[3]]
 
 
+def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land(tmp_path):
+    raw_dir = tmp_path / "raw"
+    env = ecom_env(raw_dir, tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
+                   DBT_LOG_PATH=str(tmp_path / "logs"))
+    first, second = date(2026, 5, 1), date(2026, 5, 2)
+    run_ecom("generate", "--start", first.isoformat(), "--days", "2", "--orders-per-day", "40",
+             "--dirty-rate", "0", "--quiet", env=env)
+    # A file that cannot land, the same bytes as a landed file under another name, and a name
+    # that gives no day (in the ingest log only: the mart counts by entity and day).
+    broken = raw_dir / relative_path("payments", second, part=2)
+    broken.write_text("payment_id,amount\nP-1,3.50\n")
+    copy = raw_dir / relative_path("orders", first, part=3)
+    copy.write_bytes((raw_dir / relative_path("orders", first)).read_bytes())
+    (raw_dir / "orders" / "orders-may.csv").write_bytes(copy.read_bytes())
+
+    assert run_ecom("run", "--quiet", env=env, check=False).returncode == 3, "files were rejected"
+    landing = ("SELECT entity, file_date, metric, reason, value FROM gold.mart_data_quality "
+               "WHERE check_category = 'landing' ORDER BY entity, file_date")
+    assert query(env, landing) == [
+        ("orders", first, "rejected_files", "duplicate_content", 1),
+        ("payments", second, "rejected_files", "wrong_header", 1),
+    ]
+    ((logged,),) = query(env, "SELECT count() FROM bronze.ingest_log WHERE status = 'rejected'")
+    assert logged == 3
+
+    # Fixed (the contract's header, no row): it lands, and the mart no longer counts it.
+    broken.write_text(",".join(COLUMNS["payments"]) + "\n")
+    run_ecom("run", "--date", second.isoformat(), "--quiet", env=env)
+    assert query(env, landing) == [("orders", first, "rejected_files", "duplicate_content", 1)]
+
+
 def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
     """Row count and an order-independent content hash of every silver and gold table."""
     tables = query(env, "SELECT database, name FROM system.tables WHERE database IN ('silver', 'gold') "

@@ -404,6 +404,36 @@ payment_metrics as (
     group by file_date
 ),
 
+{# Raw files rejected whole (SPEC section 5): their rows never reached bronze, so no other
+    metric sees them. A file counts while its latest entry in the ingest log is a rejection: once
+    fixed and landed it no longer does, as the ledger holds it. Files whose name gives no entity
+    or day are in the log only. Counted from the log every run (a row per file). -#}
+landing_metrics as (
+    select
+        latest_entries.entity as entity,
+        assumeNotNull(latest_entries.file_date) as file_date,
+        'landing' as check_category,
+        'rejected_files' as metric,
+        latest_entries.reason as reason,
+        count() as value
+    from (
+        select
+            argMax(ingest_log.entity, ingest_log.finished_at) as entity,
+            argMax(ingest_log.file_date, ingest_log.finished_at) as file_date,
+            argMax(ingest_log.status, ingest_log.finished_at) as status,
+            argMax(ingest_log.reason, ingest_log.finished_at) as reason
+        from {{ source('bronze', 'ingest_log') }} as ingest_log
+        group by ingest_log.file_path
+    ) as latest_entries
+    where
+        latest_entries.status = 'rejected'
+        and latest_entries.file_date is not null
+        and latest_entries.entity in (
+            '{{ entities | join("', '") }}'
+        )
+    group by latest_entries.entity, latest_entries.file_date, latest_entries.reason
+),
+
 all_metrics as (
     select * from reconciliation_metrics
     union all
@@ -414,6 +444,8 @@ all_metrics as (
     select * from order_metrics
     union all
     select * from payment_metrics
+    union all
+    select * from landing_metrics
 ),
 
 counted as (
@@ -429,7 +461,7 @@ counted as (
 
 {%- if days is not none %}
 
-{# Every other entity and day as the table had it. -#}
+{# Every other entity and day as the table had it (rejected files are counted anew). -#}
 kept as (
     select
         entity,
@@ -439,7 +471,7 @@ kept as (
         reason,
         value
     from {{ this }}
-    where not ({{ counted_pairs | join(' or ') }})
+    where not ({{ counted_pairs | join(' or ') }}) and metric != 'rejected_files'
 ),
 {%- endif %}
 

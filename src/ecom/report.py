@@ -129,7 +129,7 @@ QUERIES: dict[str, str] = {
     "checks": """
         select check_category, metric, sum(value) as value
         from gold.mart_data_quality
-        where check_category in ('integrity', 'consistency')
+        where check_category in ('integrity', 'consistency', 'landing')
         group by check_category, metric
         order by check_category, metric
     """,
@@ -567,6 +567,7 @@ CHECK_LABELS = {
     "payments_without_order": "payments whose order is not in silver",
     "payment_mismatch_orders": "revenue orders whose captured payments differ from the order total",
     "uncaptured_revenue_orders": "revenue orders with no captured payment yet",
+    "rejected_files": "raw files rejected whole: their rows are not in bronze (bronze.ingest_log says why)",
 }
 
 
@@ -791,7 +792,7 @@ def render(data: dict[str, Any], generated_at: datetime, title: str = "Sales das
       <p class="explain">For every entity and file day, bronze rows = silver rows + duplicates + superseded
       versions + quarantined rows. A day is unbalanced when a row went missing or appeared twice; every
       count covers all file days.</p>
-      <h2 style="margin-top: 18px">Integrity and consistency checks</h2>
+      <h2 style="margin-top: 18px">Integrity, consistency and landing checks</h2>
       {_checks_table(data)}
     </section>
   </div>
