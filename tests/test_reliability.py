@@ -491,25 +491,29 @@ def test_the_password_is_never_printed_or_logged(tmp_path):
     assert [path for path in written if secret.encode() in path.read_bytes()] == []
 
 
-def test_dbt_alone_refuses_a_mistyped_secure_flag_by_name(tmp_path):
+def test_dbt_alone_refuses_a_mistyped_port_or_secure_flag_by_name(tmp_path):
     """dbt reads the server settings from profiles.yml, not through `ecom`: a mistyped
-    CLICKHOUSE_SECURE must stop it there too, not drop TLS and send the password in clear."""
+    CLICKHOUSE_SECURE or CLICKHOUSE_PORT must stop it there too, not drop TLS and send the
+    password in clear, or connect to another port."""
     env = ecom_env(tmp_path / "raw", tmp_path / "warehouse", CLICKHOUSE_HOST="127.0.0.1",
                    CLICKHOUSE_PORT=str(closed_port()), DBT_LOG_PATH=str(tmp_path / "logs"),
                    DBT_TARGET_PATH=str(tmp_path / "target"))
 
-    def debug(target: str, secure: str) -> str:
+    def debug(target: str, **settings: str) -> str:
         result = subprocess.run([str(BIN / "dbt"), "debug", "--target", target, "--project-dir", str(ROOT),
-                                 "--profiles-dir", str(ROOT)], env={**env, "CLICKHOUSE_SECURE": secure},
+                                 "--profiles-dir", str(ROOT)], env={**env, **settings},
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode != 0, result  # refused, or the closed port
         return result.stdout + result.stderr
 
     for target in ("server", "cluster"):
-        output = debug(target, "ture")
+        output = debug(target, CLICKHOUSE_SECURE="ture")
         assert "CLICKHOUSE_SECURE=ture is neither on nor off" in output, output
         assert "Connection refused" not in output, "refused before connecting"
-    output = debug("cluster", " On ")
+    for port in ("http", "0", "65536", "8\N{SUPERSCRIPT TWO}"):
+        output = debug("server", CLICKHOUSE_PORT=port)
+        assert f"CLICKHOUSE_PORT={port} is not a port number (1-65535)" in output, output
+    output = debug("cluster", CLICKHOUSE_SECURE=" On ")
     assert "secure: True" in output and "https://127.0.0.1" in output, output
 
 
