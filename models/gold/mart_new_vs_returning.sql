@@ -3,10 +3,13 @@
         materialized='table',
         engine='MergeTree()',
         order_by='(order_date)',
+        query_settings={'join_use_nulls': 0},
     )
 }}
 {#- New, returning and guest business by order date (UTC), one row per date with at least one
-    revenue order. Rebuilt from fct_orders every run (a few thousand rows out). -#}
+    revenue order. Rebuilt from fct_orders every run (a few thousand rows out).
+    join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its
+    type's default, handled explicitly below. -#}
 
 with
 
@@ -22,17 +25,21 @@ first_revenue_orders as (
     from {{ ref('int_customer_first_revenue_orders') }}
 ),
 
+{# New: an order on the day of its customer's first revenue order. Looked up by customer_id
+    in a join, not as a (customer_id, date) pair in a set of every customer's: the 10x history's
+    statement 0.85-1.01 CPU s against 1.25-1.33 s, the same rows. Every customer of a revenue
+    order has a first revenue order, so the join always finds one. -#}
 classified as (
     select
-        *,
+        revenue_orders.*,
         multiIf(
-            customer_id is null, 'guest',
-            (assumeNotNull(customer_id), order_date) in (
-                select first_revenue_orders.* from first_revenue_orders
-            ), 'new',
+            revenue_orders.customer_id is null, 'guest',
+            revenue_orders.order_date = first_revenue_orders.first_revenue_order_date, 'new',
             'returning'
         ) as customer_type
     from revenue_orders
+    left join first_revenue_orders
+        on revenue_orders.customer_id = first_revenue_orders.customer_id
 ),
 
 daily as (
