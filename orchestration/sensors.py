@@ -7,7 +7,9 @@ landed yet, holding the embedded warehouse for well under a second; when another
 it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped with a message and
 the day is looked at again next minute. The days
 with unlanded files get one run of the daily pipeline each, or one run for a range of
-consecutive days (as a backfill runs them: a range costs little more than a day). The cursor
+consecutive days (as a backfill runs them: a range costs little more than a day). A new file
+whose name gives no day (misnamed or misplaced) gets one run of the latest day with files, whose
+load rejects it, so the run's `no_rejected_files` check names it at once. The cursor
 also keeps the runs it asked for: one that failed is asked for again, twice at most, from
 Dagster's run records alone; one that succeeded or was cancelled is forgotten.
 
@@ -63,20 +65,28 @@ class Logged:
     finished_at: float  # epoch seconds
 
 
-def files_by_day(raw_dir: Path, first: date, last: date) -> dict[str, list[RawFile]]:
+def files_by_day(raw_dir: Path, first: date, last: date) -> tuple[dict[str, list[RawFile]], list[RawFile]]:
+    """The raw files of each day of first..last, and the entries whose name gives no day (a
+    misnamed or misplaced file, a folder that cannot be read), which every load rejects."""
     days: dict[str, list[RawFile]] = {}
+    undated: list[RawFile] = []
     for raw in discover(raw_dir, first, last) if raw_dir.is_dir() else []:
-        if raw.file_date is not None and first <= raw.file_date <= last:
+        if raw.file_date is None:
+            undated.append(raw)
+        elif first <= raw.file_date <= last:
             days.setdefault(raw.file_date.isoformat(), []).append(raw)
-    return days
+    return days, undated
 
 
 def signature(files: Iterable[RawFile]) -> str:
     """Changes when a file of the day appears, disappears, or is rewritten."""
     digest = hashlib.sha1(usedforsecurity=False)
     for raw in sorted(files, key=lambda f: f.relative):
-        stat = raw.path.stat()
-        digest.update(f"{raw.relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        try:
+            stat = raw.path.stat()
+            digest.update(f"{raw.relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError as exc:  # gone since it was listed, or cannot be read
+            digest.update(f"{raw.relative}\0{exc.errno}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -85,7 +95,12 @@ def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[Raw
     pending = []
     for raw in files:
         logged = ledger.get(raw.relative)
-        stat = raw.path.stat()
+        try:
+            stat = raw.path.stat()
+        except OSError:  # a load logs what it cannot read
+            if logged is None:
+                pending.append(raw)
+            continue
         if logged is None or logged.bytes != stat.st_size:
             pending.append(raw)
         elif stat.st_mtime > logged.finished_at and file_sha256(raw.path) != logged.sha256:
@@ -176,7 +191,8 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         minimum_interval_seconds=60,
         default_status=default_status(),
         description="Starts the daily pipeline for the days whose raw files in ECOM_RAW_DIR are not yet in "
-                    "bronze.ingest_log (consecutive days as one run of their range); skips the tick while "
+                    "bronze.ingest_log (consecutive days as one run of their range; a file whose name gives "
+                    "no day, the latest day with files, whose load rejects it); skips the tick while "
                     "another process has the embedded warehouse.",
     )
     def new_raw_files(context: dg.SensorEvaluationContext):
@@ -200,10 +216,16 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                 return dg.SensorResult(run_requests=requests, cursor=cursor)
             return dg.SensorResult(skip_reason=dg.SkipReason(skip), cursor=cursor)
 
-        days = files_by_day(settings.raw_dir, first, day_of(last_key))
+        days, undated = files_by_day(settings.raw_dir, first, day_of(last_key))
         signatures = {day: signature(files) for day, files in days.items()}
         changed = sorted(day for day, sig in signatures.items() if seen.get(day) != sig)
-        if not changed:
+        # Files that name no day: the run of the latest day with files rejects them, with their
+        # reason in the ingest log and the run's `no_rejected_files` check warning at once.
+        undated_signature = signature(undated) if undated else None
+        undated_changed = undated_signature is not None and state.get("undated") != undated_signature
+        if undated_signature is None:
+            state.pop("undated", None)
+        if not changed and not undated_changed:
             return result(f"no new raw files in {settings.raw_dir.resolve()} ({len(days)} days seen)")
         try:
             ledger = read_ledger(settings)
@@ -217,6 +239,17 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
             seen[day] = signatures[day]
+        if undated_changed:
+            pending = unlanded(undated, ledger)
+            if pending:
+                latest = max(days) if days else last_key
+                context.log.warning(
+                    f"{len(pending)} file(s) whose name gives no day: "
+                    + ", ".join(raw.relative for raw in pending[:5])
+                    + f"; the run of {latest} rejects them (rename one as "
+                    "<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv to land it)")
+                due = sorted({*due, latest})
+            state["undated"] = undated_signature
         for start, count in missing_runs([date.fromisoformat(day) for day in due]):
             run = [(start + timedelta(days=i)).isoformat() for i in range(count)]
             key = _run_key(run, signatures)

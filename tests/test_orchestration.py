@@ -267,6 +267,8 @@ def test_a_rejected_file_keeps_the_landing_check_failing_until_it_is_gone(pipeli
     landing = [dg.AssetKey(["bronze", table]) for table in (*ENTITIES, "ingest_log")]
     bad = base / "raw" / "orders" / "2026" / "09" / "02" / "orders_20260902_part9.csv"
     bad.write_text("id;status\n1;paid\n")
+    misnamed = base / "raw" / "orders" / "2026-09-02-orders.csv"  # no day: named by the run that rejects it
+    misnamed.write_text("id;status\n2;paid\n")
 
     def landing_check() -> tuple[bool, list[str]]:
         result = job.execute_in_process(partition_key=DAYS[-1], instance=instance, run_config=RUN_CONFIG,
@@ -278,8 +280,10 @@ def test_a_rejected_file_keeps_the_landing_check_failing_until_it_is_gone(pipeli
         for attempt in ("rejected in this run", "rejected in an earlier run"):
             passed, files = landing_check()
             assert not passed and "orders/2026/09/02/orders_20260902_part9.csv" in files, attempt
+            assert ("orders/2026-09-02-orders.csv" in files) == (attempt == "rejected in this run"), attempt
     finally:
         bad.unlink()
+        misnamed.unlink()
     passed, files = landing_check()
     assert "orders/2026/09/02/orders_20260902_part9.csv" not in files
     assert passed == (not files)
@@ -340,6 +344,19 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
         quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
                                                              definitions=defs))
         assert not quiet.run_requests and "no new raw files" in quiet.skip_message
+
+        # A file whose name gives no day: the latest day with files runs again, and its load
+        # rejects the file (the ingest log then holds it, as it holds the landed days' files).
+        misnamed = base / "raw" / "orders" / "orders-september.csv"
+        misnamed.write_text("order_id\n")
+        undated = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=quiet.cursor,
+                                                               definitions=defs))
+        [request] = undated.run_requests
+        assert request.partition_key == DAYS[-1]
+        again = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=undated.cursor,
+                                                             definitions=defs))
+        assert not again.run_requests, "asked for once"
+        misnamed.unlink()
 
         generate(base / "raw", start=date(2026, 9, 3), days=1, orders_per_day=ORDERS_PER_DAY, progress=False)
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
