@@ -230,7 +230,9 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         try:
             ledger = read_ledger(settings)
         except WarehouseUnavailable as exc:
-            return result(f"{exc}; {len(changed)} day(s) with changed files wait for the next tick")
+            waiting = f"{len(changed)} day(s) with changed files" + (" and files that name no day"
+                                                                       if undated_changed else "")
+            return result(f"{exc}; {waiting} wait for the next tick")
         due: list[str] = []
         for day in changed:
             pending = unlanded(days[day], ledger)
