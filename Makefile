@@ -43,9 +43,13 @@ test: $(STAMP) browser ## the whole test suite (what CI runs)
 screenshots: $(STAMP) browser ## the browser tests, saving the README's images in docs/img
 	ECOM_SCREENSHOT_DIR=$(CURDIR)/docs/img $(BIN)/python -m pytest -m browser
 
+# sqlfluff's dbt templater compiles the project as dbt does: into a temporary warehouse, target and
+# log folder, so linting never waits for the pipeline's warehouse nor writes into the checkout.
 lint: $(STAMP) ## ruff and sqlfluff
 	$(BIN)/ruff check src tests orchestration
-	$(BIN)/sqlfluff lint models macros
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  ECOM_CHDB_PATH=$$tmp/warehouse DBT_TARGET_PATH=$$tmp/target DBT_LOG_PATH=$$tmp/logs \
+	  $(BIN)/sqlfluff lint models macros
 
 dev: $(STAMP) ## Dagster UI and daemon on http://127.0.0.1:3000
 	@mkdir -p $(DAGSTER_HOME)
