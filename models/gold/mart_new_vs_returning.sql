@@ -8,8 +8,7 @@
 }}
 {#- New, returning and guest business by order date (UTC), one row per date with at least one
     revenue order. Rebuilt from fct_orders every run (a few thousand rows out).
-    join_use_nulls = 0 (the engine's default, pinned as in the other marts): the join below
-    always finds its row, and its date stays a plain Date. -#}
+    join_use_nulls = 0: the engine's default, pinned as in the other marts. -#}
 
 with
 
