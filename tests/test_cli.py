@@ -39,7 +39,7 @@ def test_help_of_the_group_and_of_every_command(env):
         "generate": ["--start", "--days", "--orders-per-day", "--seed", "--dirty-rate", "--out"],
         "load": ["--raw-dir", "--start", "--end", "--wait"],
         "run": ["--date", "--start", "--end"],
-        "sql": ["QUERY"],
+        "sql": ["QUERY", "--limit", "--wait"],
     }
     for name in main.commands:
         result = run_ecom(name, "--help", env=env)
@@ -85,6 +85,52 @@ def test_sql_only_reads(env):
     counts = run_ecom("sql", "select (select count() from bronze.order_items) as lines, "
                              "(select count() from bronze.ingest_log) as files settings max_threads = 1", env=env)
     assert [cell.strip() for cell in counts.stdout.splitlines()[2].split("|")] == ["1", "1"]
+
+
+def test_sql_refuses_what_the_session_would_let_write_a_file(env, tmp_path):
+    # The embedded engine runs these under `readonly = 2`: each would write any file this user can.
+    target = tmp_path / "written.csv"
+    for statement in (f"insert into function file('{target}', 'CSV') select 1",
+                      f"select 1 into outfile '{target}'",
+                      f"explain select 1 into outfile '{target}'"):
+        result = run_ecom("sql", statement, env=env, check=False)
+        assert result.returncode == 1, (statement, result.stdout)
+        assert "only reads" in one_error_line(result.stderr), result.stderr
+        assert not target.exists(), statement
+    # A string that looks like the clause is a string.
+    result = run_ecom("sql", "select 'into outfile' as clause -- a comment; not a second statement", env=env)
+    assert result.stdout.splitlines()[2].strip() == "into outfile"
+
+
+def test_sql_runs_one_statement_and_prints_a_table(env):
+    result = run_ecom("sql", "select 1 as a; select 'x' as b, 2 as c", env=env, check=False)
+    assert result.returncode == 1
+    assert "one statement at a time" in one_error_line(result.stderr)
+    result = run_ecom("sql", "select 1 as a format JSON", env=env, check=False)
+    assert result.returncode == 1
+    assert "leave out the FORMAT clause" in one_error_line(result.stderr)
+    assert run_ecom("sql", "select 1 as a;", env=env).stdout.splitlines()[-1] == "(1 rows)"
+
+
+def test_sql_limit_stops_the_query_itself(env):
+    # Blocks of 100 rows: the engine stops after the first when --limit reaches it; printing only
+    # the first rows of the whole result would reach the row that throws.
+    result = run_ecom("sql", "select number, throwIf(number = 100000, 'read past the limit') as t "
+                             "from numbers(200000) settings max_block_size = 100", "--limit", "3", env=env)
+    lines = result.stdout.splitlines()
+    assert [line.split("|")[0].strip() for line in lines[2:5]] == ["0", "1", "2"]
+    assert lines[-1].startswith("(first 3 rows shown; the query returns more"), lines[-1]
+    assert run_ecom("sql", "select number from numbers(3)", "--limit", "3", env=env).stdout.splitlines()[-1] \
+        == "(3 rows)"
+
+
+def test_a_question_mark_in_the_warehouse_path_is_refused(env, tmp_path):
+    # chDB would open the path before the '?' and take its lock there.
+    env = {**env, "ECOM_CHDB_PATH": str(tmp_path / "wh?x=1")}
+    result = run_ecom("sql", "select 1", env=env, check=False)
+    assert result.returncode == 1
+    assert "has a '?'" in one_error_line(result.stderr)
+    assert not (tmp_path / "wh").exists() and not (tmp_path / "wh?x=1").exists()
 
 
 def test_sql_names_the_warehouse_it_looked_in(env):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -216,8 +217,8 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     sys.exit(code)
 
 
-def format_table(columns: list[str], rows: list[tuple], limit: int | None = None) -> str:
-    """A plain-text table, numbers right-aligned."""
+def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
+    """A plain-text table, numbers right-aligned; `more`: the rows are the first of a longer result."""
     shown = rows if limit is None else rows[:limit]
     cells = [["NULL" if v is None else str(v) for v in row] for row in shown]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
@@ -229,19 +230,24 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
                                                                                   strict=True)).rstrip()
 
     out = [line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in cells)]
-    more = len(rows) - len(shown)
-    out.append(f"({len(rows)} rows{f', first {len(shown)} shown' if more else ''})")
+    if more:
+        out.append(f"(first {len(shown)} rows shown; the query returns more: raise --limit or narrow it)")
+    else:
+        out.append(f"({len(rows)} rows{f', first {len(shown)} shown' if len(rows) > len(shown) else ''})")
     return "\n".join(out)
 
 
 @main.command()
 @click.argument("query")
 @click.option("--limit", type=click.IntRange(min=0), default=200, show_default=True, help="Rows to print at most.")
-def sql(query: str, limit: int) -> None:
-    """Run QUERY on the warehouse of the current target and print a table.
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
+              help="Seconds to wait for another process to release the embedded warehouse.")
+def sql(query: str, limit: int, wait: float) -> None:
+    """Run QUERY, one statement, on the warehouse of the current target and print a table.
 
-    Read-only: statements that write (INSERT, ALTER, DROP, TRUNCATE, ...) are refused, since bronze
-    is append-only and the loader's ingest log must match it."""
+    Read-only: statements that write (INSERT, ALTER, DROP, TRUNCATE, INTO OUTFILE, ...) are refused,
+    since bronze is append-only and the loader's ingest log must match it. A SELECT returns
+    --limit rows at most: the engine stops there, so a look at a large table costs little."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from ecom.load import _engine_message
@@ -253,26 +259,64 @@ def sql(query: str, limit: int) -> None:
     # readonly = 2: reads, and settings in the query, but nothing that writes. In-process it is set
     # for the session; a server gets it with the query itself (an HTTP session may not stick).
     readonly = None if settings.embedded else {"readonly": 2}
-    with session(settings) as client:
+    with session(settings, wait_seconds=wait) as client:
         if settings.embedded:
             client.command("SET readonly = 2")
         try:
+            statement, kind = _one_read(client, query)
+            # The engine's `limit` setting caps the outermost SELECT; one row more tells that there is more.
+            capped = {**(readonly or {}), "limit": limit + 1} if kind == "select" else readonly
             try:
-                result = client.query(query, settings=readonly)
+                result = client.query(statement, settings=capped)
             except DatabaseError as exc:
                 if readonly is None or "Cannot modify 'readonly'" not in str(exc):
                     raise
-                result = client.query(query)  # a server user that is read-only already
+                result = client.query(statement, settings={"limit": limit + 1} if kind == "select" else None)
         except DatabaseError as exc:
             message = _engine_message(exc).replace(" FORMAT Native", "")
+            message = re.sub(r"\.? ?: In scope SELECT formatQuerySingleLine\(.*$", "", message)
             if "(READONLY)" in str(exc):
-                message += "; `ecom sql` only reads: write through `ecom load`, `ecom run` or dbt"
+                message += READ_ONLY
+            elif "Multi-statements are not allowed" in message:
+                message += "; `ecom sql` runs one statement at a time"
             elif "(UNKNOWN_DATABASE)" in str(exc) or "(UNKNOWN_TABLE)" in str(exc):
                 where = "ECOM_CHDB_PATH" if settings.embedded else "CLICKHOUSE_HOST"
                 message += f"; looked in the {settings.describe()}: build it with `ecom run`, or check {where}"
             click.echo(f"error: {message}", err=True)
             sys.exit(1)
-    click.echo(format_table(list(result.column_names), list(result.result_rows), limit))
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(1)
+    rows = list(result.result_rows)
+    click.echo(format_table(list(result.column_names), rows, limit, more=len(rows) > limit))
+
+
+READ_ONLY = "; `ecom sql` only reads: write through `ecom load`, `ecom run` or dbt"
+# Statements that only read, by the class of their syntax tree's root (EXPLAIN AST).
+_READ_ROOTS = {"SelectWithUnionQuery": "select", "SelectIntersectExceptQuery": "select", "Explain": "other",
+               "Describe": "other", "Show": "other", "Exists": "other"}
+
+
+def _one_read(client, query: str) -> tuple[str, str]:
+    """The query as the engine formats it, and "select" or "other"; click.UsageError when it
+    writes or prints elsewhere than here. The engine's own parser decides: more than one statement
+    is its syntax error, and the root of the statement's tree says what it does. The session's
+    `readonly` does not cover all: the embedded engine runs `INSERT INTO FUNCTION file(...)` and
+    `INTO OUTFILE` under it, which would write any file this user can."""
+    statement = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": query}).result_rows[0][0]
+    tree = [line for (line,) in client.query(f"EXPLAIN AST {statement}").result_rows]
+    root = tree[0].split()[0]
+    kind = next((k for prefix, k in _READ_ROOTS.items() if root.startswith(prefix)), None)
+    if kind is None:
+        raise click.UsageError(f"{statement.split()[0]} writes or changes settings{READ_ONLY}")
+    # The root's own children: an output file is a string literal, a FORMAT clause an identifier.
+    children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
+    if any(child.startswith("Literal") for child in children):
+        raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
+    formats = [child.split()[1] for child in children if child.startswith("Identifier")]
+    if formats and formats[-1] != "Native":
+        raise click.UsageError(f"FORMAT {formats[-1]}: `ecom sql` prints a table; leave out the FORMAT clause")
+    return statement, kind
 
 
 @main.command()

@@ -66,6 +66,16 @@ class SettingError(ValueError):
     """A setting of the environment with a value it cannot have; the message names it."""
 
 
+def chdb_path_problem(path: str) -> str | None:
+    """Why the embedded engine cannot open `path` as given, or None. chDB reads a `?` as the start
+    of connection options and opens the path before it: another warehouse than the one named, and
+    the lock taken on the wrong folder."""
+    if "?" in path:
+        return (f"ECOM_CHDB_PATH={path!r} has a '?', which the embedded engine reads as the start of "
+                f"connection options (it would open {path.split('?')[0]!r}); choose a path without '?'")
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     raw_dir: Path = Path("data/raw")
@@ -91,6 +101,8 @@ class Settings:
             secure = env_flag("CLICKHOUSE_SECURE", False, env)
         except SettingError as exc:
             raise SystemExit(f"error: {exc}") from None
+        if target == "dev" and (problem := chdb_path_problem(env.get("ECOM_CHDB_PATH", ""))):
+            raise SystemExit(f"error: {problem}")
         return cls(
             raw_dir=Path(env.get("ECOM_RAW_DIR") or "data/raw"),  # set but empty: the default, as click reads it
             chdb_path=Path(env.get("ECOM_CHDB_PATH") or "data/warehouse"),

@@ -20,7 +20,7 @@ from dbt.adapters.clickhouse.util import hide_stack_trace
 from dbt.adapters.exceptions import FailedToConnectError
 from dbt_common.exceptions import DbtDatabaseError
 
-from ecom.config import SettingError, env_number
+from ecom.config import SettingError, chdb_path_problem, env_number
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, open_when_free
 
 # Settings the engine's session does not know: dbt-clickhouse sets them for servers.
@@ -64,6 +64,8 @@ class ChdbClient(ChHttpClient):
     """dbt-clickhouse's client wrapper around a chdb-backed clickhouse-connect client."""
 
     def _create_client(self, credentials: ChdbCredentials):
+        if problem := chdb_path_problem(credentials.path):
+            raise FailedToConnectError(problem)
         path = os.path.abspath(credentials.path)
         os.makedirs(path, exist_ok=True)
         settings = {k: v for k, v in self._conn_settings.items() if k not in _SERVER_ONLY_SETTINGS}
