@@ -91,7 +91,8 @@ def signature(files: Iterable[RawFile]) -> str:
 
 
 def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[RawFile]:
-    """Files the ingest log does not hold in their current version (landed or rejected)."""
+    """Files the ingest log does not hold in their current version (landed or rejected; a file put
+    back after its removal was logged is new again)."""
     pending = []
     for raw in files:
         logged = ledger.get(raw.relative)
@@ -128,7 +129,7 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
             rows = client.query(
                 f"SELECT file_path, argMax(bytes, finished_at), argMax(sha256, finished_at), "
                 f"toUnixTimestamp64Milli(max(finished_at)) FROM {LOG_TABLE} "
-                "WHERE status IN ('landed', 'rejected') GROUP BY file_path"
+                "WHERE status IN ('landed', 'rejected', 'removed') GROUP BY file_path"
             ).result_rows
         except DatabaseError as exc:
             if "UNKNOWN_TABLE" in str(exc) or "UNKNOWN_DATABASE" in str(exc):

@@ -105,7 +105,7 @@ def test_every_entity_and_day_reconciles(world: World):
     assert all(row[2] == row[3] and row[4] for row in rows), [row for row in rows if row[2] != row[3]]
 
 
-def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land(tmp_path):
+def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_are_removed(tmp_path):
     raw_dir = tmp_path / "raw"
     env = ecom_env(raw_dir, tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
                    DBT_LOG_PATH=str(tmp_path / "logs"))
@@ -133,6 +133,22 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land(tmp
     # Fixed (the contract's header, no row): it lands, and the mart no longer counts it.
     broken.write_text(",".join(COLUMNS["payments"]) + "\n")
     run_ecom("run", "--date", second.isoformat(), "--quiet", env=env)
+    assert query(env, landing) == [("orders", first, "rejected_files", "duplicate_content", 1)]
+
+    # Deleted: the next load of its day logs it removed (the undated file too) and the mart no
+    # longer counts it; a load of another day leaves it alone.
+    copy.unlink()
+    (raw_dir / "orders" / "orders-may.csv").unlink()
+    run_ecom("load", "--start", second.isoformat(), "--quiet", env=env)
+    removed = "SELECT file_path FROM bronze.ingest_log WHERE status = 'removed' ORDER BY file_path"
+    assert query(env, removed) == [("orders/orders-may.csv",)]
+    result = run_ecom("run", "--date", first.isoformat(), "--quiet", env=env)
+    assert "1 file rejected earlier and no longer in the raw directory" in result.stdout
+    assert query(env, removed) == [(relative_path("orders", first, part=3).as_posix(),), ("orders/orders-may.csv",)]
+    assert query(env, landing) == []
+    # Put back as it was: rejected, and counted, again.
+    copy.write_bytes((raw_dir / relative_path("orders", first)).read_bytes())
+    assert run_ecom("run", "--date", first.isoformat(), "--quiet", env=env, check=False).returncode == 3
     assert query(env, landing) == [("orders", first, "rejected_files", "duplicate_content", 1)]
 
 

@@ -406,7 +406,7 @@ payment_metrics as (
 
 {# Raw files rejected whole (SPEC section 5): their rows never reached bronze, so no other
     metric sees them. A file counts while its latest entry in the ingest log is a rejection: once
-    fixed and landed it no longer does, as the ledger holds it. Files whose name gives no entity
+    fixed and landed, or logged removed from the raw directory, it no longer does. Files whose name gives no entity
     or day are in the log only. Counted from the log every run (a row per file). -#}
 landing_metrics as (
     select

@@ -143,6 +143,7 @@ class FileOutcome:
 class LoadResult:
     outcomes: list[FileOutcome] = field(default_factory=list)
     orphan_rows_removed: int = 0
+    removed: list[str] = field(default_factory=list)  # rejected earlier, gone from the raw directory since
 
     def _with(self, status: str) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -699,12 +700,14 @@ class _Ledger:
         ledger = cls()
         for path, sha, status, rows in client.query(
             f"SELECT file_path, sha256, status, rows FROM {LOG_TABLE} "
-            "WHERE status IN ('landed', 'rejected') ORDER BY finished_at"
+            "WHERE status IN ('landed', 'rejected', 'removed') ORDER BY finished_at"
         ).result_rows:
             if status == "landed":
                 ledger.note_landed(path, sha, rows)
-            else:
+            elif status == "rejected":
                 ledger.rejected.add((path, sha))
+            else:  # the same bytes put back are rejected and counted again
+                ledger.rejected = {(p, s) for p, s in ledger.rejected if p != path}
         return ledger
 
     def note_landed(self, path: str, sha256: str, rows: int) -> None:
@@ -783,6 +786,7 @@ def load(
                 if isinstance(batch, _Batch):
                     loader.insert([batch])
                 loader.commit()
+            result.removed = loader.log_removed(start, end)
         except (DatabaseError, OperationalError) as exc:
             raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
                               "already in the ingest log are kept, the others land again on the next load") from None
@@ -831,6 +835,17 @@ def _warehouse_failure(exc: Exception, settings: Settings) -> str:
     else:
         remedy = "fix the problem above"
     return f"{settings.describe()} failed ({reason}); {remedy} and run again"
+
+
+def _gone(path: Path) -> bool:
+    """No entry at `path` (a folder that cannot be read says nothing: not gone)."""
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _file_state(path: Path) -> tuple[int, int, int]:
@@ -968,6 +983,32 @@ class _Loader:
         self.next_ingested = start + timedelta(milliseconds=files)
         return start.isoformat(sep=" ", timespec="milliseconds")
 
+    def log_removed(self, start: date | None, end: date | None) -> list[str]:
+        """Log as `removed` each file of start..end (and each file whose name gives no day) whose
+        latest ingest-log entry is a rejection and which is no longer in the raw directory: deleting
+        a stray or broken export is how a user is done with it, and `gold.mart_data_quality` counts a
+        file while its latest entry is a rejection. The rejection itself stays in the log."""
+        candidates = [
+            RawFile(self.settings.raw_dir / path, path, entity or None, file_date)
+            for path, entity, file_date in self.client.query(
+                f"SELECT file_path, argMax(entity, finished_at), argMax(file_date, finished_at) FROM {LOG_TABLE} "
+                "GROUP BY file_path HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path"
+            ).result_rows
+            if file_date is None or ((start is None or file_date >= start) and (end is None or file_date <= end))
+        ]
+        if not candidates:
+            return []
+        # Listed again, whatever files this load was given: a path that is not UTF-8 is logged
+        # escaped, and only the listing spells it the same way.
+        present = {raw.relative for raw in discover(self.settings.raw_dir, start, end)}
+        gone = [raw for raw in candidates if raw.relative not in present and _gone(raw.path)]
+        if gone:
+            started = self.now()
+            _log(self.client, [_log_entry(raw, sha256="", size=0, rows=0, status="removed", reason="file_removed",
+                                          error="rejected earlier; no longer in the raw directory", batch_id="",
+                                          version=0, started=started) for raw in gone])
+        return [raw.relative for raw in gone]
+
     def reject(self, raw: RawFile, problem: Rejected, sha256: str, size: int, started: str) -> None:
         if (raw.relative, sha256) in self.ledger.rejected:
             self.report(FileOutcome(raw, "skipped", reason=problem.reason, detail=f"rejected earlier: {problem}"))
@@ -1081,3 +1122,6 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     if earlier:
         print(f"{_files(len(earlier))} {'stays' if len(earlier) == 1 else 'stay'} rejected from earlier loads "
               "(see bronze.ingest_log)", file=out)
+    if result.removed:
+        print(f"{_files(len(result.removed))} rejected earlier and no longer in the raw directory: logged as "
+              "removed, no longer counted as rejected", file=out)
