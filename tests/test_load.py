@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import clickhouse_connect
@@ -655,9 +655,13 @@ def test_a_header_message_shows_what_cannot_be_seen(tmp_path):
     bom = "\ufeff".encode()
     write_bytes(settings.raw_dir, "order_items", DAY, bom + bom + header + b"\nO-1,1,P-1,1,2.00,0\n")
     write_bytes(settings.raw_dir, "order_items", NEXT_DAY, b"\n" + header + b"\nO-2,1,P-1,1,2.00,0\n")
+    padded = ", ".join(COLUMNS["order_items"]).encode()
+    write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=2), padded + b"\nO-3,1,P-1,1,2.00,0\n")
 
-    first, second = land(settings).outcomes
+    first, second, third = land(settings).outcomes
 
     # A second byte-order mark is named escaped, not as the order_id it looks like.
     assert first.reason == "wrong_header" and "unexpected '\\ufefforder_id'" in first.detail, first.detail
     assert second.reason == "wrong_header" and "the first line is empty" in second.detail, second.detail
+    # A space after the comma is quoted: printed as it is, ` line_number` reads as the missing name.
+    assert third.reason == "wrong_header" and "unexpected ' line_number'" in third.detail, third.detail

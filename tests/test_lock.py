@@ -138,3 +138,17 @@ def test_dbt_through_the_plugin_says_so_in_one_line(env):
         assert_one_plain_line(lines[0], path)
         assert "Traceback" not in output and "DB::Exception" not in output, output
     assert os.path.isdir(path)
+
+
+def test_dbt_through_the_plugin_names_a_warehouse_path_it_cannot_use(env, tmp_path):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    for path, expected in ((in_the_way, f"cannot create the warehouse directory {in_the_way} (a file, not a "
+                                        "directory, is in the way)"),
+                           (tmp_path / "wh?x=1", "has a '?', which the embedded engine reads as the start")):
+        debug = dbt("debug", env={**env, "ECOM_CHDB_PATH": str(path)})
+        output = debug.stdout + debug.stderr
+        assert debug.returncode != 0, output
+        assert expected in output, output
+        assert "Errno" not in output and "Traceback" not in output, output
+    assert not (tmp_path / "wh").exists(), "nothing made where chDB would have gone"

@@ -130,7 +130,8 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
     from ecom.warehouse import session
 
     if not settings.raw_dir.is_dir():
-        click.echo(f"error: raw directory {settings.raw_dir} does not exist; run `ecom generate` "
+        problem = "is not a directory" if settings.raw_dir.exists() else "does not exist"
+        click.echo(f"error: raw directory {settings.raw_dir} {problem}; run `ecom generate` "
                    "or set ECOM_RAW_DIR", err=True)
         return 1
     files = discover(settings.raw_dir, start, end)

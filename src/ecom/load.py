@@ -458,9 +458,10 @@ def _check_header(entity: str, head: str) -> Rejected | None:
         return None  # the engine maps columns by name, so their order may differ
     missing = [c for c in expected if c not in header]
     # A name with an invisible character (a second byte-order mark, a zero-width space) is shown
-    # escaped: printed as it is, it reads as one of the names reported missing.
-    extra = [(c if c.isprintable() else ascii(c)) if c.strip() else "an empty name (a comma at the end of the header?)"
-             for c in header if c not in expected]
+    # escaped, and one with a space at its edge quoted: printed as it is, it reads as one of the
+    # names reported missing.
+    extra = [(c if c.isprintable() and c == c.strip() else repr(c) if c.isprintable() else ascii(c)) if c.strip()
+             else "an empty name (a comma at the end of the header?)" for c in header if c not in expected]
     what = "; ".join(
         part
         for part in (

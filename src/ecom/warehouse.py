@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -20,18 +21,7 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
     settings = settings or Settings.from_env()
     if settings.embedded:
         path = settings.chdb_path.resolve()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise WarehouseUnavailable(
-                f"cannot create the warehouse directory {path} ({_strerror(exc)}); "
-                "point ECOM_CHDB_PATH at a directory this user can write"
-            ) from None
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-            raise WarehouseUnavailable(
-                f"warehouse directory {path} is not writable by this user (permission denied); fix its "
-                "permissions or point ECOM_CHDB_PATH at another directory"
-            )
+        prepare_directory(path)
         try:
             return open_when_free(path, wait_seconds, lambda: clickhouse_connect.get_client(
                 interface="chdb", path=str(path)), ProgrammingError)
@@ -53,6 +43,23 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             f"cannot open {settings.describe()} (target {settings.target}): {_reason(exc)}; check "
             "CLICKHOUSE_HOST, CLICKHOUSE_PORT, CLICKHOUSE_SECURE, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD"
         ) from None
+
+
+def prepare_directory(path: Path) -> None:
+    """Create the embedded warehouse's directory if need be; WarehouseUnavailable says why it
+    cannot be used, in one line (ecom and the dbt plugin alike)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseUnavailable(
+            f"cannot create the warehouse directory {path} ({_strerror(exc)}); "
+            "point ECOM_CHDB_PATH at a directory this user can write"
+        ) from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise WarehouseUnavailable(
+            f"warehouse directory {path} is not writable by this user (permission denied); fix its "
+            "permissions or point ECOM_CHDB_PATH at another directory"
+        )
 
 
 def _strerror(exc: OSError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, ProgrammingError
@@ -21,7 +22,8 @@ from dbt.adapters.exceptions import FailedToConnectError
 from dbt_common.exceptions import DbtDatabaseError
 
 from ecom.config import SettingError, chdb_path_problem, env_number
-from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, open_when_free
+from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, WarehouseUnavailable, open_when_free
+from ecom.warehouse import prepare_directory
 
 # Settings the engine's session does not know: dbt-clickhouse sets them for servers.
 _SERVER_ONLY_SETTINGS = ("session_id",)
@@ -67,7 +69,10 @@ class ChdbClient(ChHttpClient):
         if problem := chdb_path_problem(credentials.path):
             raise FailedToConnectError(problem)
         path = os.path.abspath(credentials.path)
-        os.makedirs(path, exist_ok=True)
+        try:
+            prepare_directory(Path(path))
+        except WarehouseUnavailable as exc:
+            raise FailedToConnectError(str(exc)) from None
         settings = {k: v for k, v in self._conn_settings.items() if k not in _SERVER_ONLY_SETTINGS}
         try:
             return open_when_free(path, _lock_wait(), lambda: clickhouse_connect.get_client(
