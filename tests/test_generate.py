@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ecom_env, run_ecom
 from ecom import world
-from ecom.contract import COLUMNS, ENTITIES
-from ecom.generate import COSMETIC_KINDS, QUARANTINE_REASONS, generate
+from ecom.contract import COLUMNS, ENTITIES, LAST_DAY, relative_path
+from ecom.generate import COSMETIC_KINDS, QUARANTINE_REASONS, ForeignFiles, WorldMismatch, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -353,6 +354,58 @@ def test_continuing_with_other_options_is_refused(tmp_path):
         generate(tmp_path, date(2025, 12, 20), 1, orders_per_day=50, seed=1, progress=False)
 
 
+def test_files_it_did_not_write_are_never_replaced(tmp_path):
+    """Real exports where the generator would write: refused in one line, and nothing written."""
+    raw = tmp_path / "raw"
+    real = raw / relative_path("orders", date(2026, 9, 1))
+    real.parent.mkdir(parents=True)
+    real.write_text("order_id,customer_id\nREAL-1,C-9\n", encoding="utf-8")
+    result = run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet",
+                      env=ecom_env(raw, tmp_path / "warehouse"), check=False)
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+    assert "1 CSV file" in line and "orders/2026/09/01/orders_20260901.csv" in line and "--out" in line
+    assert real.read_text(encoding="utf-8") == "order_id,customer_id\nREAL-1,C-9\n"
+    assert [p for p in raw.rglob("*") if p.is_file()] == [real]
+
+
+def test_only_its_own_world_is_written_again(tmp_path):
+    """Its own days come out byte for byte again; a file added to them, or another world, is refused."""
+    start = date(2026, 3, 1)
+    generate(tmp_path, start, 3, orders_per_day=30, seed=3, progress=False)
+    before = file_digest(tmp_path)
+    generate(tmp_path, start, 3, orders_per_day=30, seed=3, progress=False)
+    generate(tmp_path, start + timedelta(days=1), 1, orders_per_day=30, seed=3, progress=False)
+    assert file_digest(tmp_path) == before
+    with pytest.raises(WorldMismatch, match=r"2026-03-01 and 2 more days from another world .*--out"):
+        generate(tmp_path, start, 3, orders_per_day=30, seed=4, progress=False)
+    # the same options from an earlier first day make another world too
+    with pytest.raises(WorldMismatch, match="2026-03-01 and 2 more days from another world"):
+        generate(tmp_path, start - timedelta(days=1), 4, orders_per_day=30, seed=3, progress=False)
+    assert file_digest(tmp_path) == before
+    late = tmp_path / relative_path("payments", start + timedelta(days=1), part=9)
+    late.write_text("payment_id,order_id\nP-LATE,O-LATE\n", encoding="utf-8")
+    with pytest.raises(ForeignFiles, match=r"1 CSV file .*payments_20260302_part9\.csv.*--out"):
+        generate(tmp_path, start, 3, orders_per_day=30, seed=3, progress=False)
+    after = file_digest(tmp_path)
+    assert after.pop(late.relative_to(tmp_path).as_posix()) and after == before
+
+
+def test_days_past_the_last_loadable_day_are_a_usage_error(tmp_path):
+    """Past the last day ClickHouse's Date holds the loader rejects every file: the CLI says so up front."""
+    result = run_ecom("generate", "--start", "9999-12-30", "--days", "5", "--quiet",
+                      env=ecom_env(tmp_path / "raw", tmp_path / "warehouse"), check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "--start 9999-12-30 with --days 5" in result.stderr and str(LAST_DAY) in result.stderr
+    assert not (tmp_path / "raw").exists()
+    with pytest.raises(ValueError, match=str(LAST_DAY)):
+        generate(tmp_path / "raw", LAST_DAY, 2, orders_per_day=1, progress=False)
+    generate(tmp_path / "raw", LAST_DAY, 1, orders_per_day=1, progress=False)
+    assert (tmp_path / "raw" / relative_path("orders", LAST_DAY)).is_file()
+
+
 # -- the CSV contract ------------------------------------------------------------------------
 
 
@@ -425,6 +478,19 @@ def test_malformed_files_of_every_kind(tmp_path):
         for item in manifest["malformed_files"]:
             assert item["path"].endswith("_part2.csv")
             assert manifest["files"][item["path"]]["malformed"] == item["reason"]
+
+
+@pytest.mark.parametrize(("orders_per_day", "seed"), [(1, 1), (6, 4)])  # seed 4: no order on 2026-01-30
+def test_days_without_orders(tmp_path, orders_per_day, seed):
+    """A day may have no orders at all: its files have their headers and whatever else the day brings."""
+    generate(tmp_path, date(2026, 1, 5), 30, orders_per_day=orders_per_day, seed=seed, dirty_rate=0.2,
+             progress=False)
+    check_world(tmp_path)
+    days = manifests(tmp_path)
+    assert len(days) == 30
+    assert any(m["entities"]["order_items"]["rows"] == 0 for m in days.values())  # lines of the day's orders
+    for manifest in days.values():
+        assert {info["entity"] for info in manifest["files"].values()} == set(ENTITIES)
 
 
 def test_clean_world_has_no_dirt(clean):

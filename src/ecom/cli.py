@@ -101,15 +101,23 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     """Write raw source exports: one CSV per entity per day, plus a manifest of the dirt injected.
 
     Later days continue the same world, so `--start` right after an earlier run's last day
-    simulates daily arrivals.
+    simulates daily arrivals. Days that already hold files it did not write, or another
+    world's days, are refused: nothing is overwritten but its own files.
     """
-    from ecom.generate import WorldMismatch
+    from ecom.contract import FIRST_DAY, LAST_DAY
+    from ecom.generate import ForeignFiles, WorldMismatch
     from ecom.generate import generate as run_generator
 
+    # the days ClickHouse's Date can hold: the loader rejects a file of any other day
+    if start < FIRST_DAY:
+        raise click.UsageError(f"--start {start} is before {FIRST_DAY}, the first day the pipeline can load")
+    if (LAST_DAY - start).days < days - 1:
+        raise click.UsageError(f"--start {start} with --days {days} goes past {LAST_DAY}, the last day the "
+                               "pipeline can load; start earlier or write fewer days")
     try:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
                                  dirty_rate=dirty_rate, progress=not quiet)
-    except WorldMismatch as exc:
+    except (WorldMismatch, ForeignFiles) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:  # --out is a file, cannot be written, or its disk is full

@@ -16,7 +16,9 @@ How the world stays the same world:
   output directory that already holds earlier days continues their world (the origin is
   read from the manifests), so `--start D --days 10` then `--start D+10 --days 5` writes the
   same files for D+10..D+14 as `--start D --days 15`. `orders_per_day`, `seed` and
-  `dirty_rate` are part of the world and must stay the same to continue it.
+  `dirty_rate` are part of the world and must stay the same to continue it. A run may write
+  again the days of its own world, byte for byte, but nothing else: a day that holds a CSV
+  file no manifest lists, or another world's manifest, is refused before anything is written.
 * Populations are deterministic: customers sign up day by day, the catalog grows day by day,
   and an order's whole life (payment, shipping, delivery, return) is drawn the day it is
   placed, so the status changes a day must export are recomputed from the placement days.
@@ -66,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from ecom import world
-from ecom.contract import COLUMNS, ENTITIES, relative_path
+from ecom.contract import COLUMNS, ENTITIES, FIRST_DAY, LAST_DAY, relative_path
 
 MANIFEST_DIR = "_manifest"
 GENERATOR_VERSION = 1
@@ -1066,7 +1068,7 @@ class _World:
         # lines
         n_lines = np.minimum(1 + rng.poisson(1.5, n), 9)
         line_order = np.repeat(np.arange(n), n_lines)
-        starts = np.concatenate([[0], np.cumsum(n_lines)[:-1]])
+        starts = np.cumsum(n_lines) - n_lines  # first line of each order; empty on a day without orders
         line_number = np.arange(len(line_order)) - starts[line_order] + 1
         product = self._pick_products(rng, day, line_order, line_number)
         n_lines_total = len(line_order)
@@ -1210,7 +1212,7 @@ class _World:
         shelf_cumulative = np.cumsum(weight[by_shelf])
         shelf_of = cat.subcategory[:listed][by_shelf]
         bounds = np.searchsorted(shelf_of, np.arange(len(SUBCATEGORIES) + 1), side="left")
-        first_line = np.concatenate([[0], np.flatnonzero(np.diff(line_order)) + 1])
+        first_line = np.flatnonzero(line_number == 1)  # empty too when the day has no orders
         first_product = product[first_line][line_order]
         shelf = cat.subcategory[first_product]
         same = (line_number > 1) & (rng.random(m) < 0.4)
@@ -1834,6 +1836,11 @@ class WorldMismatch(ValueError):
     """The output directory already holds days of a different world (other options or origin)."""
 
 
+def _world_of(manifest: dict) -> tuple:
+    return (manifest.get("seed"), manifest.get("orders_per_day"), manifest.get("dirty_rate"),
+            manifest.get("origin"))
+
+
 def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per_day: int,
                     dirty_rate: float) -> date:
     """The first day of the world this run belongs to (see the module docstring).
@@ -1856,9 +1863,7 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
         previous = neighbours[0]
         origin = date.fromisoformat(previous.get("origin", previous["date"]))
     for manifest in neighbours:
-        same = (manifest.get("seed"), manifest.get("orders_per_day"), manifest.get("dirty_rate"),
-                manifest.get("origin")) == (seed, orders_per_day, dirty_rate, origin.isoformat())
-        if not same:
+        if _world_of(manifest) != (seed, orders_per_day, dirty_rate, origin.isoformat()):
             raise WorldMismatch(
                 f"{out_dir} already holds {manifest.get('date')} from another world "
                 f"(seed {manifest.get('seed')}, orders per day {manifest.get('orders_per_day')}, "
@@ -1867,6 +1872,53 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
                 "or write to another directory"
             )
     return origin
+
+
+class ForeignFiles(ValueError):
+    """The days to write already hold CSV files that the generator did not write."""
+
+
+def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple) -> None:
+    """Refuse, before anything is written, a run that would replace what is not its own.
+
+    A run rewrites its days whole: each entity's main file, and it deletes any `_partN` file.
+    So a day to write may only hold the files its manifest lists, and that manifest must come
+    from the same world (`world_key`: seed, orders per day, dirty rate, origin); anything else
+    is real exports, a file added by hand or another world's day, and would be lost or mixed.
+    Only the day folders are listed and the day manifests read, never the CSV files.
+    """
+    unknown: list[str] = []
+    foreign: list[dict] = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        path = out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except ValueError:  # cut short by an interrupted run: it vouches for no file
+            manifest = {}
+        if manifest and _world_of(manifest) != world_key:
+            foreign.append(manifest)
+        listed = manifest.get("files", {})
+        for entity in ENTITIES:
+            folder = (out_dir / relative_path(entity, day)).parent
+            unknown += sorted(name for name in (f.relative_to(out_dir).as_posix() for f in folder.glob("*.csv"))
+                              if name not in listed)
+    if unknown:
+        many = len(unknown) > 1
+        raise ForeignFiles(
+            f"{out_dir} already holds {len(unknown)} CSV file{'s' if many else ''} on the days to write that "
+            f"no manifest of the generator lists ({'first ' if many else ''}{unknown[0]}); nothing was written: "
+            "choose another output directory (--out) or remove them"
+        )
+    if foreign:
+        first = foreign[0]
+        more = f" and {len(foreign) - 1} more day{'s' if len(foreign) > 2 else ''}" if len(foreign) > 1 else ""
+        raise WorldMismatch(
+            f"{out_dir} already holds {first.get('date')}{more} from another world "
+            f"(seed {first.get('seed')}, orders per day {first.get('orders_per_day')}, "
+            f"dirty rate {first.get('dirty_rate')}, first day {first.get('origin')}); nothing was written: "
+            "choose another output directory (--out) or remove those days' files and manifests"
+        )
 
 
 # Worker processes pay off only for big enough runs: each one recomputes the order lives of the
@@ -1993,9 +2045,12 @@ def generate(out_dir: Path, start: date, days: int, orders_per_day: int = 1000, 
         raise ValueError("orders_per_day must be at least 1")
     if not 0 <= dirty_rate <= 0.5:
         raise ValueError("dirty_rate must be between 0 and 0.5")
+    if start < FIRST_DAY or (LAST_DAY - start).days < days - 1:  # past LAST_DAY the loader rejects the files
+        raise ValueError(f"the days to write must lie within {FIRST_DAY}..{LAST_DAY}")
     out_dir = Path(out_dir)
     end = start + timedelta(days=days - 1)
     origin = _resolve_origin(out_dir, start, end, seed, orders_per_day, dirty_rate)
+    _check_days_to_write(out_dir, start, days, (seed, orders_per_day, dirty_rate, origin.isoformat()))
     workers = _auto_workers(days, orders_per_day) if workers is None else max(1, min(workers, days))
     first, last = _day_num(start), _day_num(end)
     pool = None
