@@ -58,9 +58,10 @@ def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_ecom(*args: str, env: dict[str, str], check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_ecom(*args: str, env: dict[str, str], check: bool = True, timeout: float = 900,
+             cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the installed `ecom` console script as a user would."""
-    result = subprocess.run([str(BIN / "ecom"), *args], env=env, cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([str(BIN / "ecom"), *args], env=env, cwd=cwd, capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode not in (0, 3):
         raise AssertionError(f"ecom {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")

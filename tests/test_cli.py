@@ -243,6 +243,26 @@ def test_settings_from_the_environment():
         Settings.from_env({"CLICKHOUSE_SECURE": "ture"})
 
 
+def test_default_data_paths_are_the_projects_from_any_of_its_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("ECOM_PROJECT_DIR", raising=False)
+    project = tmp_path / "project"
+    (project / "models" / "gold").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: x\n")
+    for folder, prefix in ((project, ""), (project / "models" / "gold", "../../")):
+        monkeypatch.chdir(folder)
+        settings = Settings.from_env({})
+        assert (settings.raw_dir, settings.chdb_path) == (Path(f"{prefix}data/raw"), Path(f"{prefix}data/warehouse"))
+        assert settings.chdb_path.resolve() == project / "data" / "warehouse"
+    monkeypatch.chdir(tmp_path)  # outside a project: below the working directory
+    assert Settings.from_env({}).raw_dir == Path("data/raw")
+    # From a subfolder, ecom reads the project's warehouse and leaves no other behind.
+    result = run_ecom("sql", "select * from gold.mart_daily_sales", env={
+        k: v for k, v in ecom_env(tmp_path / "r", tmp_path / "w").items()
+        if k not in ("ECOM_CHDB_PATH", "ECOM_RAW_DIR", "ECOM_PROJECT_DIR")}, cwd=project / "models", check=False)
+    assert str(project / "data" / "warehouse") in one_error_line(result.stderr)
+    assert not (project / "models" / "data").exists()
+
+
 def test_an_unreachable_server_is_one_plain_sentence():
     settings = Settings(target="server", host="127.0.0.1", port=1)
     with pytest.raises(WarehouseUnavailable) as unavailable:

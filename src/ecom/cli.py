@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from ecom.config import Settings, project_dir
+from ecom.config import Settings, data_path, project_dir
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
@@ -93,8 +93,8 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
-@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
-              show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
+@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default=lambda: data_path("data/raw"),
+              help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate: float, out: Path,
              quiet: bool) -> None:
@@ -157,8 +157,9 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 
 
 @main.command("load")
-@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
-              show_default=True, help="Raw directory [env ECOM_RAW_DIR].")
+@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR",
+              default=lambda: data_path("data/raw"),
+              help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--start", type=DATE, help="Only files of this day or later.")
 @click.option("--end", type=DATE, help="Only files of this day or earlier.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
@@ -330,8 +331,8 @@ def _one_read(client, query: str) -> tuple[str, str]:
 
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), envvar="ECOM_REPORT_PATH",
-              default="data/report/index.html", show_default=True,
-              help="HTML file to write [env ECOM_REPORT_PATH].")
+              default=lambda: data_path("data/report/index.html"),
+              help="HTML file to write [env ECOM_REPORT_PATH; default: data/report/index.html of the project].")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 def report(out: Path, wait: float) -> None:
@@ -360,8 +361,9 @@ def report(out: Path, wait: float) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ECOM_BENCH_DIR",
-              default="data/bench", show_default=True,
-              help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR].")
+              default=lambda: data_path("data/bench"),
+              help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR; default: "
+              "data/bench of the project].")
 @click.option("--lines", type=click.IntRange(min=1000), help="Order lines of the 10x history "
               "[default: 10,000,000; 50,000 with --quick].")
 @click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history; 10x has ten times as "

@@ -15,13 +15,29 @@ from pathlib import Path
 TARGETS = ("dev", "server", "cluster")
 
 
-def project_dir() -> Path:
-    """The dbt project root: ECOM_PROJECT_DIR, else the nearest dbt_project.yml above the cwd."""
+def _project_around_cwd() -> Path | None:
+    """ECOM_PROJECT_DIR, else the nearest folder at or above the cwd with a dbt_project.yml."""
     if env := os.environ.get("ECOM_PROJECT_DIR"):
         return Path(env).resolve()
     for candidate in (Path.cwd(), *Path.cwd().parents):
         if (candidate / "dbt_project.yml").is_file():
             return candidate
+    return None
+
+
+def data_path(default: str) -> Path:
+    """A default data path (`data/raw`, `data/warehouse`, ...) below the project the command runs
+    in, so every folder of the checkout reaches the same data, as dbt reads the profile's path from
+    the project root; outside a project, below the working directory. Given relative to the
+    working directory, as a user would type it: `data/raw` at the root, `../data/raw` one down."""
+    root = _project_around_cwd()
+    return Path(os.path.relpath(root / default)) if root else Path(default)
+
+
+def project_dir() -> Path:
+    """The dbt project root: ECOM_PROJECT_DIR, else the nearest dbt_project.yml above the cwd."""
+    if root := _project_around_cwd():
+        return root
     source_checkout = Path(__file__).resolve().parents[2]
     if (source_checkout / "dbt_project.yml").is_file():
         return source_checkout
@@ -104,8 +120,8 @@ class Settings:
         if target == "dev" and (problem := chdb_path_problem(env.get("ECOM_CHDB_PATH", ""))):
             raise SystemExit(f"error: {problem}")
         return cls(
-            raw_dir=Path(env.get("ECOM_RAW_DIR") or "data/raw"),  # set but empty: the default, as click reads it
-            chdb_path=Path(env.get("ECOM_CHDB_PATH") or "data/warehouse"),
+            raw_dir=Path(env.get("ECOM_RAW_DIR") or data_path("data/raw")),  # set but empty: the default, as click
+            chdb_path=Path(env.get("ECOM_CHDB_PATH") or data_path("data/warehouse")),
             target=target,
             host=env.get("CLICKHOUSE_HOST", "localhost"),
             port=int(port) if port else None,
