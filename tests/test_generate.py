@@ -352,6 +352,10 @@ def test_continuing_with_other_options_is_refused(tmp_path):
         generate(tmp_path, date(2026, 1, 3), 1, orders_per_day=51, seed=1, progress=False)
     with pytest.raises(ValueError, match="another world"):
         generate(tmp_path, date(2025, 12, 20), 1, orders_per_day=50, seed=1, progress=False)
+    # A manifest cut short names no world: refused, not a traceback nor a guess.
+    (tmp_path / "_manifest" / "manifest_20260102.json").write_text('{"da', encoding="utf-8")
+    with pytest.raises(WorldMismatch, match=r"manifest_20260102\.json is not a manifest the generator wrote"):
+        generate(tmp_path, date(2026, 1, 3), 1, orders_per_day=50, seed=1, progress=False)
 
 
 def test_files_it_did_not_write_are_never_replaced(tmp_path):

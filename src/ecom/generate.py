@@ -1857,7 +1857,18 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
             continue
     earlier = [path for day, path in dated if day < start]
     later = [path for day, path in dated if day > end]
-    neighbours = [json.loads(path.read_text(encoding="utf-8")) for path in (earlier[-1:] + later[:1])]
+    neighbours = []
+    for path in earlier[-1:] + later[:1]:
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict) or "date" not in manifest:
+            # It names the world the run continues: guessing would write another world's days.
+            raise WorldMismatch(f"{path} is not a manifest the generator wrote (cut short by an interrupted "
+                                "run?); remove that day's files and manifest and generate the day again with "
+                                "the same options, or write to another directory")
+        neighbours.append(manifest)
     origin = start
     if earlier:
         previous = neighbours[0]
