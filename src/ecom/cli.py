@@ -275,13 +275,15 @@ def sql(query: str, limit: int, wait: float) -> None:
         try:
             statement, kind = _one_read(client, query)
             # The engine's `limit` setting caps the outermost SELECT; one row more tells that there is more.
-            capped = {**(readonly or {}), "limit": limit + 1} if kind == "select" else readonly
+            limited = {"limit": limit + 1} if kind == "select" else {}
             try:
-                result = client.query(statement, settings=capped)
+                result = client.query(statement, settings={**(readonly or {}), **limited} or None)
             except DatabaseError as exc:
                 if readonly is None or "Cannot modify 'readonly'" not in str(exc):
                     raise
-                result = client.query(statement, settings={"limit": limit + 1} if kind == "select" else None)
+                # A server user that is read-only already, and may change no setting: the whole
+                # result comes, and the table shows its first rows.
+                result = client.query(statement)
         except DatabaseError as exc:
             message = _engine_message(exc).replace(" FORMAT Native", "")
             message = re.sub(r"\.? ?: In scope SELECT formatQuerySingleLine\(.*$", "", message)
