@@ -993,6 +993,7 @@ class _Loader:
             RawFile(self.settings.raw_dir / path, path, entity or None, file_date)
             for path, entity, file_date in self.client.query(
                 f"SELECT file_path, argMax(entity, finished_at), argMax(file_date, finished_at) FROM {LOG_TABLE} "
+                f"WHERE file_path IN (SELECT file_path FROM {LOG_TABLE} WHERE status = 'rejected') "
                 "GROUP BY file_path HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path"
             ).result_rows
             if file_date is None or ((start is None or file_date >= start) and (end is None or file_date <= end))
