@@ -220,3 +220,18 @@ def test_a_relative_warehouse_path_is_resolved_once_against_the_starting_directo
     credentials = ChdbCredentials(path="data/warehouse", schema="default")
     monkeypatch.chdir("/")  # the engine may change the working directory while it starts
     assert credentials.path == str(tmp_path / "data" / "warehouse")
+
+
+def test_the_project_parses_for_every_target_with_its_table_engine(tmp_path):
+    # Parsing needs no server: hooks and configs render for the server and cluster targets here,
+    # where their tests cannot run. On the cluster, tables and seeds are replicated.
+    engines = {}
+    for target in ("dev", "server", "cluster"):
+        env = dbt_env(tmp_path / target, DBT_TARGET=target)
+        parse = dbt("parse", "--no-partial-parse", env=env)
+        assert parse.returncode == 0, (target, parse.output)
+        manifest = json.loads((tmp_path / target / "target" / "manifest.json").read_text())
+        engines[target] = {node["config"]["engine"] for node in manifest["nodes"].values()
+                           if node["resource_type"] in ("model", "seed")
+                           and node["config"]["materialized"] in ("table", "incremental", "seed")}
+    assert engines == {"dev": {"MergeTree()"}, "server": {"MergeTree()"}, "cluster": {"ReplicatedMergeTree()"}}

@@ -81,6 +81,13 @@ cityHash64({{ columns | join(', ') }})
 )
 {%- endmacro %}
 
+{#- Post-hook of the versions models: the rule below as the table's comment. Hooks are rendered
+    when dbt parses the project too, where dbt-clickhouse cannot tell a cluster's ON CLUSTER
+    clause yet (it fails there on the cluster target): written only when running. -#}
+{% macro record_duplicate_rule() -%}
+    {%- if execute %}{{ alter_relation_comment(this, duplicate_rule()) }}{% endif -%}
+{%- endmacro %}
+
 {#- The rule `is_duplicate` follows, written as the comment of every versions table it built
     (post-hook of the versions models). A versions table with another comment was built by an
     earlier rule (a copy of a row of any earlier file was a duplicate): its verdicts are kept

@@ -4,7 +4,6 @@
         incremental_strategy='delete_insert',
         on_schema_change='fail',
         unique_key='customer_id',
-        engine='MergeTree()',
         order_by='(customer_id, valid_from)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
         query_settings={'lightweight_delete_mode': 'lightweight_update'},

@@ -1,7 +1,6 @@
 {{
     config(
         materialized='table',
-        engine='MergeTree()',
         order_by='(payment_method)',
     )
 }}

@@ -4,7 +4,6 @@
         incremental_strategy='delete_insert',
         on_schema_change='fail',
         unique_key='payment_id',
-        engine='MergeTree()',
         order_by='(payment_date, payment_id)',
         partition_by='toYear(payment_date)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},

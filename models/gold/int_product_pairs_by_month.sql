@@ -3,7 +3,6 @@
         materialized='incremental',
         incremental_strategy='insert_overwrite',
         on_schema_change='fail',
-        engine='MergeTree()',
         order_by='(order_month, product_a_id, product_b_id)',
         partition_by='toYYYYMM(order_month)',
         query_settings={'join_use_nulls': 0},

@@ -1,7 +1,6 @@
 {{
     config(
         materialized='table',
-        engine='MergeTree()',
         order_by='(cohort_month, months_since_first)',
         query_settings={'join_use_nulls': 0},
     )

@@ -1,7 +1,6 @@
 {{
     config(
         materialized='table',
-        engine='MergeTree()',
         order_by='(entity, metric, file_date, reason)',
         query_settings={'join_use_nulls': 0},
         post_hook="alter table {{ this }} modify comment '{{ data_quality_version() }}'",

@@ -1,7 +1,6 @@
 {{
     config(
         materialized='table',
-        engine='MergeTree()',
         order_by='(product_a_id, product_b_id)',
     )
 }}

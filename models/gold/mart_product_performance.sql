@@ -1,7 +1,6 @@
 {{
     config(
         materialized='table',
-        engine='MergeTree()',
         order_by='(product_id)',
         query_settings={'join_use_nulls': 0},
     )

@@ -2,8 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        post_hook="{{ alter_relation_comment(this, duplicate_rule()) }}",
-        engine='MergeTree()',
+        post_hook="{{ record_duplicate_rule() }}",
         order_by='(customer_id, _ingested_at, _row_number)',
         partition_by='toYear(_file_date)',
     )

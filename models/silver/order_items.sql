@@ -3,7 +3,6 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key=['order_id', 'line_number'],
-        engine='MergeTree()',
         order_by='(order_id, line_number)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
         query_settings={'lightweight_delete_mode': 'lightweight_update'},

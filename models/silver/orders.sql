@@ -3,7 +3,6 @@
         materialized='incremental',
         incremental_strategy='delete_insert',
         unique_key='order_id',
-        engine='MergeTree()',
         order_by='(order_id)',
         partition_by='toYear(order_date)',
         settings={'enable_block_number_column': 1, 'enable_block_offset_column': 1},
