@@ -235,3 +235,17 @@ def test_the_project_parses_for_every_target_with_its_table_engine(tmp_path):
                            if node["resource_type"] in ("model", "seed")
                            and node["config"]["materialized"] in ("table", "incremental", "seed")}
     assert engines == {"dev": {"MergeTree()"}, "server": {"MergeTree()"}, "cluster": {"ReplicatedMergeTree()"}}
+
+
+def test_build_empty_then_build(tmp_path):
+    # `--empty` reads every ref and source as no rows: the key tests are not scoped then (the
+    # empty subquery has no part or block column) and no check insists on rows.
+    env = dbt_env(tmp_path)
+    run_ecom("generate", "--start", "2026-03-01", "--days", "2", "--orders-per-day", "30", "--quiet", env=env)
+    run_ecom("load", "--quiet", env=env)
+    empty = dbt("build", "--empty", "--exclude-resource-type", "unit_test", env=env)
+    assert empty.returncode == 0, empty.output
+    build = dbt("build", "--exclude-resource-type", "unit_test", env=env)
+    assert build.returncode == 0, build.output
+    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+        assert client.command("SELECT count() FROM gold.fct_orders") > 0

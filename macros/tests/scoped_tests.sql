@@ -48,7 +48,8 @@ ecom_state.test_passes
 {#- How the test being compiled or run is scoped: none, or the first of its key columns and the
     tested relation. -#}
 {% macro test_scope() -%}
-    {%- if not execute or model.resource_type != 'test' or not model.test_metadata
+    {#- `--empty` reads every relation as an empty subquery, without the part and block columns. -#}
+    {%- if not execute or flags.EMPTY or model.resource_type != 'test' or not model.test_metadata
            or model.test_metadata.name not in scoped_test_kinds()
            or model.depends_on.nodes | length != 1
            or target.type != 'chdb' -%}
