@@ -40,6 +40,12 @@ ecom_state.incremental_watermarks
     the models they belong to are rebuilt from their inputs. -#}
 {% macro create_incremental_state() -%}
     {%- if execute -%}
+        {#- Said once before the errors of every model that reads it. -#}
+        {%- if run_query("select count() from system.databases where name = 'bronze'").columns[0].values()[0] == 0 -%}
+            {%- do exceptions.warn("bronze is not loaded on this target (no database bronze): land the raw files "
+                                   ~ "first with `ecom load` (or `ecom run`, `make demo`); until then every model "
+                                   ~ "that reads it fails") -%}
+        {%- endif -%}
         {%- do run_query("create database if not exists ecom_state") -%}
         {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "

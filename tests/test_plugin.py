@@ -249,3 +249,13 @@ def test_build_empty_then_build(tmp_path):
     assert build.returncode == 0, build.output
     with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
         assert client.command("SELECT count() FROM gold.fct_orders") > 0
+
+
+def test_a_build_before_any_load_says_bronze_is_not_loaded(tmp_path):
+    env = dbt_env(tmp_path)
+    seed = dbt("seed", env=env)
+    assert seed.returncode == 0, seed.output
+    assert "bronze is not loaded on this target (no database bronze): land the raw files first" in seed.output
+    run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(tmp_path)})  # nothing to land: bronze made
+    seed = dbt("seed", env=env)
+    assert seed.returncode == 0 and "bronze is not loaded" not in seed.output, seed.output
