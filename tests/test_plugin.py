@@ -259,3 +259,9 @@ def test_a_build_before_any_load_says_bronze_is_not_loaded(tmp_path):
     run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(tmp_path)})  # nothing to land: bronze made
     seed = dbt("seed", env=env)
     assert seed.returncode == 0 and "bronze is not loaded" not in seed.output, seed.output
+
+
+def test_show_of_no_rows_keeps_the_header(tmp_path):
+    show = dbt("show", "--inline", "select 1 as order_count, 'x' as label where 0", env=dbt_env(tmp_path))
+    assert show.returncode == 0, show.output
+    assert "| order_count | label |" in show.output, show.output

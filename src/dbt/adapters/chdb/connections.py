@@ -82,6 +82,19 @@ class ChdbClient(ChHttpClient):
         except ProgrammingError as exc:
             raise FailedToConnectError(f"cannot open the embedded warehouse at {path}: {exc}") from None
 
+    def query(self, sql, **kwargs):
+        """The chdb backend gives a result with no rows no column names either, so `dbt show` of a
+        model with no rows printed no header; they are read back with `DESCRIBE`, which types the
+        query without running it. A statement without columns (DDL, SET) keeps its empty result."""
+        result = super().query(sql, **kwargs)
+        if not result.column_names and not result.result_set:
+            try:
+                described = self._client.query(f"DESCRIBE TABLE ( \n{sql} \n)")
+            except DatabaseError:
+                return result
+            result.column_names = tuple(row[0] for row in described.result_rows)
+        return result
+
     def columns_in_query(self, sql: str, **kwargs) -> list[ClickHouseColumn]:
         """Names and types of a query's columns (contract checks, schema changes), from `DESCRIBE`:
         the engine types the query without running it (scalar subqueries are still evaluated).
