@@ -34,7 +34,7 @@ from ecom.lock import ensure_unlocked
 from ecom.report import REQUIRED
 from orchestration.assets_ingest import landing_key
 from orchestration.partitions import BACKFILL_POLICY
-from orchestration.resources import Warehouse, pinned_warehouse_env
+from orchestration.resources import Warehouse, pinned_warehouse_env, unavailable_as_failure
 
 LAYERS = ("bronze", "silver", "gold")
 
@@ -124,7 +124,8 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
         counts: dict[dg.AssetKey, int] = {}
         with warehouse.exclusive():
             # A process that opened the directory before the lock was taken lets go, then dbt has it.
-            ensure_unlocked(settings.chdb_path.resolve(), warehouse.wait_seconds)
+            with unavailable_as_failure():
+                ensure_unlocked(settings.chdb_path.resolve(), warehouse.wait_seconds)
             with pinned_warehouse_env(settings, warehouse.wait_seconds):
                 invocation = dbt.cli(BUILD, context=context)
             try:

@@ -17,7 +17,7 @@ import fcntl
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource, DbtProject
 
 from ecom.config import Settings, project_dir
-from ecom.lock import LOCK_WAIT_ENV, pipeline_lock
+from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 from ecom.warehouse import session
 
 WAREHOUSE_POOL = "warehouse"
@@ -68,13 +68,17 @@ class Warehouse(dg.ConfigurableResource):
         if not current.embedded:
             yield
             return
-        with pipeline_lock(current.chdb_path, self.wait_seconds):
+        with ExitStack() as held:
+            with unavailable_as_failure():
+                held.enter_context(pipeline_lock(current.chdb_path, self.wait_seconds))
             yield
 
     @contextmanager
     def client(self) -> Iterator[Client]:
         """A client closed on exit, inside `exclusive()`; waits for the engine's directory lock."""
-        with session(self.settings, wait_seconds=self.wait_seconds) as client:
+        with ExitStack() as held:
+            with unavailable_as_failure():
+                client = held.enter_context(session(self.settings, wait_seconds=self.wait_seconds))
             yield client
 
     @contextmanager
@@ -82,6 +86,17 @@ class Warehouse(dg.ConfigurableResource):
         """`exclusive()` and a client, for a step that only queries."""
         with self.exclusive(), self.client() as client:
             yield client
+
+
+@contextmanager
+def unavailable_as_failure() -> Iterator[None]:
+    """A warehouse that cannot be opened (held by another process, a path that cannot be used)
+    fails the step with its one-line reason as the failure's description, instead of the error
+    under a framework traceback."""
+    try:
+        yield
+    except WarehouseUnavailable as exc:
+        raise dg.Failure(description=str(exc)) from None
 
 
 @contextmanager

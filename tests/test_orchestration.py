@@ -597,3 +597,19 @@ def test_automation_can_start_stopped():
         sensors.default_status({sensors.AUTOMATION_ENV: "disabled"})
     with pytest.raises(SettingError, match=rf"{SIMULATOR_ENV}='of' is neither on nor off"):
         simulator_enabled({SIMULATOR_ENV: "of"})
+
+
+def test_a_held_warehouse_fails_the_step_with_its_one_line_reason(held_warehouse, pipeline):
+    _, defs, instance, _ = pipeline
+    job = defs.resolve_job_def(DAILY_JOB)
+    config = {**RUN_CONFIG, "resources": {"warehouse": {"config": {"wait_seconds": 0.5}}}}
+    result = job.execute_in_process(partition_key=DAYS[-1], instance=instance, run_config=config,
+                                    raise_on_error=False)
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert failures
+    for event in failures:
+        data = event.step_failure_data
+        assert data.user_failure_data is not None, data.error
+        assert "is in use by process" in data.user_failure_data.description
+        assert "point ECOM_CHDB_PATH at another directory" in data.user_failure_data.description
