@@ -213,13 +213,31 @@ def test_dbt_debug_on_the_server_target(tmp_path):
     assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
 
 
-def test_a_relative_warehouse_path_is_resolved_once_against_the_starting_directory(tmp_path, monkeypatch):
+def test_a_relative_warehouse_path_is_resolved_once_against_the_project(tmp_path, monkeypatch):
     from dbt.adapters.chdb.connections import ChdbCredentials
 
+    monkeypatch.delenv("DBT_PROJECT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     credentials = ChdbCredentials(path="data/warehouse", schema="default")
     monkeypatch.chdir("/")  # the engine may change the working directory while it starts
     assert credentials.path == str(tmp_path / "data" / "warehouse")
+    # From a folder below a project, as dbt finds the project: the project's warehouse.
+    (tmp_path / "dbt_project.yml").write_text("name: x\n")
+    (tmp_path / "models" / "gold").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "models" / "gold")
+    assert ChdbCredentials(path="data/warehouse", schema="default").path == str(tmp_path / "data" / "warehouse")
+
+
+def test_dbt_from_a_folder_of_the_project_opens_the_projects_warehouse(tmp_path):
+    profile = MINI_PROJECT["profiles.yml"].replace("\"{{ env_var('ECOM_CHDB_PATH') }}\"", "data/warehouse")
+    project = write_project(tmp_path / "project", {**MINI_PROJECT, "profiles.yml": profile})
+    command = [str(BIN / "dbt"), "build", "--select", "raw_colors", "colors", "--profiles-dir", str(project)]
+    build = subprocess.run(command, env=dbt_env(tmp_path), cwd=project / "models", capture_output=True, text=True,
+                           timeout=600)
+    assert build.returncode == 0, build.stdout + build.stderr
+    with session(Settings(chdb_path=project / "data" / "warehouse")) as client:
+        assert client.command("SELECT count() FROM plugin_check.colors") == 3
+    assert not (project / "models" / "data").exists(), "no second warehouse where dbt was started"
 
 
 def test_the_project_parses_for_every_target_with_its_table_engine(tmp_path):

@@ -19,6 +19,8 @@ from dbt.adapters.clickhouse.credentials import ClickHouseCredentials
 from dbt.adapters.clickhouse.httpclient import ChHttpClient
 from dbt.adapters.clickhouse.util import hide_stack_trace
 from dbt.adapters.exceptions import FailedToConnectError
+from dbt.cli.resolvers import default_project_dir
+from dbt.flags import get_flags
 from dbt_common.exceptions import DbtDatabaseError
 
 from ecom.config import SettingError, chdb_path_problem, env_number
@@ -38,9 +40,11 @@ class ChdbCredentials(ClickHouseCredentials):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        # Resolve once, against the directory dbt was started in: the working directory can
-        # change while the engine starts, and every thread must open the same path.
-        self.path = os.path.abspath(self.path)
+        # Resolve once: the working directory can change while the engine starts, and every
+        # thread must open the same path. A relative path is the project's, as dbt's own target
+        # and log paths are: run from a folder below the project, dbt finds the project above it,
+        # and must find its warehouse too, not start an empty one there.
+        self.path = os.path.abspath(os.path.join(_project_dir(), self.path))
 
     @property
     def type(self) -> str:
@@ -52,6 +56,13 @@ class ChdbCredentials(ClickHouseCredentials):
 
     def _connection_keys(self) -> tuple[str, ...]:
         return ("path", "schema", "custom_settings", "use_lw_deletes")
+
+
+def _project_dir() -> str:
+    """The project folder of this dbt invocation (--project-dir, DBT_PROJECT_DIR, or the nearest
+    folder at or above the working directory with a dbt_project.yml, as dbt looks for it)."""
+    project = getattr(get_flags(), "PROJECT_DIR", None)
+    return str(project) if project else str(default_project_dir())
 
 
 def _lock_wait() -> float:
