@@ -16,7 +16,7 @@ import dagster as dg
 
 from ecom.config import env_flag
 from ecom.contract import ENTITIES
-from ecom.generate import MANIFEST_DIR, generate
+from ecom.generate import MANIFEST_DIR, claim_path, generate
 from ecom.load import RawFile, discover
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
@@ -106,7 +106,9 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         first, last = days_of(context)
         days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         present = _files_by_day(raw_dir, first, last)
-        missing = [day for day in days if day not in present and not _manifest_path(raw_dir, day).exists()]
+        # A day with neither files nor manifest, or one a stopped simulation left half written.
+        missing = [day for day in days if (day not in present and not _manifest_path(raw_dir, day).exists())
+                   or claim_path(raw_dir, day).exists()]
         if missing and not simulator_enabled():
             raise dg.Failure(
                 f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "

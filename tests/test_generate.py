@@ -686,3 +686,26 @@ def test_order_lives_fit_in_the_lookback():
         orders = w.day_orders(day)
         assert orders.event_offset.max() < generator.LOOKBACK_DAYS
         assert orders.pay_offset.max() < generator.LOOKBACK_DAYS
+
+
+def test_a_run_stopped_midway_can_be_run_again(tmp_path, monkeypatch):
+    """Stopped after a day's first files (Ctrl-C), the same run writes the day again, the same
+    bytes as a run never stopped; another world is still refused there."""
+    import ecom.generate as generator
+
+    clean = tmp_path / "clean"
+    generate(clean, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
+    stopped = tmp_path / "stopped"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(generator, "_payment_rows", interrupted)  # the day's last entity
+        with pytest.raises(KeyboardInterrupt):
+            generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
+    assert list(stopped.rglob("*.csv")), "the stopped run left files without a manifest"
+    with pytest.raises(WorldMismatch, match="from another world"):
+        generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=6, progress=False, workers=1)
+    generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
+    assert file_digest(stopped) == file_digest(clean)

@@ -613,3 +613,35 @@ def test_a_held_warehouse_fails_the_step_with_its_one_line_reason(held_warehouse
         assert data.user_failure_data is not None, data.error
         assert "is in use by process" in data.user_failure_data.description
         assert "point ECOM_CHDB_PATH at another directory" in data.user_failure_data.description
+
+
+def test_the_simulator_completes_a_day_it_was_stopped_writing(tmp_path, monkeypatch):
+    from orchestration.assets_raw import build_raw_exports
+    from orchestration.partitions import daily_partitions
+    from orchestration.resources import Warehouse
+
+    import ecom.generate as generator
+
+    raw = tmp_path / "raw"
+    generator.generate(raw, date(2026, 9, 1), 1, orders_per_day=30, seed=5, progress=False, workers=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # stopped before the day's payments and manifest
+        patch.setattr(generator, "_payment_rows", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            generator.generate(raw, date(2026, 9, 2), 1, orders_per_day=30, seed=5, progress=False, workers=1)
+    assert not (raw / "payments" / "2026" / "09" / "02").exists()
+    for key in [k for k in os.environ if k.startswith(OWN_PREFIXES)]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("ECOM_RAW_DIR", str(raw))
+    monkeypatch.setenv("ECOM_CHDB_PATH", str(tmp_path / "warehouse"))
+
+    result = dg.materialize([build_raw_exports(daily_partitions(date(2026, 9, 1)))], partition_key="2026-09-02",
+                            resources={"warehouse": Warehouse()})
+
+    assert result.success
+    assert (raw / "payments" / "2026" / "09" / "02" / "payments_20260902.csv").is_file()
+    assert (raw / "_manifest" / "manifest_20260902.json").is_file()
+    assert not list((raw / "_manifest").glob("writing_*"))

@@ -4,7 +4,9 @@ It plays the source systems of the retailer (CRM, catalog, shop, payment provide
 writes what they export each day: `<out>/<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv`, the
 rows created or changed that day, dirty at `dirty_rate`, plus a manifest per day
 (`<out>/_manifest/manifest_YYYYMMDD.json`) that counts every kind of dirt it injected, so the
-data-quality mart can be checked against it reason by reason.
+data-quality mart can be checked against it reason by reason. While a day is being written,
+`_manifest/writing_YYYYMMDD.json` names its world: a run stopped midway leaves it, and the
+same world may write that day again.
 
 How the world stays the same world:
 
@@ -1817,6 +1819,10 @@ def _generate_day(w: _World, day: int, out_dir: Path) -> dict:
         "entities": {},
         "malformed_files": [],
     }
+    # Until the day's manifest lists its files, a claim names the world writing them: a run stopped
+    # midway leaves it, and the same world may then write the day again (_check_days_to_write).
+    claim = claim_path(out_dir, today)
+    _write(claim, json.dumps({key: manifest[key] for key in WORLD_KEYS}).encode("utf-8"))
     for entity in ENTITIES:  # a rerun must not leave an old extra file behind
         folder = (out_dir / relative_path(entity, today)).parent
         for stale in folder.glob(f"{entity}_{today:%Y%m%d}_part*.csv"):
@@ -1829,16 +1835,33 @@ def _generate_day(w: _World, day: int, out_dir: Path) -> dict:
     w.release(day)
     path = out_dir / MANIFEST_DIR / f"manifest_{today:%Y%m%d}.json"
     _write(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    claim.unlink()
     return manifest
+
+
+def claim_path(out_dir: Path, day: date) -> Path:
+    return out_dir / MANIFEST_DIR / f"writing_{day:%Y%m%d}.json"
 
 
 class WorldMismatch(ValueError):
     """The output directory already holds days of a different world (other options or origin)."""
 
 
+WORLD_KEYS = ("date", "seed", "orders_per_day", "dirty_rate", "origin")
+
+
 def _world_of(manifest: dict) -> tuple:
     return (manifest.get("seed"), manifest.get("orders_per_day"), manifest.get("dirty_rate"),
             manifest.get("origin"))
+
+
+def _read_json(path: Path) -> dict:
+    """A manifest or claim as a dict; {} when there is none, or one cut short (it vouches for nothing)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per_day: int,
@@ -1896,31 +1919,24 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     So a day to write may only hold the files its manifest lists, and that manifest must come
     from the same world (`world_key`: seed, orders per day, dirty rate, origin); anything else
     is real exports, a file added by hand or another world's day, and would be lost or mixed.
-    Only the day folders are listed and the day manifests read, never the CSV files.
+    A day a run of the same world was stopped writing (its claim is still there) is its own too.
+    Only the day folders are listed and the day manifests and claims read, never the CSV files.
     """
     unknown: list[str] = []
     foreign: list[dict] = []
     for i in range(days):
         day = start + timedelta(days=i)
-        path = out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json"
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        except ValueError:  # cut short by an interrupted run: it vouches for no file
-            manifest = {}
-        if manifest and _world_of(manifest) != world_key:
-            foreign.append(manifest)
+        manifest = _read_json(out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json")
+        claim = _read_json(claim_path(out_dir, day))
+        foreign += [found for found in (manifest, claim) if found and _world_of(found) != world_key]
+        if claim and _world_of(claim) == world_key:
+            continue
         listed = manifest.get("files", {})
         for entity in ENTITIES:
             folder = (out_dir / relative_path(entity, day)).parent
             unknown += sorted(name for name in (f.relative_to(out_dir).as_posix() for f in folder.glob("*.csv"))
                               if name not in listed)
-    if unknown:
-        many = len(unknown) > 1
-        raise ForeignFiles(
-            f"{out_dir} already holds {len(unknown)} CSV file{'s' if many else ''} on the days to write that "
-            f"no manifest of the generator lists ({'first ' if many else ''}{unknown[0]}); nothing was written: "
-            "choose another output directory (--out) or remove them"
-        )
+    foreign = list({found.get("date"): found for found in foreign}.values())  # a day's manifest and claim: once
     if foreign:
         first = foreign[0]
         more = f" and {len(foreign) - 1} more day{'s' if len(foreign) > 2 else ''}" if len(foreign) > 1 else ""
@@ -1929,6 +1945,13 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
             f"(seed {first.get('seed')}, orders per day {first.get('orders_per_day')}, "
             f"dirty rate {first.get('dirty_rate')}, first day {first.get('origin')}); nothing was written: "
             "choose another output directory (--out) or remove those days' files and manifests"
+        )
+    if unknown:
+        many = len(unknown) > 1
+        raise ForeignFiles(
+            f"{out_dir} already holds {len(unknown)} CSV file{'s' if many else ''} on the days to write that "
+            f"no manifest of the generator lists ({'first ' if many else ''}{unknown[0]}); nothing was written: "
+            "choose another output directory (--out) or remove them"
         )
 
 
