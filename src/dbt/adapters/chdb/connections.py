@@ -95,10 +95,11 @@ class ChdbClient(ChHttpClient):
 
     def query(self, sql, **kwargs):
         """The chdb backend gives a result with no rows no column names either, so `dbt show` of a
-        model with no rows printed no header; they are read back with `DESCRIBE`, which types the
-        query without running it. A statement without columns (DDL, SET) keeps its empty result."""
+        model with no rows printed no header; for `dbt show` they are read back with `DESCRIBE`,
+        which types the query without running it (but evaluates its scalar subqueries: not for
+        the empty results of a build). A statement without columns keeps its empty result."""
         result = super().query(sql, **kwargs)
-        if not result.column_names and not result.result_set:
+        if not result.column_names and not result.result_set and getattr(get_flags(), "WHICH", None) == "show":
             try:
                 described = self._client.query(f"DESCRIBE TABLE ( \n{sql} \n)")
             except DatabaseError:
