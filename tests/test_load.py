@@ -665,3 +665,32 @@ def test_a_header_message_shows_what_cannot_be_seen(tmp_path):
     assert second.reason == "wrong_header" and "the first line is empty" in second.detail, second.detail
     # A space after the comma is quoted: printed as it is, ` line_number` reads as the missing name.
     assert third.reason == "wrong_header" and "unexpected ' line_number'" in third.detail, third.detail
+
+
+def test_a_rejected_file_is_logged_removed_only_where_the_listing_looked(tmp_path):
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    write_bytes(settings.raw_dir, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00,0\n")
+    broken = write_bytes(settings.raw_dir, "order_items", NEXT_DAY, b"id;qty\n1;2\n")
+    odd = settings.raw_dir / "order_items" / "2026" / "03" / "01" / "order_items_\udcff.csv"
+    odd.write_bytes(b"id;qty\n1;2\n")  # a name that is not UTF-8: logged escaped
+    assert len(land(settings).rejected) == 2
+    removed = "SELECT file_path FROM bronze.ingest_log WHERE status = 'removed'"
+
+    # A raw directory pointed at an empty folder, or one without the entity folders, lists
+    # nothing of these files: it says nothing about them.
+    for elsewhere in (tmp_path / "empty", tmp_path / "other"):
+        elsewhere.mkdir()
+        assert land(settings_for(tmp_path, elsewhere)).removed == []
+    write_bytes(tmp_path / "other", "orders", DAY, b"")
+    assert land(settings_for(tmp_path, tmp_path / "other")).removed == []
+    # A dated load does not list the folder of the file that is not UTF-8: still there.
+    assert land(settings, start=NEXT_DAY, end=NEXT_DAY).removed == []
+    assert query(settings, removed) == []
+
+    broken.unlink()
+    assert land(settings, start=NEXT_DAY, end=NEXT_DAY).removed == [relative(broken, settings.raw_dir)]
+    assert land(settings).removed == [], "the file that is not UTF-8 is there"
+    odd.unlink()
+    assert len(land(settings).removed) == 1
+    assert len(query(settings, removed)) == 2

@@ -838,6 +838,12 @@ def _warehouse_failure(exc: Exception, settings: Settings) -> str:
     return f"{settings.describe()} failed ({reason}); {remedy} and run again"
 
 
+def _top_folder(raw_dir: Path, relative: str) -> Path:
+    """The entity (or other) folder a logged path starts with; the raw directory for a file at its top."""
+    parts = Path(relative).parts
+    return raw_dir / parts[0] if len(parts) > 1 else raw_dir
+
+
 def _gone(path: Path) -> bool:
     """No entry at `path` (a folder that cannot be read says nothing: not gone)."""
     try:
@@ -985,10 +991,16 @@ class _Loader:
         return start.isoformat(sep=" ", timespec="milliseconds")
 
     def log_removed(self, start: date | None, end: date | None) -> list[str]:
-        """Log as `removed` each file of start..end (and each file whose name gives no day) whose
-        latest ingest-log entry is a rejection and which is no longer in the raw directory: deleting
-        a stray or broken export is how a user is done with it, and `gold.mart_data_quality` counts a
-        file while its latest entry is a rejection. The rejection itself stays in the log."""
+        """Log as `removed` each file whose latest ingest-log entry is a rejection and which this
+        load's listing of the raw directory no longer finds: deleting a stray or broken export is
+        how a user is done with it, and `gold.mart_data_quality` counts a file while its latest
+        entry is a rejection. The rejection itself stays in the log.
+
+        Only where the listing looked: the files of start..end, and files whose name gives no
+        day on a load of every day (a dated load lists only its days' folders). A file whose
+        entity folder (or raw directory) is not there is not taken as removed: the raw directory
+        may be pointed elsewhere, or not mounted."""
+        everything = start is None and end is None
         candidates = [
             RawFile(self.settings.raw_dir / path, path, entity or None, file_date)
             for path, entity, file_date in self.client.query(
@@ -996,14 +1008,16 @@ class _Loader:
                 f"WHERE file_path IN (SELECT file_path FROM {LOG_TABLE} WHERE status = 'rejected') "
                 "GROUP BY file_path HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path"
             ).result_rows
-            if file_date is None or ((start is None or file_date >= start) and (end is None or file_date <= end))
+            if (everything if file_date is None
+                else (start is None or file_date >= start) and (end is None or file_date <= end))
         ]
         if not candidates:
             return []
         # Listed again, whatever files this load was given: a path that is not UTF-8 is logged
         # escaped, and only the listing spells it the same way.
         present = {raw.relative for raw in discover(self.settings.raw_dir, start, end)}
-        gone = [raw for raw in candidates if raw.relative not in present and _gone(raw.path)]
+        gone = [raw for raw in candidates if raw.relative not in present and _gone(raw.path)
+                and _top_folder(self.settings.raw_dir, raw.relative).is_dir()]
         if gone:
             started = self.now()
             _log(self.client, [_log_entry(raw, sha256="", size=0, rows=0, status="removed", reason="file_removed",
