@@ -707,5 +707,12 @@ def test_a_run_stopped_midway_can_be_run_again(tmp_path, monkeypatch):
     assert list(stopped.rglob("*.csv")), "the stopped run left files without a manifest"
     with pytest.raises(WorldMismatch, match="from another world"):
         generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=6, progress=False, workers=1)
+    # A file put there since is not one the stopped run wrote: refused, and kept.
+    added = stopped / "orders" / "2026" / "03" / "01" / "orders_20260301_part7.csv"
+    added.write_text("order_id\nO-HAND\n", encoding="utf-8")
+    with pytest.raises(ForeignFiles, match=r"orders_20260301_part7\.csv"):
+        generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
+    assert added.read_text(encoding="utf-8") == "order_id\nO-HAND\n"
+    added.unlink()
     generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
     assert file_digest(stopped) == file_digest(clean)

@@ -62,6 +62,7 @@ import queue
 import sys
 import traceback
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -1685,7 +1686,7 @@ def _has_non_ascii(rows: _Rows, i: int) -> bool:
 
 
 def _day_entity(w: _World, entity: str, day: int, rows: _Rows, malformed: tuple[str, str] | None,
-                out_dir: Path, manifest: dict) -> None:
+                out_dir: Path, manifest: dict, claim: Callable[[Path], None]) -> None:
     """Dirty, split, duplicate, write and count one entity's rows of one day."""
     rate = w.rate
     rng = _rng(w.seed, S_DIRT, day, ENTITIES.index(entity))
@@ -1735,6 +1736,7 @@ def _day_entity(w: _World, entity: str, day: int, rows: _Rows, malformed: tuple[
     layout = main[np.concatenate([np.arange(m), copies])[np.argsort(position, kind="stable")]]
     text = _csv_text(columns, [rows.cols[c][layout] for c in columns], plain=entity in PLAIN_ENTITIES)
     main_path = relative_path(entity, today)
+    claim(main_path)
     _write(out_dir / main_path, text.encode("utf-8"))
     manifest["files"][main_path.as_posix()] = {"entity": entity, "rows": len(layout), "malformed": None}
 
@@ -1762,6 +1764,7 @@ def _day_entity(w: _World, entity: str, day: int, rows: _Rows, malformed: tuple[
                     data = _csv_text(header, [part.cols[c] for c in columns], 0).encode()
             else:
                 data = body.encode("utf-8")
+        claim(part_path)
         _write(out_dir / part_path, data)
         rows_written = 0 if why == "empty" else part.n
         manifest["files"][part_path.as_posix()] = {"entity": entity, "rows": rows_written, "malformed": why}
@@ -1819,10 +1822,17 @@ def _generate_day(w: _World, day: int, out_dir: Path) -> dict:
         "entities": {},
         "malformed_files": [],
     }
-    # Until the day's manifest lists its files, a claim names the world writing them: a run stopped
-    # midway leaves it, and the same world may then write the day again (_check_days_to_write).
+    # Until the day's manifest lists its files, a claim names the world writing them and each file
+    # before it is written: a run stopped midway leaves it, and the same world may then write the
+    # day again over those files, and those only (_check_days_to_write).
     claim = claim_path(out_dir, today)
-    _write(claim, json.dumps({key: manifest[key] for key in WORLD_KEYS}).encode("utf-8"))
+    claimed = {**{key: manifest[key] for key in WORLD_KEYS}, "files": []}
+
+    def claim_file(relative: Path) -> None:
+        claimed["files"].append(relative.as_posix())
+        _write(claim, json.dumps(claimed).encode("utf-8"))
+
+    _write(claim, json.dumps(claimed).encode("utf-8"))
     for entity in ENTITIES:  # a rerun must not leave an old extra file behind
         folder = (out_dir / relative_path(entity, today)).parent
         for stale in folder.glob(f"{entity}_{today:%Y%m%d}_part*.csv"):
@@ -1831,7 +1841,7 @@ def _generate_day(w: _World, day: int, out_dir: Path) -> dict:
     builders = {"customers": _customer_rows, "products": _product_rows, "orders": _order_rows,
                 "order_items": _item_rows, "payments": _payment_rows}
     for entity in ENTITIES:
-        _day_entity(w, entity, day, builders[entity](w, day), malformed, out_dir, manifest)
+        _day_entity(w, entity, day, builders[entity](w, day), malformed, out_dir, manifest, claim_file)
     w.release(day)
     path = out_dir / MANIFEST_DIR / f"manifest_{today:%Y%m%d}.json"
     _write(path, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
@@ -1919,7 +1929,7 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     So a day to write may only hold the files its manifest lists, and that manifest must come
     from the same world (`world_key`: seed, orders per day, dirty rate, origin); anything else
     is real exports, a file added by hand or another world's day, and would be lost or mixed.
-    A day a run of the same world was stopped writing (its claim is still there) is its own too.
+    The files a run of the same world was stopped writing (its claim lists them) are its own too.
     Only the day folders are listed and the day manifests and claims read, never the CSV files.
     """
     unknown: list[str] = []
@@ -1929,13 +1939,12 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
         manifest = _read_json(out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json")
         claim = _read_json(claim_path(out_dir, day))
         foreign += [found for found in (manifest, claim) if found and _world_of(found) != world_key]
-        if claim and _world_of(claim) == world_key:
-            continue
-        listed = manifest.get("files", {})
+        listed = {*manifest.get("files", {}), *(claim.get("files", []) if _world_of(claim) == world_key else [])}
         for entity in ENTITIES:
             folder = (out_dir / relative_path(entity, day)).parent
-            unknown += sorted(name for name in (f.relative_to(out_dir).as_posix() for f in folder.glob("*.csv"))
-                              if name not in listed)
+            names = sorted(f.relative_to(out_dir).as_posix() for f in folder.iterdir()
+                           if f.name.lower().endswith(".csv")) if folder.is_dir() else []
+            unknown += [name for name in names if name not in listed]
     foreign = list({found.get("date"): found for found in foreign}.values())  # a day's manifest and claim: once
     if foreign:
         first = foreign[0]
