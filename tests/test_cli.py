@@ -131,6 +131,13 @@ def test_a_question_mark_in_the_warehouse_path_is_refused(env, tmp_path):
     assert result.returncode == 1
     assert "has a '?'" in one_error_line(result.stderr)
     assert not (tmp_path / "wh").exists() and not (tmp_path / "wh?x=1").exists()
+    # The default path below a folder whose name has one, too.
+    (tmp_path / "q?x").mkdir()
+    result = run_ecom("sql", "select 1", env={k: v for k, v in env.items()
+                                              if k not in ("ECOM_CHDB_PATH", "ECOM_PROJECT_DIR")},
+                      cwd=tmp_path / "q?x", check=False)
+    assert "has a '?'" in one_error_line(result.stderr)
+    assert not (tmp_path / "q").exists()
 
 
 def test_sql_names_the_warehouse_it_looked_in(env):
@@ -253,6 +260,9 @@ def test_default_data_paths_are_the_projects_from_any_of_its_folders(tmp_path, m
         settings = Settings.from_env({})
         assert (settings.raw_dir, settings.chdb_path) == (Path(f"{prefix}data/raw"), Path(f"{prefix}data/warehouse"))
         assert settings.chdb_path.resolve() == project / "data" / "warehouse"
+        # A relative path from the environment is the project's too, as dbt's plugin reads it.
+        assert Settings.from_env({"ECOM_CHDB_PATH": "data/other"}).chdb_path == Path(f"{prefix}data/other")
+        assert Settings.from_env({"ECOM_CHDB_PATH": "/abs/wh"}).chdb_path == Path("/abs/wh")
     monkeypatch.chdir(tmp_path)  # outside a project: below the working directory
     assert Settings.from_env({}).raw_dir == Path("data/raw")
     # From a subfolder, ecom reads the project's warehouse and leaves no other behind.

@@ -79,6 +79,14 @@ def main() -> None:
     """
 
 
+def _project_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """A path typed on the command line as given; one from the environment, or the default, is
+    the project's, as `ecom.config.data_path` reads it."""
+    if ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE:
+        return value
+    return data_path(value)
+
+
 def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if not math.isfinite(value):  # every comparison with NaN is false, so a range lets it through
         raise click.BadParameter(f"{value} is not a finite number")
@@ -93,8 +101,8 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
-@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default=lambda: data_path("data/raw"),
-              help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
+@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+              callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate: float, out: Path,
              quiet: bool) -> None:
@@ -157,9 +165,8 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 
 
 @main.command("load")
-@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR",
-              default=lambda: data_path("data/raw"),
-              help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
+@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+              callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--start", type=DATE, help="Only files of this day or later.")
 @click.option("--end", type=DATE, help="Only files of this day or earlier.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
@@ -333,7 +340,7 @@ def _one_read(client, query: str) -> tuple[str, str]:
 
 @main.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), envvar="ECOM_REPORT_PATH",
-              default=lambda: data_path("data/report/index.html"),
+              default="data/report/index.html", callback=_project_path,
               help="HTML file to write [env ECOM_REPORT_PATH; default: data/report/index.html of the project].")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
@@ -363,7 +370,7 @@ def report(out: Path, wait: float) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ECOM_BENCH_DIR",
-              default=lambda: data_path("data/bench"),
+              default="data/bench", callback=_project_path,
               help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR; default: "
               "data/bench of the project].")
 @click.option("--lines", type=click.IntRange(min=1000), help="Order lines of the 10x history "

@@ -25,13 +25,15 @@ def _project_around_cwd() -> Path | None:
     return None
 
 
-def data_path(default: str) -> Path:
-    """A default data path (`data/raw`, `data/warehouse`, ...) below the project the command runs
-    in, so every folder of the checkout reaches the same data, as dbt reads the profile's path from
-    the project root; outside a project, below the working directory. Given relative to the
-    working directory, as a user would type it: `data/raw` at the root, `../data/raw` one down."""
-    root = _project_around_cwd()
-    return Path(os.path.relpath(root / default)) if root else Path(default)
+def data_path(path: str | Path) -> Path:
+    """A data path from the environment or a default (`data/raw`, `data/warehouse`, ...): absolute
+    as it is; relative, below the project the command runs in, so every folder of the checkout
+    reaches the same data, as dbt reads the profile's relative path from the project root;
+    outside a project, below the working directory. Given relative to the working directory, as a
+    user would type it: `data/raw` at the root, `../data/raw` one folder down."""
+    path = Path(path)
+    root = None if path.is_absolute() else _project_around_cwd()
+    return Path(os.path.relpath(root / path)) if root else path
 
 
 def project_dir() -> Path:
@@ -83,12 +85,13 @@ class SettingError(ValueError):
 
 
 def chdb_path_problem(path: str) -> str | None:
-    """Why the embedded engine cannot open `path` as given, or None. chDB reads a `?` as the start
-    of connection options and opens the path before it: another warehouse than the one named, and
-    the lock taken on the wrong folder."""
+    """Why the embedded engine cannot open the absolute `path`, or None. chDB reads a `?` as the
+    start of connection options and opens the path before it: another warehouse than the one
+    named, and the lock taken on the wrong folder."""
     if "?" in path:
-        return (f"ECOM_CHDB_PATH={path!r} has a '?', which the embedded engine reads as the start of "
-                f"connection options (it would open {path.split('?')[0]!r}); choose a path without '?'")
+        return (f"the warehouse path {path} has a '?', which the embedded engine reads as the start of "
+                f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
+                "without '?'")
     return None
 
 
@@ -117,11 +120,12 @@ class Settings:
             secure = env_flag("CLICKHOUSE_SECURE", False, env)
         except SettingError as exc:
             raise SystemExit(f"error: {exc}") from None
-        if target == "dev" and (problem := chdb_path_problem(env.get("ECOM_CHDB_PATH", ""))):
+        chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
+        if target == "dev" and (problem := chdb_path_problem(str(chdb_path.resolve()))):
             raise SystemExit(f"error: {problem}")
         return cls(
-            raw_dir=Path(env.get("ECOM_RAW_DIR") or data_path("data/raw")),  # set but empty: the default, as click
-            chdb_path=Path(env.get("ECOM_CHDB_PATH") or data_path("data/warehouse")),
+            raw_dir=data_path(env.get("ECOM_RAW_DIR") or "data/raw"),
+            chdb_path=chdb_path,
             target=target,
             host=env.get("CLICKHOUSE_HOST", "localhost"),
             port=int(port) if port else None,
