@@ -106,10 +106,16 @@ def test_sql_runs_one_statement_and_prints_a_table(env):
     result = run_ecom("sql", "select 1 as a; select 'x' as b, 2 as c", env=env, check=False)
     assert result.returncode == 1
     assert "one statement at a time" in one_error_line(result.stderr)
-    result = run_ecom("sql", "select 1 as a format JSON", env=env, check=False)
-    assert result.returncode == 1
-    assert "leave out the FORMAT clause" in one_error_line(result.stderr)
+    for clause in ("format JSON", "format Native"):  # the client asks for a format of its own
+        result = run_ecom("sql", f"select 1 as a {clause}", env=env, check=False)
+        assert result.returncode == 1
+        assert "leave out the FORMAT clause" in one_error_line(result.stderr)
     assert run_ecom("sql", "select 1 as a;", env=env).stdout.splitlines()[-1] == "(1 rows)"
+    words = run_ecom("sql", "select 'a format b' as a", env=env).stdout.splitlines()
+    assert words[2] == "a format b"
+    # No rows: the header still says what the columns are.
+    empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=env).stdout.splitlines()
+    assert [cell.strip() for cell in empty[0].split("|")] == ["order_count", "label"] and empty[-1] == "(0 rows)"
 
 
 def test_sql_limit_stops_the_query_itself(env):

@@ -262,13 +262,14 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
 def sql(query: str, limit: int, wait: float) -> None:
     """Run QUERY, one statement, on the warehouse of the current target and print a table.
 
-    Read-only: statements that write (INSERT, ALTER, DROP, TRUNCATE, INTO OUTFILE, ...) are refused,
-    since bronze is append-only and the loader's ingest log must match it. A SELECT returns
-    --limit rows at most: the engine stops there, so a look at a large table costs little."""
+    Read-only: SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN; statements that write (INSERT, ALTER,
+    DROP, TRUNCATE, INTO OUTFILE, ...) are refused, since bronze is append-only and the loader's
+    ingest log must match it. The engine stops a SELECT at --limit rows, so a look at a large
+    table costs little (a server user who may change no setting gets the whole result, cut here)."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from ecom.load import _engine_message
-    from ecom.warehouse import session
+    from ecom.warehouse import described_columns, session
 
     if not query.strip():
         raise click.UsageError("QUERY is empty")
@@ -306,8 +307,9 @@ def sql(query: str, limit: int, wait: float) -> None:
         except click.UsageError as exc:
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(1)
-    rows = list(result.result_rows)
-    click.echo(format_table(list(result.column_names), rows, limit, more=len(rows) > limit))
+        rows = list(result.result_rows)
+        columns = result.column_names or (described_columns(client, statement) if kind == "select" else ())
+    click.echo(format_table(list(columns), rows, limit, more=len(rows) > limit))
 
 
 READ_ONLY = "; `ecom sql` only reads: write through `ecom load`, `ecom run` or dbt"
@@ -327,14 +329,17 @@ def _one_read(client, query: str) -> tuple[str, str]:
     root = tree[0].split()[0]
     kind = next((k for prefix, k in _READ_ROOTS.items() if root.startswith(prefix)), None)
     if kind is None:
-        raise click.UsageError(f"{statement.split()[0]} writes or changes settings{READ_ONLY}")
+        raise click.UsageError(f"{statement.split()[0]} is not one of the statements that only read (SELECT, "
+                               f"SHOW, DESCRIBE, EXISTS, EXPLAIN){READ_ONLY}")
     # The root's own children: an output file is a string literal, a FORMAT clause an identifier.
     children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
     if any(child.startswith("Literal") for child in children):
         raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
-    formats = [child.split()[1] for child in children if child.startswith("Identifier")]
-    if formats and formats[-1] != "Native":
-        raise click.UsageError(f"FORMAT {formats[-1]}: `ecom sql` prints a table; leave out the FORMAT clause")
+    # The client asks for a format of its own: one of the query's, even Native, breaks the reply.
+    # The engine's formatting writes the keyword upper-case, and string literals are left out.
+    clause = re.search(r"\bFORMAT\s+(\S+)", re.sub(r"'(?:[^'\\]|\\.)*'", "''", statement))
+    if clause:
+        raise click.UsageError(f"FORMAT {clause.group(1)}: `ecom sql` prints a table; leave out the FORMAT clause")
     return statement, kind
 
 

@@ -62,6 +62,16 @@ def prepare_directory(path: Path) -> None:
         )
 
 
+def described_columns(client: Client, sql: str) -> tuple[str, ...]:
+    """The column names of a query, typed by the engine without running it (`DESCRIBE`; scalar
+    subqueries are still evaluated), or () for a statement without columns. The chdb backend
+    returns an empty result without its column names."""
+    try:
+        return tuple(row[0] for row in client.query(f"DESCRIBE TABLE ( \n{sql} \n)").result_rows)
+    except DatabaseError:
+        return ()
+
+
 def _strerror(exc: OSError) -> str:
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return "a file, not a directory, is in the way"

@@ -25,7 +25,7 @@ from dbt_common.exceptions import DbtDatabaseError
 
 from ecom.config import SettingError, chdb_path_problem, env_number
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseLocked, WarehouseUnavailable, open_when_free
-from ecom.warehouse import prepare_directory
+from ecom.warehouse import described_columns, prepare_directory
 
 # Settings the engine's session does not know: dbt-clickhouse sets them for servers.
 _SERVER_ONLY_SETTINGS = ("session_id",)
@@ -100,11 +100,7 @@ class ChdbClient(ChHttpClient):
         the empty results of a build). A statement without columns keeps its empty result."""
         result = super().query(sql, **kwargs)
         if not result.column_names and not result.result_set and getattr(get_flags(), "WHICH", None) == "show":
-            try:
-                described = self._client.query(f"DESCRIBE TABLE ( \n{sql} \n)")
-            except DatabaseError:
-                return result
-            result.column_names = tuple(row[0] for row in described.result_rows)
+            result.column_names = described_columns(self._client, sql)
         return result
 
     def columns_in_query(self, sql: str, **kwargs) -> list[ClickHouseColumn]:
