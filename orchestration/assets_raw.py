@@ -109,6 +109,13 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         # A day with neither files nor manifest, or one a stopped simulation left half written.
         missing = [day for day in days if (day not in present and not _manifest_path(raw_dir, day).exists())
                    or claim_path(raw_dir, day).exists()]
+        stopped = [day for day in missing if claim_path(raw_dir, day).exists()]
+        if stopped and not simulator_enabled():
+            raise dg.Failure(
+                f"{', '.join(map(str, stopped))} in {raw_dir.resolve()} half written by a generator run that was "
+                f"stopped ({claim_path(raw_dir, stopped[0]).name} in {MANIFEST_DIR}/); write the day again with "
+                f"`ecom generate --start {stopped[0]} --days 1` and its world's options"
+            )
         if missing and not simulator_enabled():
             raise dg.Failure(
                 f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "

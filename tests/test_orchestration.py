@@ -638,8 +638,16 @@ def test_the_simulator_completes_a_day_it_was_stopped_writing(tmp_path, monkeypa
     monkeypatch.setenv("ECOM_RAW_DIR", str(raw))
     monkeypatch.setenv("ECOM_CHDB_PATH", str(tmp_path / "warehouse"))
 
-    result = dg.materialize([build_raw_exports(daily_partitions(date(2026, 9, 1)))], partition_key="2026-09-02",
-                            resources={"warehouse": Warehouse()})
+    assets = [build_raw_exports(daily_partitions(date(2026, 9, 1)))]
+    with monkeypatch.context() as patch:  # the simulator off: the half-written day is named
+        patch.setenv(SIMULATOR_ENV, "off")
+        off = dg.materialize(assets, partition_key="2026-09-02", resources={"warehouse": Warehouse()},
+                             raise_on_error=False)
+    [failure] = [e for e in off.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "half written by a generator run that was stopped (writing_20260902.json" in \
+        failure.step_failure_data.user_failure_data.description
+
+    result = dg.materialize(assets, partition_key="2026-09-02", resources={"warehouse": Warehouse()})
 
     assert result.success
     assert (raw / "payments" / "2026" / "09" / "02" / "payments_20260902.csv").is_file()

@@ -112,16 +112,13 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     simulates daily arrivals. Days that already hold files it did not write, or another
     world's days, are refused: nothing is overwritten but its own files.
     """
-    from ecom.contract import FIRST_DAY, LAST_DAY
+    from ecom.contract import unloadable_days
     from ecom.generate import ForeignFiles, WorldMismatch
     from ecom.generate import generate as run_generator
 
     # the days ClickHouse's Date can hold: the loader rejects a file of any other day
-    if start < FIRST_DAY:
-        raise click.UsageError(f"--start {start} is before {FIRST_DAY}, the first day the pipeline can load")
-    if (LAST_DAY - start).days < days - 1:
-        raise click.UsageError(f"--start {start} with --days {days} goes past {LAST_DAY}, the last day the "
-                               "pipeline can load; start earlier or write fewer days")
+    if problem := unloadable_days(start, days):
+        raise click.UsageError(problem)
     try:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
                                  dirty_rate=dirty_rate, progress=not quiet)

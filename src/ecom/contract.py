@@ -49,6 +49,17 @@ def relative_path(entity: str, day: date, part: int = 1) -> Path:
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
 
 
+def unloadable_days(start: date, days: int) -> str | None:
+    """Why `days` days from `start` are not all days a ClickHouse `Date` holds (the loader rejects
+    a file of any other day), or None."""
+    if start < FIRST_DAY:
+        return f"--start {start} is before {FIRST_DAY}, the first day the pipeline can load"
+    if (LAST_DAY - start).days < days - 1:
+        return (f"--start {start} with --days {days} goes past {LAST_DAY}, the last day the pipeline can load; "
+                "start earlier or write fewer days")
+    return None
+
+
 def name_day(relative: Path) -> date | None:
     """The day a name follows the contract for, whether or not a `Date` can hold it."""
     parts, match = relative.parts, _NAME.match(relative.name)

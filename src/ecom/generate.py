@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from ecom import world
-from ecom.contract import COLUMNS, ENTITIES, FIRST_DAY, LAST_DAY, relative_path
+from ecom.contract import COLUMNS, ENTITIES, relative_path, unloadable_days
 
 MANIFEST_DIR = "_manifest"
 GENERATOR_VERSION = 1
@@ -1892,11 +1892,8 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
     later = [path for day, path in dated if day > end]
     neighbours = []
     for path in earlier[-1:] + later[:1]:
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            manifest = None
-        if not isinstance(manifest, dict) or "date" not in manifest:
+        manifest = _read_json(path)
+        if "date" not in manifest:
             # It names the world the run continues: guessing would write another world's days.
             raise WorldMismatch(f"{path} is not a manifest the generator wrote (cut short by an interrupted "
                                 "run?); remove that day's files and manifest and generate the day again with "
@@ -1953,7 +1950,8 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
             f"{out_dir} already holds {first.get('date')}{more} from another world "
             f"(seed {first.get('seed')}, orders per day {first.get('orders_per_day')}, "
             f"dirty rate {first.get('dirty_rate')}, first day {first.get('origin')}); nothing was written: "
-            "choose another output directory (--out) or remove those days' files and manifests"
+            f"choose another output directory (--out) or remove those days' files and manifests (and claims, "
+            f"{MANIFEST_DIR}/writing_*.json)"
         )
     if unknown:
         many = len(unknown) > 1
@@ -2088,8 +2086,8 @@ def generate(out_dir: Path, start: date, days: int, orders_per_day: int = 1000, 
         raise ValueError("orders_per_day must be at least 1")
     if not 0 <= dirty_rate <= 0.5:
         raise ValueError("dirty_rate must be between 0 and 0.5")
-    if start < FIRST_DAY or (LAST_DAY - start).days < days - 1:  # past LAST_DAY the loader rejects the files
-        raise ValueError(f"the days to write must lie within {FIRST_DAY}..{LAST_DAY}")
+    if problem := unloadable_days(start, days):
+        raise ValueError(problem)
     out_dir = Path(out_dir)
     end = start + timedelta(days=days - 1)
     origin = _resolve_origin(out_dir, start, end, seed, orders_per_day, dirty_rate)
