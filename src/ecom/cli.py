@@ -328,7 +328,7 @@ def _one_read(client, query: str) -> tuple[str, str]:
     if kind is None:
         raise click.UsageError(f"{statement.split()[0]} is not one of the statements that only read (SELECT, "
                                f"SHOW, DESCRIBE, EXISTS, EXPLAIN){READ_ONLY}")
-    # The root's own children: an output file is a string literal, a FORMAT clause an identifier.
+    # The root's own children: an output file (INTO OUTFILE) is a string literal there.
     children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
     if any(child.startswith("Literal") for child in children):
         raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
