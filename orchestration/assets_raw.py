@@ -107,9 +107,9 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         present = _files_by_day(raw_dir, first, last)
         # A day with neither files nor manifest, or one a stopped simulation left half written.
-        missing = [day for day in days if (day not in present and not _manifest_path(raw_dir, day).exists())
-                   or claim_path(raw_dir, day).exists()]
-        stopped = [day for day in missing if claim_path(raw_dir, day).exists()]
+        stopped = [day for day in days if claim_path(raw_dir, day).exists()]
+        missing = [day for day in days
+                   if day in stopped or (day not in present and not _manifest_path(raw_dir, day).exists())]
         if stopped and not simulator_enabled():
             raise dg.Failure(
                 f"{', '.join(map(str, stopped))} in {raw_dir.resolve()} half written by a generator run that was "

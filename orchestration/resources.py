@@ -103,9 +103,9 @@ def unavailable_as_failure() -> Iterator[None]:
 def pinned_warehouse_env(current: Settings, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """Let a dbt subprocess open exactly the warehouse this process sees, waiting as this step does.
 
-    dbt resolves a relative ECOM_CHDB_PATH against the project directory, Python against the
-    working directory; pin the absolute path (as `ecom run` does) while the subprocess starts,
-    and the step's wait for the lock (a sensor tick may open the warehouse as dbt starts).
+    Both read a relative ECOM_CHDB_PATH below the project, but dbt's project is the one it is
+    given (a copy in tests); pin the absolute path (as `ecom run` does) while the subprocess
+    starts, and the step's wait for the lock (a sensor tick may open the warehouse as dbt starts).
     """
     if not current.embedded:
         yield
