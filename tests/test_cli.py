@@ -111,6 +111,9 @@ def test_sql_runs_one_statement_and_prints_a_table(env):
         assert result.returncode == 1
         assert "leave out the FORMAT clause" in one_error_line(result.stderr)
     assert run_ecom("sql", "select 1 as a;", env=env).stdout.splitlines()[-1] == "(1 rows)"
+    # A file's query that starts with a comment, after `--` as the help says.
+    pasted = run_ecom("sql", "--", "-- the day's figures\nselect 2 as b", env=env).stdout.splitlines()
+    assert pasted[0].strip() == "b" and pasted[2].strip() == "2"
     words = run_ecom("sql", "select 'a format b' as a", env=env).stdout.splitlines()
     assert words[2] == "a format b"
     # No rows: the header still says what the columns are.

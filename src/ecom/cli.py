@@ -262,7 +262,10 @@ def sql(query: str, limit: int, wait: float) -> None:
     Read-only: SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN; statements that write (INSERT, ALTER,
     DROP, TRUNCATE, INTO OUTFILE, ...) are refused, since bronze is append-only and the loader's
     ingest log must match it. The engine stops a SELECT at --limit rows, so a look at a large
-    table costs little (a server user who may change no setting gets the whole result, cut here)."""
+    table costs little (a server user who may change no setting gets the whole result, cut here).
+
+    A query that starts with a `--` comment goes after `--`, or the comment reads as an option:
+    `ecom sql -- "$(cat query.sql)"`."""
     from clickhouse_connect.driver.exceptions import DatabaseError
 
     from ecom.load import _engine_message
