@@ -62,12 +62,17 @@ def prepare_directory(path: Path) -> None:
         )
 
 
+def describe(client: Client, sql: str, **kwargs) -> list[tuple[str, str]]:
+    """(name, type) of each column of a query, typed by the engine without running it (`DESCRIBE`;
+    scalar subqueries are still evaluated)."""
+    return [(row[0], row[1]) for row in client.query(f"DESCRIBE TABLE ( \n{sql} \n)", **kwargs).result_rows]
+
+
 def described_columns(client: Client, sql: str) -> tuple[str, ...]:
-    """The column names of a query, typed by the engine without running it (`DESCRIBE`; scalar
-    subqueries are still evaluated), or () for a statement without columns. The chdb backend
+    """The column names of a query, or () for a statement without columns: the chdb backend
     returns an empty result without its column names."""
     try:
-        return tuple(row[0] for row in client.query(f"DESCRIBE TABLE ( \n{sql} \n)").result_rows)
+        return tuple(name for name, _ in describe(client, sql))
     except DatabaseError:
         return ()
 
