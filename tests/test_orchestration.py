@@ -101,7 +101,7 @@ def snapshot(settings: Settings) -> dict[str, tuple[int, int]]:
         out = {}
         for database, name in tables:
             rows, digest = client.query(
-                f"SELECT count(), sum(cityHash64(*)) FROM `{database}`.`{name}`"
+                f"SELECT count(), sum(cityHash64(tuple(*))) FROM `{database}`.`{name}`"
             ).result_rows[0]
             out[f"{database}.{name}"] = (int(rows), int(digest))
     return out

@@ -156,7 +156,11 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_
 
 
 def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """Row count and an order-independent content hash of every silver and gold table."""
+    """Row count and an order-independent content hash of every silver and gold table.
+
+    The columns are hashed as one tuple: `cityHash64` of several arguments is NULL when any of
+    them is, and `sum` would skip that row.
+    """
     tables = query(env, "SELECT database, name FROM system.tables WHERE database IN ('silver', 'gold') "
                         "AND engine LIKE '%MergeTree' ORDER BY database, name")
     fingerprints = {}
@@ -165,7 +169,7 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
                "AND name NOT IN ('_batch_id', '_ingested_at')")
         columns = [name for (name,) in query(env, sql)]
         column_list = ", ".join(f"`{c}`" for c in columns)
-        count, digest = query(env, f"SELECT count(), sum(cityHash64({column_list})) FROM {database}.`{table}`")[0]
+        count, digest = query(env, f"SELECT count(), sum(cityHash64(tuple({column_list}))) FROM {database}.`{table}`")[0]
         fingerprints[f"{database}.{table}"] = (count, digest)
     return fingerprints
 
