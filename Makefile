@@ -41,7 +41,7 @@ test: $(STAMP) browser ## the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
 
 screenshots: $(STAMP) browser ## the browser tests, saving the README's images in docs/img
-	ECOM_SCREENSHOT_DIR=$(CURDIR)/docs/img $(BIN)/python -m pytest -m browser
+	ECOM_SCREENSHOT_DIR="$(CURDIR)/docs/img" $(BIN)/python -m pytest -m browser
 
 # sqlfluff's dbt templater compiles the project as dbt does: into a temporary warehouse, target and
 # log folder, so linting never waits for the pipeline's warehouse nor writes into the checkout.
@@ -52,8 +52,8 @@ lint: $(STAMP) ## ruff and sqlfluff
 	  $(BIN)/sqlfluff lint models macros
 
 dev: $(STAMP) ## Dagster UI and daemon on http://127.0.0.1:3000
-	@mkdir -p $(DAGSTER_HOME)
-	@cp orchestration/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@mkdir -p "$(DAGSTER_HOME)"
+	@cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
 
 docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080
