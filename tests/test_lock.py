@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
 
 from conftest import BIN, ROOT, ecom_env, run_ecom
 from ecom.config import Settings
-from ecom.lock import WarehouseLocked, ensure_unlocked, lock_holder
+from ecom.lock import WarehouseLocked, ensure_unlocked, lock_holder, pipeline_lock
 from ecom.warehouse import connect
 
 HOLDER = """
@@ -152,3 +152,43 @@ def test_dbt_through_the_plugin_names_a_warehouse_path_it_cannot_use(env, tmp_pa
         assert expected in output, output
         assert "Errno" not in output and "Traceback" not in output, output
     assert not (tmp_path / "wh").exists(), "nothing made where chDB would have gone"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_terminated_ecom_run_ends_its_dbt_before_it_lets_go(env):
+    # `kill`, `timeout` or a CI cancel send SIGTERM to ecom alone. Its dbt child must end before
+    # ecom does: otherwise the pipeline lock is gone while that dbt goes on building.
+    run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not children and run.poll() is None and time.monotonic() < deadline:
+            children = [pid for pid in _children(run.pid)
+                        if "dbt" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+            time.sleep(0.1)
+        assert children, "ecom run started no dbt"
+        time.sleep(2)  # into the build
+        run.terminate()
+        assert run.wait(timeout=120) == -15
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "dbt outlived ecom"
+        settings = Settings.from_env(env)
+        with pipeline_lock(settings.chdb_path):
+            connect(settings).close()
+    finally:
+        run.kill()
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, 9)

@@ -169,7 +169,8 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
                "AND name NOT IN ('_batch_id', '_ingested_at')")
         columns = [name for (name,) in query(env, sql)]
         column_list = ", ".join(f"`{c}`" for c in columns)
-        count, digest = query(env, f"SELECT count(), sum(cityHash64(tuple({column_list}))) FROM {database}.`{table}`")[0]
+        sql = f"SELECT count(), sum(cityHash64(tuple({column_list}))) FROM {database}.`{table}`"
+        count, digest = query(env, sql)[0]
         fingerprints[f"{database}.{table}"] = (count, digest)
     return fingerprints
 

@@ -11,8 +11,10 @@ import logging
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from contextlib import nullcontext
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -195,7 +197,31 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
         env["ECOM_CHDB_PATH"] = str(settings.chdb_path.resolve())
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)
-    return subprocess.call(command, cwd=root, env=env, stdout=sys.stderr)
+    return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
+
+
+def _call_passing_on_signals(command: list[str], **kwargs) -> int:
+    """`subprocess.call`, but a SIGTERM or SIGHUP to ecom (`kill`, `timeout`, a closed terminal,
+    a CI cancel) is passed on to the child, and ecom ends by the same signal once the child has
+    ended. Without it, ecom ended at once while its dbt went on building, no longer covered by
+    the pipeline lock: the next `ecom run` took the lock and then found the warehouse held."""
+    if threading.current_thread() is not threading.main_thread():
+        return subprocess.call(command, **kwargs)
+    received: list[int] = []
+    with subprocess.Popen(command, **kwargs) as child:
+        def pass_on(signum: int, _frame) -> None:
+            received.append(signum)
+            child.send_signal(signum)
+
+        previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            code = child.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if received:
+        signal.raise_signal(received[0])
+    return code
 
 
 @main.command()
