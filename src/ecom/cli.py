@@ -193,8 +193,15 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
                "--project-dir", str(root), "--profiles-dir", str(root)]
     env = dict(os.environ)
     if settings is not None:
-        env.setdefault("DBT_TARGET", settings.target)
-        env["ECOM_CHDB_PATH"] = str(settings.chdb_path.resolve())
+        # dbt as plain dbt runs, wherever that leads to the same warehouse and target: dbt keeps
+        # the profile's environment variables and --target in its partial-parse state, and any
+        # difference made each switch between `ecom run` and `dbt build` parse the project anew.
+        # dbt's plugin reads a relative path below the project, as ecom does.
+        warehouse = settings.chdb_path.resolve()
+        if (root / (env.get("ECOM_CHDB_PATH") or "data/warehouse")).resolve() != warehouse:
+            env["ECOM_CHDB_PATH"] = str(warehouse)
+        if (env.get("DBT_TARGET") or "dev") != settings.target:
+            command += ["--target", settings.target]
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)
     return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
@@ -248,7 +255,7 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         code = _run_load(settings, start, end, wait, quiet)
         if code == 1:
             sys.exit(1)
-        build = ["build", "--target", settings.target, "--exclude-resource-type", "unit_test"]
+        build = ["build", "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
         if dbt(*build, settings=settings, wait=wait) != 0:
             click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
