@@ -24,6 +24,7 @@ import dagster as dg
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
+    DbtCliInvocation,
     DbtCliResource,
     DbtProject,
     dbt_assets,
@@ -118,7 +119,11 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
         settings = warehouse.settings
         prune_run_folders(Path(project.project_dir) / project.target_path, context.op_execution_context.op.name)
         if not settings.embedded:
-            yield from dbt.cli(BUILD, context=context).stream().fetch_row_counts()
+            invocation = dbt.cli(BUILD, context=context)
+            try:
+                yield from invocation.stream().fetch_row_counts()
+            except DagsterDbtCliRuntimeError as exc:
+                raise dbt_failure(exc, invocation) from None
             return
         events, failure = [], None
         counts: dict[dg.AssetKey, int] = {}
@@ -139,9 +144,30 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
                         counts[key] = int(client.command(f"SELECT count() FROM {relations[key]}"))
         yield from _with_row_counts(context, events, counts)
         if failure is not None:
-            raise failure
+            raise dbt_failure(failure, invocation) from None
 
     return ecom_dbt
+
+
+def dbt_failure(error: DagsterDbtCliRuntimeError, invocation: DbtCliInvocation, shown: int = 3) -> dg.Failure:
+    """The step's failure with dbt's failed nodes and their errors in its first line, which the
+    run's page and the failure alerts show; dagster-dbt's own message ("The dbt CLI process with
+    command", then the command and the errors of dbt's log) follows it."""
+    try:
+        results = invocation.get_artifact("run_results.json").get("results", [])
+    except (OSError, ValueError):  # dbt stopped before it wrote its results (a project that does not parse)
+        results = []
+    failed = [r for r in results if r.get("status") in ("error", "fail", "runtime error")]
+    nodes = []
+    for result in failed[:shown]:
+        kind, _, name = result["unique_id"].split(".", 2)
+        lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].startswith(("Database Error in", "Runtime Error in", "Compilation Error in")):
+            lines = lines[1:]  # "Database Error in model <name> (<path>)": the node is named already
+        nodes.append(f"{kind} {name} ({result['status']}): {' '.join(lines)[:300]}")
+    more = f"; {len(failed) - shown} more" if len(failed) > shown else ""
+    first = f"dbt build failed: {'; '.join(nodes)}{more}" if nodes else "dbt build failed"
+    return dg.Failure(description=f"{first}\n\n{error}")
 
 
 # dagster-dbt gives every invocation a target folder of its own (`<op>-<run>-<id>`, about 10 MB

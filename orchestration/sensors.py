@@ -271,11 +271,16 @@ def _why(context: dg.RunFailureSensorContext) -> str | None:
     three): "Steps failed: ['bronze_landing']" alone does not say why."""
     causes = []
     for event in context.get_step_failure_events()[:3]:
-        error = getattr(event.event_specific_data, "error", None)
+        data = event.step_failure_data
+        error = data.error
         while error is not None and error.cause is not None:  # Dagster wraps the step's own error
             error = error.cause
-        if error is not None and error.message.strip():
-            causes.append(f"{event.step_key}: {error.message.strip().splitlines()[0][:300]}")
+        # A step that failed with dg.Failure (a held warehouse, dbt's failed nodes) says why in
+        # its description; the error's message would start with the exception's class.
+        described = data.user_failure_data.description if data.user_failure_data else None
+        text = (described or (error.message if error is not None else "") or "").strip()
+        if text:
+            causes.append(f"{event.step_key}: {text.splitlines()[0][:600]}")
     message = context.failure_event.message
     return " ".join([message or "", *causes]).strip() or None
 

@@ -501,7 +501,18 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
     # both days as one run, as a backfill of the range runs
     with dg.instance_for_test() as instance:
         result = run_range(defs, instance, DAYS[0], DAYS[-1], raise_on_error=False)
+        context = dg.build_run_status_sensor_context(
+            sensor_name=sensors.FAILURE_SENSOR, dagster_instance=instance,
+            dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
+        ).for_run_failure()
+        why = sensors._why(context)
     assert not result.success
+    # The failed node and its error lead the step's failure and the alert, not dagster-dbt's
+    # "The dbt CLI process with command".
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    first_line = failure.step_failure_data.user_failure_data.description.splitlines()[0]
+    assert first_line.startswith("dbt build failed: test planted_failure (fail): "), first_line
+    assert f"ecom_dbt: {first_line}" in why, why
     built = set(materialized(result))
     assert materialized(result)[RAW_EXPORTS]["days_simulated"].value == ", ".join(DAYS)
     with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
