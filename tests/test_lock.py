@@ -108,6 +108,7 @@ def test_load_waits_for_the_warehouse_with_wait(env):
     assert result.returncode == 0, result.stderr
     assert "landed 1 file, 1 row" in result.stdout
     assert time.monotonic() - started < 60
+    assert "is in use by process" in result.stderr and "waiting up to 60 s for it" in result.stderr, result.stderr
 
 
 def test_dbt_waits_for_a_short_holder(env):

@@ -79,6 +79,12 @@ def main() -> None:
     The target comes from DBT_TARGET (dev: embedded ClickHouse at ECOM_CHDB_PATH;
     server, cluster: CLICKHOUSE_HOST and friends).
     """
+    notices = logging.getLogger("ecom")  # e.g. that a command waits for the warehouse (--wait)
+    if not notices.handlers:
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        notices.addHandler(handler)
+        notices.setLevel(logging.INFO)
 
 
 def _project_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:

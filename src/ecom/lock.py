@@ -9,6 +9,7 @@ what to do.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import time
@@ -16,6 +17,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
+
+# One line when a wait for the warehouse starts, so a step or command that waits is seen to wait:
+# `ecom` prints it on stderr, Dagster shows it in the run's log (`python_logs` in dagster.yaml).
+log = logging.getLogger("ecom.lock")
 
 
 class WarehouseUnavailable(RuntimeError):
@@ -70,6 +75,7 @@ def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
     With `wait_seconds` > 0, poll until the lock is released or the time is up.
     """
     deadline = time.monotonic() + wait_seconds
+    told = False
     while True:
         pid = lock_holder(path)
         if pid is None:
@@ -80,6 +86,10 @@ def ensure_unlocked(path: str | os.PathLike, wait_seconds: float = 0.0) -> None:
                 "wait for it to finish or stop it (chDB allows one process at a time), "
                 "or point ECOM_CHDB_PATH at another directory"
             )
+        if not told:
+            log.warning("warehouse %s is in use by %s; waiting up to %.0f s for it",
+                        os.path.abspath(path), describe_holder(pid), deadline - time.monotonic())
+            told = True
         time.sleep(0.2)
 
 
@@ -136,20 +146,25 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
             "this user can write"
         ) from None
     deadline = time.monotonic() + wait_seconds
+    told = False
     with handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
                 if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "another process"
                     raise WarehouseLocked(
                         f"warehouse {real} is being built by {holder}; wait for it to finish (ecom commands "
                         "take --wait SECONDS; in Dagster, the warehouse resource's wait_seconds), or point "
                         "ECOM_CHDB_PATH at another directory"
                     ) from None
+                if not told:
+                    log.warning("warehouse %s is being built by %s; waiting up to %.0f s for it", real, holder,
+                                deadline - time.monotonic())
+                    told = True
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()
