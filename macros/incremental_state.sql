@@ -79,22 +79,22 @@ ecom_state.incremental_watermarks
                                  ~ row[1] ~ "' settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- endfor -%}
         {%- endif -%}
-        {#- Versions tables built by an earlier rule for exact duplicates (duplicate_rule): their
-            verdicts decide what every later table holds, and no incremental run revisits them.
+        {#- Versions tables built by earlier rules of silver (silver_rules): their verdicts decide
+            what every later table holds, and no incremental run revisits them.
             Every run but a full refresh stops until they are built anew. A table with no comment
             and no finished run is a first build that was stopped before its post-hook: the run
             redoes it (rollback_unfinished_run). -#}
         {%- if versions and not flags.FULL_REFRESH -%}
             {%- set earlier_rule = run_query("select database || '.' || name as qualified_name from system.tables "
                                              ~ "where (database, name) in (" ~ versions | join(', ') ~ ") "
-                                             ~ "and comment != '" ~ duplicate_rule() ~ "' and (comment != '' "
+                                             ~ "and comment != '" ~ silver_rules() ~ "' and (comment != '' "
                                              ~ "or qualified_name in (select model from " ~ incremental_state_table() ~ ")) "
                                              ~ "order by qualified_name").rows -%}
             {%- if earlier_rule | length > 0 -%}
-                {{ exceptions.raise_compiler_error(earlier_rule | map(attribute=0) | join(', ') ~ " were built by an earlier rule for "
-                   ~ "exact duplicates (a copy of a row of any earlier file was one), and every silver and gold "
-                   ~ "table follows their verdicts: build the warehouse anew once, with `ecom run --full-refresh` "
-                   ~ "or `dbt build --full-refresh`") }}
+                {{ exceptions.raise_compiler_error(earlier_rule | map(attribute=0) | join(', ') ~ " were built by earlier "
+                   ~ "rules of silver (this version judges some rows otherwise: '" ~ silver_rules() ~ "'), and every "
+                   ~ "silver and gold table follows their verdicts: build the warehouse anew once, with "
+                   ~ "`ecom run --full-refresh` or `dbt build --full-refresh`") }}
             {%- endif -%}
         {%- endif -%}
         {%- if target.type == 'chdb' -%}

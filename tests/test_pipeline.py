@@ -22,7 +22,8 @@ from ecom.contract import COLUMNS, relative_path
 from ecom.warehouse import session
 from reference import daily_sales
 
-DUPLICATE_RULE = "exact duplicates: the copies of a row further up the same file"  # macros/silver/incremental.sql
+SILVER_RULES = ("silver rules 2: exact duplicates are the copies of a row further up the same file; "  # silver_rules()
+                "ISO 8601 fractions up to nine digits")
 
 
 def query(world_env: dict[str, str], sql: str) -> list[tuple]:
@@ -331,15 +332,16 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                                                          for model in models))
     assert query(daily, f"SELECT count() FROM silver.products WHERE _ingested_at < {finished}")[0][0] > 0
 
-    # A warehouse whose versions an earlier rule for exact duplicates built (a table with finished
-    # runs and another comment): every run but a full refresh stops, naming it and what to do.
+    # A warehouse whose versions earlier rules of silver built (a table with finished runs and
+    # another comment): every run but a full refresh stops, naming it and what to do.
     assert query(daily, "SELECT DISTINCT comment FROM system.tables WHERE database = 'silver' "
-                        "AND name LIKE '%\\_versions'") == [(DUPLICATE_RULE,)]
+                        "AND name LIKE '%\\_versions'") == [(SILVER_RULES,)]
     with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
-        client.command("ALTER TABLE silver.payments_versions MODIFY COMMENT ''")
+        client.command("ALTER TABLE silver.payments_versions MODIFY COMMENT "
+                       "'exact duplicates: the copies of a row further up the same file'")  # rules 1
     result = dbt("build", "-s", "payments", env=daily)
     assert result.returncode != 0, result.stdout[-2000:]
-    assert "silver.payments_versions were built by an earlier rule for exact duplicates" in result.stdout
+    assert "silver.payments_versions were built by earlier rules of silver" in result.stdout, result.stdout[-2000:]
     assert "`ecom run --full-refresh`" in result.stdout, result.stdout[-2000:]
 
     # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.

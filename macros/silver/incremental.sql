@@ -81,20 +81,24 @@ cityHash64({{ columns | join(', ') }})
 )
 {%- endmacro %}
 
-{#- Post-hook of the versions models: the rule below as the table's comment. Hooks are rendered
+{#- Post-hook of the versions models: the rules below as the table's comment. Hooks are rendered
     when dbt parses the project too, where dbt-clickhouse cannot tell a cluster's ON CLUSTER
     clause yet (it fails there on the cluster target): written only when running. -#}
-{% macro record_duplicate_rule() -%}
-    {%- if execute %}{{ alter_relation_comment(this, duplicate_rule()) }}{% endif -%}
+{% macro record_silver_rules() -%}
+    {%- if execute %}{{ alter_relation_comment(this, silver_rules()) }}{% endif -%}
 {%- endmacro %}
 
-{#- The rule `is_duplicate` follows, written as the comment of every versions table it built
-    (post-hook of the versions models). A versions table with another comment was built by an
-    earlier rule (a copy of a row of any earlier file was a duplicate): its verdicts are kept
-    rows, which no incremental run revisits, so create_incremental_state stops every run but a
-    full refresh until they are built anew. -#}
-{% macro duplicate_rule() -%}
-exact duplicates: the copies of a row further up the same file
+{#- The rules by which the versions models judge a landed row (valid, quarantined and why, an
+    exact duplicate), written as the comment of every versions table they built. Incremental runs
+    never judge a kept row again, so a versions table with another comment holds verdicts of
+    earlier rules: create_incremental_state stops every run but a full refresh until the
+    warehouse is built anew. Change the text (the number) with every change to what silver
+    decides about a row; a change of speed alone keeps it.
+    1: exact duplicates are the copies of a row further up the same file (before it, a copy of a
+       row of any earlier file was one; the comment was the rule's text alone).
+    2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six). -#}
+{% macro silver_rules() -%}
+silver rules 2: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits
 {%- endmacro %}
 
 {#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by

@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         incremental_strategy='append',
-        post_hook="{{ record_duplicate_rule() }}",
+        post_hook="{{ record_silver_rules() }}",
         order_by='(payment_id, _ingested_at, _row_number)',
         partition_by='toYear(_file_date)',
     )
