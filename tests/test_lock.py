@@ -7,6 +7,7 @@ sleeps); `ecom load`, `ecom sql` and dbt through the `chdb` plugin then run agai
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -168,9 +169,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_a_terminated_ecom_run_ends_its_dbt_before_it_lets_go(env):
-    # `kill`, `timeout` or a CI cancel send SIGTERM to ecom alone. Its dbt child must end before
-    # ecom does: otherwise the pipeline lock is gone while that dbt goes on building.
+@pytest.mark.parametrize(("signum", "exit_status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)])
+def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, signum, exit_status):
+    # `kill`, `timeout` or a CI cancel signal ecom alone. Its dbt child must end before ecom
+    # does: otherwise the pipeline lock is gone while that dbt goes on building. (A SIGINT ends
+    # ecom as click ends on Ctrl-C: "Aborted!", status 1.)
     run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     children: list[int] = []
@@ -182,8 +185,8 @@ def test_a_terminated_ecom_run_ends_its_dbt_before_it_lets_go(env):
             time.sleep(0.1)
         assert children, "ecom run started no dbt"
         time.sleep(2)  # into the build
-        run.terminate()
-        assert run.wait(timeout=120) == -15
+        run.send_signal(signum)
+        assert run.wait(timeout=120) == exit_status
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "dbt outlived ecom"
         settings = Settings.from_env(env)
         with pipeline_lock(settings.chdb_path):

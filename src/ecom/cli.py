@@ -81,10 +81,15 @@ def main() -> None:
     """
     notices = logging.getLogger("ecom")  # e.g. that a command waits for the warehouse (--wait)
     if not notices.handlers:
-        handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        notices.addHandler(handler)
+        notices.addHandler(_Stderr())
         notices.setLevel(logging.INFO)
+
+
+class _Stderr(logging.Handler):
+    """Log records as plain lines on the stderr of the moment (click's, under its test runner)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
 
 
 def _project_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
@@ -199,14 +204,11 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
                "--project-dir", str(root), "--profiles-dir", str(root)]
     env = dict(os.environ)
     if settings is not None:
-        # dbt as plain dbt runs, wherever that leads to the same warehouse and target: dbt keeps
-        # the profile's environment variables and --target in its partial-parse state, and any
-        # difference made each switch between `ecom run` and `dbt build` parse the project anew.
-        # dbt's plugin reads a relative path below the project, as ecom does.
-        warehouse = settings.chdb_path.resolve()
-        if (root / (env.get("ECOM_CHDB_PATH") or "data/warehouse")).resolve() != warehouse:
-            env["ECOM_CHDB_PATH"] = str(warehouse)
-        if (env.get("DBT_TARGET") or "dev") != settings.target:
+        env["ECOM_CHDB_PATH"] = str(settings.chdb_path.resolve())
+        # The target as plain dbt gets it, from DBT_TARGET, unless that would name another: dbt
+        # keeps --target in its partial-parse state, so passing it always made each switch
+        # between `ecom run` and `dbt build` parse the project anew.
+        if env.get("DBT_TARGET", "dev") != settings.target:
             command += ["--target", settings.target]
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)
@@ -214,24 +216,32 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
 
 
 def _call_passing_on_signals(command: list[str], **kwargs) -> int:
-    """`subprocess.call`, but a SIGTERM or SIGHUP to ecom (`kill`, `timeout`, a closed terminal,
-    a CI cancel) is passed on to the child, and ecom ends by the same signal once the child has
-    ended. Without it, ecom ended at once while its dbt went on building, no longer covered by
-    the pipeline lock: the next `ecom run` took the lock and then found the warehouse held."""
+    """`subprocess.call`, but a SIGINT, SIGTERM or SIGHUP to ecom (Ctrl-C, `kill`, `timeout`, a
+    closed terminal, a CI cancel) is passed on to the child, and ecom ends by the same signal
+    once the child has ended. Without it, ecom ended at once while its dbt went on building, no
+    longer covered by the pipeline lock: the next `ecom run` took the lock and then found the
+    warehouse held. The child has a process group of its own, so that a Ctrl-C reaches it once,
+    from ecom, and not a second time from the terminal."""
     if threading.current_thread() is not threading.main_thread():
         return subprocess.call(command, **kwargs)
     received: list[int] = []
-    with subprocess.Popen(command, **kwargs) as child:
-        def pass_on(signum: int, _frame) -> None:
-            received.append(signum)
+    started: list[subprocess.Popen] = []
+
+    def pass_on(signum: int, _frame) -> None:
+        received.append(signum)
+        for child in started:
             child.send_signal(signum)
 
-        previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
-        try:
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with subprocess.Popen(command, process_group=0, **kwargs) as child:
+            started.append(child)
+            if received:  # a signal that came before the child was there
+                child.send_signal(received[0])
             code = child.wait()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if received:
         signal.raise_signal(received[0])
     return code
