@@ -372,10 +372,12 @@ def test_a_second_run_waits_with_wait_or_says_so_in_one_line_and_nothing_is_corr
             first.wait()
         output.close()
 
-    for result in (refused, impatient):
+    for result, notices in ((refused, 0), (impatient, 1)):  # with --wait, a line as the wait starts
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: warehouse ") and "--wait" in lines[0], result.stderr
-        assert f"process {first.pid}" in lines[0] and "Traceback" not in result.stderr
+        assert len(lines) == 1 + notices, result.stderr
+        assert all(line.endswith("waiting up to 1 s for it") for line in lines[:-1]), result.stderr
+        assert lines[-1].startswith("error: warehouse ") and "--wait" in lines[-1], result.stderr
+        assert f"process {first.pid}" in lines[-1] and "Traceback" not in result.stderr
     assert 1 <= waited < 30
     assert "nothing new to land" in patient.stdout
     assert_same_as_clean_run(base.reference, warehouse)
