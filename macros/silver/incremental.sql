@@ -93,7 +93,8 @@ cityHash64({{ columns | join(', ') }})
     never judge a kept row again, so a versions table with another comment holds verdicts of
     earlier rules: create_incremental_state stops every run but a full refresh until the
     warehouse is built anew. Change the text (the number) with every change to what silver
-    decides about a row; a change of speed alone keeps it.
+    decides about a row; a change of speed alone keeps it. No quote or backslash in it: it is
+    written into SQL string literals as it is.
     1: exact duplicates are the copies of a row further up the same file (before it, a copy of a
        row of any earlier file was one; the comment was the rule's text alone).
     2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six). -#}
