@@ -216,12 +216,13 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
 
 
 def _call_passing_on_signals(command: list[str], **kwargs) -> int:
-    """`subprocess.call`, but a SIGINT, SIGTERM or SIGHUP to ecom (Ctrl-C, `kill`, `timeout`, a
-    closed terminal, a CI cancel) is passed on to the child, and ecom ends by the same signal
-    once the child has ended. Without it, ecom ended at once while its dbt went on building, no
+    """`subprocess.call`, but ecom ends only after its child has: a SIGTERM or SIGHUP to ecom
+    (`kill`, `timeout`, a closed terminal, a CI cancel) is passed on to the child, and ecom then
+    ends by the same signal. Without it, ecom ended at once while its dbt went on building, no
     longer covered by the pipeline lock: the next `ecom run` took the lock and then found the
-    warehouse held. The child has a process group of its own, so that a Ctrl-C reaches it once,
-    from ecom, and not a second time from the terminal."""
+    warehouse held. A Ctrl-C reaches the child from the terminal too (one process group, so
+    that whoever stops the group stops both): the child is given a few seconds to stop on its
+    own, then the SIGINT, then killed."""
     if threading.current_thread() is not threading.main_thread():
         return subprocess.call(command, **kwargs)
     received: list[int] = []
@@ -232,19 +233,35 @@ def _call_passing_on_signals(command: list[str], **kwargs) -> int:
         for child in started:
             child.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with subprocess.Popen(command, process_group=0, **kwargs) as child:
+        with subprocess.Popen(command, **kwargs) as child:
             started.append(child)
             if received:  # a signal that came before the child was there
                 child.send_signal(received[0])
-            code = child.wait()
+            try:
+                code = child.wait()
+            except KeyboardInterrupt:
+                _stop(child)
+                raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
         signal.raise_signal(received[0])
     return code
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """End a child after a SIGINT to this process, which the child may have had too."""
+    for signum, seconds in ((None, 5), (signal.SIGINT, 30), (signal.SIGKILL, None)):
+        if signum is not None:
+            child.send_signal(signum)
+        try:
+            child.wait(timeout=seconds)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @main.command()
