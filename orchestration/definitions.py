@@ -21,7 +21,7 @@ from orchestration.assets_report import build_dashboard
 from orchestration.checks import build_freshness_checks, build_freshness_sensor, build_quality_checks
 from orchestration.jobs import build_daily_job, executor
 from orchestration.partitions import daily_partitions
-from orchestration.resources import Warehouse, dbt_project, dbt_resource, settings, warehouse_pool
+from orchestration.resources import WAREHOUSE_POOL, Warehouse, dbt_project, dbt_resource, settings
 from orchestration.schedules import build_daily_schedule
 from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, default_status
 
@@ -29,7 +29,7 @@ from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, 
 def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     """Everything of the code location; `project_dir` points at another copy of the dbt project."""
     current = settings()
-    pool = warehouse_pool(current)
+    pool = WAREHOUSE_POOL
     partitions = daily_partitions()
     project = dbt_project(project_dir)
     manifest = json.loads(project.manifest_path.read_text(encoding="utf-8"))

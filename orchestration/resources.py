@@ -8,7 +8,11 @@ On `dev` the warehouse is chDB, which allows one process per data directory. Eve
 opens it closes it before the next one starts and holds the CLI's pipeline lock meanwhile;
 steps that touch it share the concurrency pool WAREHOUSE_POOL (limit 1 in the instance's
 dagster.yaml), so no step holds the directory while dbt runs in its subprocess, even across
-runs. On `server` and `cluster` there is neither pool nor lock, and runs may overlap.
+runs. On `server` and `cluster` the steps share the pool too, though there is no lock: a load
+removes the bronze rows of batches its ingest log does not list (those of a load that stopped,
+or of one still landing), and an incremental model deletes what lies above its last finished
+run (another build's rows, mid-way), so two loads or two builds on one warehouse must not
+overlap.
 """
 
 from __future__ import annotations
@@ -40,11 +44,6 @@ DBT_SOURCE_FOLDERS = ("models", "macros", "seeds", "data_tests", "snapshots", "a
 
 def settings() -> Settings:
     return Settings.from_env()
-
-
-def warehouse_pool(current: Settings | None = None) -> str | None:
-    """The pool of steps that open the warehouse: only the embedded target needs one."""
-    return WAREHOUSE_POOL if (current or settings()).embedded else None
 
 
 class Warehouse(dg.ConfigurableResource):
