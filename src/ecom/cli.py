@@ -353,10 +353,12 @@ def sql(query: str, limit: int, wait: float) -> None:
             try:
                 result = client.query(statement, settings={**(readonly or {}), **limited} or None)
             except DatabaseError as exc:
-                if readonly is None or "Cannot modify 'readonly'" not in str(exc):
+                refused = "Cannot modify 'readonly'" in str(exc) or re.search(r"Setting \w+ is readonly", str(exc))
+                if readonly is None or not refused:
                     raise
-                # A server user that is read-only already, and may change no setting: the whole
-                # result comes, and the table shows its first rows.
+                # A server user that is read-only already, and may change no setting (refused by
+                # the server, or by the client from the server's settings): the whole result
+                # comes, and the table shows its first rows.
                 result = client.query(statement)
         except DatabaseError as exc:
             message = _engine_message(exc).replace(" FORMAT Native", "")
