@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -289,6 +291,19 @@ def test_an_unreachable_server_is_one_plain_sentence():
     message = str(unavailable.value)
     assert "\n" not in message and "Traceback" not in message
     assert "http://127.0.0.1:1" in message and "CLICKHOUSE_HOST" in message
+
+
+def test_tls_to_a_port_without_it_is_said_so():
+    # Any plain HTTP listener will do: the TLS handshake fails before anything is asked.
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(WarehouseUnavailable) as unavailable:
+            connect(Settings(target="server", host="127.0.0.1", port=server.server_port, secure=True))
+    finally:
+        server.shutdown()
+    assert "the port does not speak TLS" in str(unavailable.value), unavailable.value
+    assert "CLICKHOUSE_SECURE" in str(unavailable.value)
 
 
 @pytest.mark.server

@@ -90,6 +90,9 @@ def _reason(exc: Exception) -> str:
         return errno.group(1).strip().rstrip(".")
     if code := re.search(r"DB::Exception: (.+?)(?: \(version |\. Stack trace|$)", text):
         return code.group(1)[:200]
+    if ssl := re.search(r"\[SSL: (\w+)\]", text):
+        hint = " (the port does not speak TLS)" if ssl.group(1) == "WRONG_VERSION_NUMBER" else ""
+        return f"TLS handshake failed: {ssl.group(1)}{hint}"
     return text[:200]
 
 
