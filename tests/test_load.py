@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
-from ecom.load import LoadResult, RawFile, discover, inspect, load
+from ecom.load import LoadResult, RawFile, bronze_ddl, discover, inspect, load
 from ecom.warehouse import session
 
 DAY = date(2026, 3, 1)
@@ -694,3 +695,23 @@ def test_a_rejected_file_is_logged_removed_only_where_the_listing_looked(tmp_pat
     odd.unlink()
     assert len(land(settings).removed) == 1
     assert len(query(settings, removed)) == 2
+
+
+def test_the_cluster_shards_each_bronze_table_by_a_column_it_has(warehouse):
+    # No cluster here: the local tables are made as plain MergeTree tables, and each Distributed
+    # table's sharding key is read from its local table, which the engine refuses for a column
+    # that table lacks.
+    statements = bronze_ddl("analytics")
+    sharded = {}
+    with session() as client:
+        for statement in statements:
+            statement = statement.replace(" ON CLUSTER `analytics`", "")
+            if "ENGINE = ReplicatedMergeTree" in statement:
+                client.command(re.sub(r"ReplicatedMergeTree\('[^']*', '[^']*'\)", "MergeTree", statement))
+            elif match := re.search(r"Distributed\(`analytics`, bronze, (\w+)_local, (.+)\)$", statement):
+                sharded[match.group(1)] = match.group(2)
+            else:
+                client.command(statement)
+        assert set(sharded) == {*COLUMNS, "ingest_log"}
+        for name, key in sharded.items():
+            client.query(f"SELECT {key} FROM bronze.{name}_local")

@@ -88,7 +88,7 @@ def wrap(original, kill_before):
         return result
     return step
 
-def delete_then_die(client, entity, where, parameters):
+def delete_then_die(client, entity, where, parameters, cluster=None):
     client.command(f"DELETE FROM bronze.`{entity}` WHERE {where}", parameters=parameters,
                    settings={"lightweight_deletes_sync": 0})
     die()

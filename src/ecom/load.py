@@ -179,7 +179,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
     on_cluster = f" ON CLUSTER {quoted}" if cluster else ""
     statements = [f"CREATE DATABASE IF NOT EXISTS bronze{on_cluster}"]
 
-    def table(name: str, columns: str, order_by: str, partition_by: str | None) -> None:
+    def table(name: str, columns: str, order_by: str, partition_by: str | None, shard_by: str) -> None:
         partition = f" PARTITION BY {partition_by}" if partition_by else ""
         if not cluster:
             statements.append(
@@ -194,7 +194,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
         )
         statements.append(
             f"CREATE TABLE IF NOT EXISTS bronze.{name}{on_cluster} AS bronze.{name}_local "
-            f"ENGINE = Distributed({quoted}, bronze, {name}_local, cityHash64(_batch_id))"
+            f"ENGINE = Distributed({quoted}, bronze, {name}_local, {shard_by})"
         )
 
     lineage = ", ".join(f"`{name}` {ch_type}" for name, ch_type in LINEAGE)
@@ -205,7 +205,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
     for entity, columns in COLUMNS.items():
         source = ", ".join(f"`{column}` String" for column in columns)
         table(entity, f"{source}, {lineage}, {index}", "(_file_date, _batch_id, _row_number)",
-              "toYear(_file_date)")
+              "toYear(_file_date)", "cityHash64(_batch_id)")
     table(
         "ingest_log",
         "file_path String, entity LowCardinality(String), file_date Nullable(Date), sha256 String, "
@@ -214,6 +214,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
         "finished_at DateTime64(3, 'UTC')",
         "(file_path, finished_at)",
         None,
+        "cityHash64(file_path)",
     )
     return statements
 
@@ -625,7 +626,7 @@ def _log_entry(raw: RawFile, *, sha256: str, size: int, rows: int, status: str, 
             "version": version, "started": started}
 
 
-def remove_orphan_batches(client: Client) -> int:
+def remove_orphan_batches(client: Client, cluster: str | None = None) -> int:
     """Delete rows of batches that never reached the ingest log (a load killed mid-file).
 
     Every landed file's row count in the ingest log was counted in bronze when it was logged, so
@@ -647,26 +648,31 @@ def remove_orphan_batches(client: Client) -> int:
         orphans = int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}",
                                      parameters={"entity": entity}))
         if orphans:
-            _delete_rows(client, entity, where, {"entity": entity})
+            _delete_rows(client, entity, where, {"entity": entity}, cluster)
             removed += orphans
     return removed
 
 
-def _delete_rows(client: Client, entity: str, where: str, parameters: dict) -> None:
+def _delete_rows(client: Client, entity: str, where: str, parameters: dict, cluster: str | None = None) -> None:
     """A lightweight DELETE from bronze, waited for with a deadline.
 
     The engine applies a DELETE as a mutation and, on a full disk, retries it forever; waiting
     for it synchronously would hang the load. It is issued asynchronously and polled instead.
+    On a cluster the rows are in the `<entity>_local` tables of every node (a Distributed table
+    takes no DELETE), and so are the mutations.
     """
-    client.command(f"DELETE FROM bronze.`{entity}` WHERE {where}", parameters=parameters,
+    table = f"{entity}_local" if cluster else entity
+    on_cluster = f" ON CLUSTER {_identifier(cluster)}" if cluster else ""
+    mutations = f"clusterAllReplicas({_identifier(cluster)}, system.mutations)" if cluster else "system.mutations"
+    client.command(f"DELETE FROM bronze.`{table}`{on_cluster} WHERE {where}", parameters=parameters,
                    settings={"lightweight_deletes_sync": 0})
     started = time.monotonic()
     pause = 0.01
     while True:
         pending, failure = client.query(
-            "SELECT count(), anyIf(latest_fail_reason, latest_fail_reason != '') FROM system.mutations "
+            f"SELECT count(), anyIf(latest_fail_reason, latest_fail_reason != '') FROM {mutations} "
             "WHERE database = 'bronze' AND table = {table:String} AND NOT is_done",
-            parameters={"table": entity},
+            parameters={"table": table},
         ).result_rows[0]
         if not pending:
             return
@@ -750,7 +756,7 @@ def load(
     """
     try:
         ensure_bronze(client, settings.cluster)
-        result = LoadResult(orphan_rows_removed=remove_orphan_batches(client))
+        result = LoadResult(orphan_rows_removed=remove_orphan_batches(client, settings.cluster))
         ledger = _Ledger.read(client)
         latest = _latest_ingestion(client)
     except (DatabaseError, OperationalError) as exc:
@@ -931,7 +937,7 @@ class _Loader:
             readable = all(os.access(b.raw.path, os.R_OK) for b in batches)
             if readable and _is_warehouse_error(exc):
                 raise  # not the files' fault: load() stops, the next load removes the rows
-            _discard(self.client, entity, batches)
+            _discard(self.client, entity, batches, self.settings.cluster)
             named = _file_named_in(exc, batches)
             if len(batches) > 1 and named is None:  # find the broken file: each lands on its own
                 for batch in batches:
@@ -950,7 +956,7 @@ class _Loader:
             return
         changed = [b for b in batches if not _unchanged(b)]
         if changed:
-            _discard(self.client, entity, changed)
+            _discard(self.client, entity, changed, self.settings.cluster)
             for batch in changed:
                 self.unlogged.discard(batch.sha256)
                 self.reject(batch.raw, Rejected(
@@ -1070,14 +1076,14 @@ def _unchanged(batch: _Batch) -> bool:
         return False
 
 
-def _discard(client: Client, entity: str, batches: list[_Batch]) -> None:
+def _discard(client: Client, entity: str, batches: list[_Batch], cluster: str | None = None) -> None:
     """Remove the rows of batches that will not be logged, within their days' partitions (an
     INSERT that failed often wrote nothing: then there is nothing to delete)."""
     where = "_file_date BETWEEN {first:Date} AND {last:Date} AND _batch_id IN {batch_ids:Array(String)}"
     parameters = {"first": min(b.raw.file_date for b in batches), "last": max(b.raw.file_date for b in batches),
                   "batch_ids": [b.batch_id for b in batches]}
     if int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}", parameters=parameters)):
-        _delete_rows(client, entity, where, parameters)
+        _delete_rows(client, entity, where, parameters, cluster)
 
 
 _STAGED_FILE = re.compile(r"\(in file/uri [^)]*/f(\d{5})\.csv\)")

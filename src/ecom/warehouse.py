@@ -37,6 +37,9 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             username=settings.user,
             password=settings.password,
             secure=settings.secure,
+            # On a cluster bronze is written through Distributed tables: an INSERT returns once
+            # its rows are on their shards, so the count and the ingest log that follow see them.
+            settings={"distributed_foreground_insert": 1} if settings.cluster else None,
         )
     except (OperationalError, DatabaseError) as exc:
         raise WarehouseUnavailable(
