@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ecom_env, run_ecom
+from ecom import warehouse
 from ecom.cli import main
 from ecom.config import Settings
 from ecom.lock import WarehouseUnavailable
@@ -304,6 +306,17 @@ def test_tls_to_a_port_without_it_is_said_so():
         server.shutdown()
     assert "the port does not speak TLS" in str(unavailable.value), unavailable.value
     assert "CLICKHOUSE_SECURE" in str(unavailable.value)
+
+
+def test_a_server_that_never_answers_is_given_up_soon(monkeypatch):
+    monkeypatch.setattr(warehouse, "HANDSHAKE_SECONDS", 1)
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, answers nothing
+    try:
+        with pytest.raises(WarehouseUnavailable) as unavailable:
+            connect(Settings(target="server", host="127.0.0.1", port=silent.getsockname()[1]))
+    finally:
+        silent.close()
+    assert "no answer within 1 s" in str(unavailable.value), unavailable.value
 
 
 @pytest.mark.server

@@ -11,9 +11,15 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
+from urllib3.util import Timeout
 
 from ecom.config import Settings
 from ecom.lock import WarehouseUnavailable, open_when_free
+
+# A server that takes the connection but does not answer: the first exchange gives up after
+# HANDSHAKE_SECONDS, not after the read timeout of a query (clickhouse-connect's 300 s).
+HANDSHAKE_SECONDS = 30
+QUERY_SECONDS = 300
 
 
 def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Client:
@@ -31,7 +37,7 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
                 "free space and that its files belong to this user"
             ) from None
     try:
-        return clickhouse_connect.get_client(
+        client = clickhouse_connect.get_client(
             host=settings.host,
             port=settings.port or (8443 if settings.secure else 8123),
             username=settings.user,
@@ -40,12 +46,15 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             # On a cluster bronze is written through Distributed tables: an INSERT returns once
             # its rows are on their shards, so the count and the ingest log that follow see them.
             settings={"distributed_foreground_insert": 1} if settings.cluster else None,
+            send_receive_timeout=HANDSHAKE_SECONDS,
         )
     except (OperationalError, DatabaseError) as exc:
         raise WarehouseUnavailable(
             f"cannot open {settings.describe()} (target {settings.target}): {_reason(exc)}; check "
             "CLICKHOUSE_HOST, CLICKHOUSE_PORT, CLICKHOUSE_SECURE, CLICKHOUSE_USER and CLICKHOUSE_PASSWORD"
         ) from None
+    client.timeout = Timeout(connect=client.timeout.connect_timeout, read=QUERY_SECONDS)
+    return client
 
 
 def prepare_directory(path: Path) -> None:
@@ -93,6 +102,8 @@ def _reason(exc: Exception) -> str:
         return errno.group(1).strip().rstrip(".")
     if code := re.search(r"DB::Exception: (.+?)(?: \(version |\. Stack trace|$)", text):
         return code.group(1)[:200]
+    if timeout := re.search(r"Read timed out\. \(read timeout=([\d.]+)\)", text):
+        return f"no answer within {float(timeout.group(1)):g} s"
     if ssl := re.search(r"\[SSL: (\w+)\]", text):
         hint = " (the port does not speak TLS)" if ssl.group(1) == "WRONG_VERSION_NUMBER" else ""
         return f"TLS handshake failed: {ssl.group(1)}{hint}"
