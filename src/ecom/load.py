@@ -640,16 +640,18 @@ def remove_orphan_batches(client: Client, cluster: str | None = None) -> int:
         "WHERE status = 'landed' GROUP BY entity) AS l ON b.entity = l.entity WHERE b.rows != ifNull(l.rows, 0)"
     ).result_rows
     removed = 0
+    # The batches are found first and deleted by name: a mutation on a Replicated table (a
+    # cluster's) takes no subquery, and a cluster reads the log through GLOBAL IN.
+    not_in = "GLOBAL NOT IN" if cluster else "NOT IN"
     for (entity,) in differing:
-        where = (
-            f"_batch_id NOT IN (SELECT batch_id FROM {LOG_TABLE} WHERE status = 'landed' "
-            "AND entity = {entity:String})"
-        )
-        orphans = int(client.command(f"SELECT count() FROM bronze.`{entity}` WHERE {where}",
-                                     parameters={"entity": entity}))
+        orphans = client.query(
+            f"SELECT _batch_id, count() FROM bronze.`{entity}` WHERE _batch_id {not_in} (SELECT batch_id "
+            f"FROM {LOG_TABLE} WHERE status = 'landed' AND entity = {{entity:String}}) GROUP BY _batch_id",
+            parameters={"entity": entity}).result_rows
         if orphans:
-            _delete_rows(client, entity, where, {"entity": entity}, cluster)
-            removed += orphans
+            _delete_rows(client, entity, "_batch_id IN {batch_ids:Array(String)}",
+                         {"batch_ids": [batch_id for batch_id, _ in orphans]}, cluster)
+            removed += sum(rows for _, rows in orphans)
     return removed
 
 
@@ -755,6 +757,10 @@ def load(
     are removed by the next load, which lands those files again.
     """
     try:
+        if settings.cluster:
+            # Through Distributed tables an INSERT returns once its rows are on their shards, so
+            # the row counts and the ingest log that follow see them.
+            client.set_client_setting("distributed_foreground_insert", "1")
         ensure_bronze(client, settings.cluster)
         result = LoadResult(orphan_rows_removed=remove_orphan_batches(client, settings.cluster))
         ledger = _Ledger.read(client)

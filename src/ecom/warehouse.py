@@ -43,9 +43,6 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             username=settings.user,
             password=settings.password,
             secure=settings.secure,
-            # On a cluster bronze is written through Distributed tables: an INSERT returns once
-            # its rows are on their shards, so the count and the ingest log that follow see them.
-            settings={"distributed_foreground_insert": 1} if settings.cluster else None,
             send_receive_timeout=HANDSHAKE_SECONDS,
         )
     except (OperationalError, DatabaseError) as exc:
