@@ -101,9 +101,10 @@ def _reason(exc: Exception) -> str:
         return code.group(1)[:200]
     if timeout := re.search(r"Read timed out\. \(read timeout=([\d.]+)\)", text):
         return f"no answer within {float(timeout.group(1)):g} s"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:  # OpenSSL before 3.2, and since
+        return "TLS handshake failed (the port does not speak TLS)"
     if ssl := re.search(r"\[SSL: (\w+)\]", text):
-        hint = " (the port does not speak TLS)" if ssl.group(1) == "WRONG_VERSION_NUMBER" else ""
-        return f"TLS handshake failed: {ssl.group(1)}{hint}"
+        return f"TLS handshake failed: {ssl.group(1)}"
     return text[:200]
 
 
