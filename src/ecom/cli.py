@@ -221,8 +221,8 @@ def _call_passing_on_signals(command: list[str], **kwargs) -> int:
     ends by the same signal. Without it, ecom ended at once while its dbt went on building, no
     longer covered by the pipeline lock: the next `ecom run` took the lock and then found the
     warehouse held. A Ctrl-C reaches the child from the terminal too (one process group, so
-    that whoever stops the group stops both): the child is given a few seconds to stop on its
-    own, then the SIGINT, then killed."""
+    that whoever stops the group stops both): the child is given 10 s to stop on its own, then
+    the SIGINT, then killed."""
     if threading.current_thread() is not threading.main_thread():
         return subprocess.call(command, **kwargs)
     received: list[int] = []
@@ -253,15 +253,20 @@ def _call_passing_on_signals(command: list[str], **kwargs) -> int:
 
 
 def _stop(child: subprocess.Popen) -> None:
-    """End a child after a SIGINT to this process, which the child may have had too."""
-    for signum, seconds in ((None, 5), (signal.SIGINT, 30), (signal.SIGKILL, None)):
-        if signum is not None:
-            child.send_signal(signum)
-        try:
-            child.wait(timeout=seconds)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """End a child after a SIGINT to this process, which the child may have had too; a second
+    Ctrl-C meanwhile does not cut the wait short (ecom would end before its child)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for signum, seconds in ((None, 10), (signal.SIGINT, 30), (signal.SIGKILL, None)):
+            if signum is not None:
+                child.send_signal(signum)
+            try:
+                child.wait(timeout=seconds)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @main.command()
