@@ -45,31 +45,57 @@ order_history as (
     group by customer_id
 ),
 
+order_history_with_recency as (
+    select
+        *,
+        if(
+            revenue_orders > 0,
+            toInt32(dateDiff('day', last_revenue_order_date, (select as_of.as_of_date from as_of))),
+            null
+        ) as recency_days
+    from order_history
+),
+
 {# Quintiles among the customers with a revenue order, by rank: score = 1 + floor(5 x (rank - 1)
     / customers), where customers with the same value share the lowest rank of their group, so
     equal values always get the same score (the most common, one revenue order, all get F = 1)
-    and no score depends on customer_id. Ranked on the order history alone, before the join
-    adds the CRM columns: the three sorts carry narrow rows. -#}
+    and no score depends on customer_id. rank - 1 is the number of customers with a lower
+    value, so the score is 1 + the number of cuts a value lies above, the k-th cut (k = 1..4)
+    being the ceil(k x customers / 5)-th lowest value. Four values per score from one sort of
+    each column, instead of a window that sorts every customer's row: the 10x history's
+    statement 1.7-2.0 CPU s and 0.47 GiB against 2.1-2.6 s and 0.66 GiB, the same rows.
+    Recency ranks the most recent first: its values are the days since, negated. -#}
+rfm_cuts as (
+    select
+        arrayMap(k -> intDiv(k * length(recency) + 4, 5), [1, 2, 3, 4]) as positions,
+        (
+            {%- for tile in ['recency', 'frequency', 'monetary'] %}
+            arrayMap(position -> {{ tile }}[position], positions){{ ',' if not loop.last }}
+            {%- endfor %}
+        ) as cuts
+    from (
+        select
+            arraySort(groupArray(-assumeNotNull(recency_days))) as recency,
+            arraySort(groupArray(revenue_orders)) as frequency,
+            arraySort(groupArray(exact_lifetime_value_usd)) as monetary
+        from order_history_with_recency
+        where revenue_orders > 0
+    ) as sorted
+),
+
 scored_history as (
     select
         *,
-        {%- for tile, value in [('recency', 'recency_days desc'), ('frequency', 'revenue_orders'),
+        {%- for tile, value in [('recency', '-assumeNotNull(recency_days)'),
+                                ('frequency', 'revenue_orders'),
                                 ('monetary', 'exact_lifetime_value_usd')] %}
-        1 + intDiv(
-            5 * (rank() over (partition by revenue_orders > 0 order by {{ value }}) - 1),
-            count() over (partition by revenue_orders > 0)
+        if(
+            revenue_orders > 0,
+            1 + arrayCount(cut -> {{ value }} > cut, (select rfm_cuts.cuts from rfm_cuts).{{ loop.index }}),
+            0
         ) as {{ tile }}_tile{{ ',' if not loop.last }}
         {%- endfor %}
-    from (
-        select
-            *,
-            if(
-                revenue_orders > 0,
-                toInt32(dateDiff('day', last_revenue_order_date, (select as_of.as_of_date from as_of))),
-                null
-            ) as recency_days
-        from order_history
-    ) as order_history_with_recency
+    from order_history_with_recency
 ),
 
 {# Full join: CRM customers without orders and order customers without a CRM record. -#}
