@@ -52,7 +52,10 @@ order_history_with_recency as (
             revenue_orders > 0,
             toInt32(dateDiff('day', last_revenue_order_date, (select as_of.as_of_date from as_of))),
             null
-        ) as recency_days
+        ) as recency_days,
+        {#- Monetary ranks the lifetime value as published, in cents: two customers shown with
+            the same value get the same score. #}
+        {{ usd_cents('exact_lifetime_value_usd') }} as monetary_value
     from order_history
 ),
 
@@ -77,7 +80,7 @@ rfm_cuts as (
         select
             arraySort(groupArray(-assumeNotNull(recency_days))) as recency,
             arraySort(groupArray(revenue_orders)) as frequency,
-            arraySort(groupArray(exact_lifetime_value_usd)) as monetary
+            arraySort(groupArray(monetary_value)) as monetary
         from order_history_with_recency
         where revenue_orders > 0
     ) as sorted
@@ -88,7 +91,7 @@ scored_history as (
         *,
         {%- for tile, value in [('recency', '-assumeNotNull(recency_days)'),
                                 ('frequency', 'revenue_orders'),
-                                ('monetary', 'exact_lifetime_value_usd')] %}
+                                ('monetary', 'monetary_value')] %}
         if(
             revenue_orders > 0,
             1 + arrayCount(cut -> {{ value }} > cut, (select rfm_cuts.cuts from rfm_cuts).{{ loop.index }}),
