@@ -1,7 +1,8 @@
-"""The daily sales figures computed straight from the raw CSV files and the seed files.
+"""Orders and daily sales figures computed straight from the raw CSV files and the seed files.
 
 A second, independent implementation of SPEC sections 6 and 7 in plain Python (csv,
-datetime, decimal): no SQL, no warehouse. Tests compare it with gold.mart_daily_sales.
+datetime, decimal): no SQL, no warehouse. Tests compare it with gold.mart_daily_sales and,
+in test_marts.py, with every mart.
 """
 
 from __future__ import annotations
@@ -164,47 +165,121 @@ def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
             continue
         key = (order_id, line_number)
         if key not in latest or row.order > latest[key][0]:
-            latest[key] = (row.order, {"quantity": quantity, "amount": quantity * unit_price - discount})
+            latest[key] = (row.order, {"product_id": product_id, "quantity": quantity,
+                                      "amount": quantity * unit_price - discount})
     return {key: candidate[1] for key, candidate in latest.items()}
+
+
+@dataclass(frozen=True)
+class Line:
+    product_id: str
+    quantity: int
+    amount: Decimal  # line_amount, in the order's currency
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order at its latest valid version with its valid lines, as gold reads it (SPEC 7)."""
+
+    order_id: str
+    customer_id: str | None  # None: a guest order
+    order_ts: datetime
+    status: str
+    usd_per_unit: Decimal
+    lines: tuple[Line, ...]
+    net_revenue: Decimal  # in the order's currency
+    is_revenue: bool
+    is_returned: bool
+    is_cancelled: bool
+
+    @property
+    def order_date(self) -> date:
+        return self.order_ts.date()
+
+    @property
+    def net_revenue_usd(self) -> Decimal:
+        return self.net_revenue * self.usd_per_unit
+
+
+def cents(amount: Decimal) -> Decimal:
+    """A USD figure as the marts publish it: rounded to cents, half away from zero."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def fx_rates() -> dict[str, dict[date, Decimal]]:
+    """currency -> month -> usd_per_unit, from the FX seed."""
+    rates: dict[str, dict[date, Decimal]] = defaultdict(dict)
+    for rate in seed("fx_rates_monthly"):
+        rates[rate["currency"]][date.fromisoformat(rate["month"])] = Decimal(rate["usd_per_unit"])
+    return rates
+
+
+def fx_month(rates: dict[str, dict[date, Decimal]], currency: str, day: date) -> date | None:
+    """The month whose rate converts the day: its own, or the seed's latest earlier one of the currency."""
+    return max((month for month in rates[currency] if month <= day), default=None)
+
+
+def usd_per_unit(rates: dict[str, dict[date, Decimal]], currency: str, day: date) -> Decimal:
+    """The rate of fx_month; 0 when the seed has none for the currency that early."""
+    month = fx_month(rates, currency, day)
+    return rates[currency][month] if month else Decimal(0)
+
+
+def orders(raw_dir: Path) -> dict[str, Order]:
+    """order_id -> every valid order of the raw files, with its lines, status flags and FX rate."""
+    statuses = {s["order_status"]: s for s in seed("order_statuses")}
+    rates = fx_rates()
+    lines_by_order: dict[str, list[Line]] = defaultdict(list)
+    for (order_id, _line_number), line in sorted(valid_lines(raw_dir).items()):
+        lines_by_order[order_id].append(Line(line["product_id"], line["quantity"], line["amount"]))
+    result = {}
+    for order_id, order in valid_orders(raw_dir).items():
+        lines = tuple(lines_by_order[order_id])
+        flags = statuses[order["status"]]
+        result[order_id] = Order(
+            order_id=order_id,
+            customer_id=order["customer_id"],
+            order_ts=order["order_ts"],
+            status=order["status"],
+            usd_per_unit=usd_per_unit(rates, order["currency"], order["order_ts"].date()),
+            lines=lines,
+            net_revenue=sum((line.amount for line in lines), Decimal(0)) - order["order_discount"],
+            is_revenue=flags["is_revenue"] == "true" and bool(lines),
+            is_returned=flags["is_returned"] == "true" and bool(lines),
+            is_cancelled=flags["is_cancelled"] == "true",
+        )
+    return result
+
+
+def first_revenue_orders(all_orders: dict[str, Order]) -> dict[str, Order]:
+    """customer_id -> the customer's revenue order with the earliest order_ts, ties by order_id."""
+    first: dict[str, Order] = {}
+    for order in sorted(all_orders.values(), key=lambda order: (order.order_ts, order.order_id)):
+        if order.is_revenue and order.customer_id and order.customer_id not in first:
+            first[order.customer_id] = order
+    return first
 
 
 def daily_sales(raw_dir: Path) -> dict[date, dict]:
     """order_date -> revenue_orders, net_revenue_usd, items_sold, new and returning customers."""
-    rates = {(r["currency"], r["month"]): Decimal(r["usd_per_unit"]) for r in seed("fx_rates_monthly")}
-    revenue_statuses = {s["order_status"] for s in seed("order_statuses") if s["is_revenue"] == "true"}
-    orders = valid_orders(raw_dir)
-    lines_by_order: dict[str, list[dict]] = defaultdict(list)
-    for (order_id, _line), line in valid_lines(raw_dir).items():
-        lines_by_order[order_id].append(line)
-
-    revenue = [
-        order for order in orders.values()
-        if order["status"] in revenue_statuses and lines_by_order.get(order["order_id"])
-    ]
-    first_day: dict[str, date] = {}
-    for order in revenue:
-        if order["customer_id"]:
-            day = order["order_ts"].date()
-            first_day[order["customer_id"]] = min(day, first_day.get(order["customer_id"], day))
-
+    all_orders = orders(raw_dir)
+    first = first_revenue_orders(all_orders)
     days: dict[date, dict] = defaultdict(lambda: {
         "revenue_orders": 0, "net_revenue_usd": Decimal(0), "items_sold": 0, "new": set(), "returning": set(),
     })
-    for order in revenue:
-        day = order["order_ts"].date()
-        lines = lines_by_order[order["order_id"]]
-        net = sum((line["amount"] for line in lines), Decimal(0)) - order["order_discount"]
-        rate = rates[(order["currency"], day.replace(day=1).isoformat())]
-        figures = days[day]
+    for order in all_orders.values():
+        if not order.is_revenue:
+            continue
+        figures = days[order.order_date]
         figures["revenue_orders"] += 1
-        figures["net_revenue_usd"] += net * rate
-        figures["items_sold"] += sum(line["quantity"] for line in lines)
-        if customer := order["customer_id"]:
-            (figures["new"] if first_day[customer] == day else figures["returning"]).add(customer)
+        figures["net_revenue_usd"] += order.net_revenue_usd
+        figures["items_sold"] += sum(line.quantity for line in order.lines)
+        if customer := order.customer_id:
+            (figures["new"] if first[customer].order_date == order.order_date else figures["returning"]).add(customer)
     return {
         day: {
             "revenue_orders": f["revenue_orders"],
-            "net_revenue_usd": f["net_revenue_usd"].quantize(CENT, rounding=ROUND_HALF_UP),
+            "net_revenue_usd": cents(f["net_revenue_usd"]),
             "items_sold": f["items_sold"],
             "new_customers": len(f["new"]),
             "returning_customers": len(f["returning"]),
