@@ -84,7 +84,7 @@ def world(tmp_path_factory) -> World:
     raw_dir, chdb_path = base / "raw", base / "warehouse"
     env = ecom_env(raw_dir, chdb_path, DBT_TARGET_PATH=str(base / "target"), DBT_LOG_PATH=str(base / "logs"))
     del env["DBT_TARGET"]  # the default target, as most shells have it
-    start, days = date(2026, 3, 1), 14
+    start, days = date(2026, 2, 22), 14
     run_ecom("generate", "--start", start.isoformat(), "--days", str(days), "--orders-per-day", "150",
              "--dirty-rate", "0.02", "--quiet", env=env)
     run_ecom("run", "--quiet", env=env)
