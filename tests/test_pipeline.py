@@ -375,6 +375,22 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert query(full, (compiled / f"{payments_test}.sql").read_text()) == \
         [(lost_payment, "not in silver.payments")]
 
+    # A rate revised in the FX seed after the facts were built: their rows keep the old rate
+    # until a full refresh, and a test lists each fact, currency and month at a rate the seed
+    # no longer has.
+    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+        [(currency, month)] = client.query("SELECT currency_code, fx_month FROM gold.fct_orders "
+                                           "ORDER BY order_id LIMIT 1").result_rows
+        client.command("ALTER TABLE reference.fx_rates_monthly UPDATE usd_per_unit = usd_per_unit * 2 "
+                       f"WHERE currency = '{currency}' AND month = '{month}' SETTINGS mutations_sync = 2")
+    rates_test = "gold_usd_amounts_at_the_seeds_rates"
+    result = dbt("test", "-s", rates_test, env=full)
+    assert result.returncode != 0 and re.search(rf"FAIL \d+ {rates_test}", result.stdout), result.stdout[-2000:]
+    findings = query(full, (compiled / f"{rates_test}.sql").read_text())
+    assert {(fact, code, fx_month) for fact, code, fx_month, _, _ in findings} <= \
+        {("fct_orders", currency, month), ("fct_payments", currency, month)}, findings
+    assert ("fct_orders", currency, month) in {finding[:3] for finding in findings}, findings
+
     # A bronze row landed twice under the same batch and row number fails the source's
     # uniqueness test with one failing combination. The test is scoped: it passed before, and
     # reads the batches of the rows written since (the copy is a new block). A lineage column
