@@ -37,7 +37,7 @@ def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     raw_exports = build_raw_exports(partitions)
     landing = build_landing(manifest, partitions, pool)
     dbt_assets = build_dbt_assets(project, manifest, partitions, pool)
-    dashboard = build_dashboard(dashboard_inputs(dbt_assets), partitions, pool)
+    dashboard = build_dashboard(dashboard_inputs(manifest, dbt_assets), partitions, pool)
     quality_checks = build_quality_checks(pool, dbt_assets.keys)
     freshness_checks = build_freshness_checks(manifest)
 
