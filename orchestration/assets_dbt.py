@@ -3,7 +3,8 @@
 The translator names assets after their layer (`silver/orders`, `gold/mart_daily_sales`,
 `reference/<seed>`), groups them by layer (bronze, silver, gold, reference) and maps each
 source `bronze.<table>` to the landing asset of that table, so lineage runs from the raw
-exports through the loader into dbt. Descriptions and column schemas come from the dbt docs.
+exports through the loader into dbt. Descriptions and column schemas come from the dbt docs;
+each test's check says what it checks (`dbt_test_description`).
 
 A partition run is a plain `dbt build` (without the unit tests): the models are incremental on
 new bronze batches, so after a day has landed the build is that day's increment. dbt tests of
@@ -14,6 +15,7 @@ On `dev` the row counts are read after dbt has exited: chDB admits one process p
 directory, and dbt's subprocess holds it while it runs.
 """
 
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -70,6 +72,70 @@ class EcomTranslator(DagsterDbtTranslator):
         if kind == "seed":
             return "reference"
         return _layer(dbt_resource_props) or "dbt"
+
+    def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
+                             project: DbtProject | None) -> dg.AssetCheckSpec | None:
+        """dagster-dbt describes a check only from the test's `meta.description`; else from `dbt_test_description`."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        return spec._replace(description=dbt_test_description(manifest["nodes"][unique_id]))
+
+
+def _relation(reference: str) -> str:
+    """`dim_date` from "ref('dim_date')", `bronze.ingest_log` from "source('bronze', 'ingest_log')"."""
+    return ".".join(re.findall(r"'([^']*)'", reference)) or reference
+
+
+def _bounds(args: Mapping[str, Any]) -> str:
+    inclusive = args.get("inclusive", True)
+    parts = [f"{'>=' if inclusive else '>'} {args['min_value']}" if "min_value" in args else "",
+             f"{'<=' if inclusive else '<'} {args['max_value']}" if "max_value" in args else ""]
+    if not any(parts):
+        raise KeyError("min_value")
+    return " and ".join(part for part in parts if part)
+
+
+# What the generic tests of the project (dbt's own and those of macros/tests) check, as a sentence.
+GENERIC_TESTS = {
+    "not_null": lambda column, args: f"`{column}` is never null",
+    "unique": lambda column, args: f"`{column}` is unique",
+    "accepted_values": lambda column, args: f"`{column}` is one of {', '.join(map(str, args['values']))}",
+    "accepted_range": lambda column, args: f"`{column}` is {_bounds(args)}",
+    "relationships": lambda column, args: f"every `{column}` is a `{args['field']}` of {_relation(args['to'])}",
+    "relationships_present": lambda column, args: (
+        f"every `{column}` is a `{args['field']}` of {_relation(args['to'])}"
+        + (f" (except {', '.join(map(str, args['ignore']))})" if args.get("ignore") else "")),
+    "unique_combination_of_columns": lambda column, args: (
+        f"one row per {', '.join(f'`{c}`' for c in args['combination_of_columns'])}"),
+    "expression_is_true": lambda column, args: f"`{' '.join(args['expression'].split())}` holds on every row",
+    "reconciles": lambda column, args: (
+        f"`{args['left_expression']}` = `{args['right_expression']}`"
+        + (f" per {', '.join(args['group_by'])}" if args.get("group_by") else "")),
+}
+
+
+def dbt_test_description(test: Mapping[str, Any]) -> str:
+    """What a dbt data test checks: its `description` in yml, else the first paragraph of the
+    comment heading a singular test's SQL, else a sentence from the generic test's arguments."""
+    if (test.get("description") or "").strip():
+        return test["description"].strip()
+    generic = test.get("test_metadata")
+    if not generic:
+        comment = re.match(r"\s*\{#-?(.*?)-?#\}", test.get("raw_code") or "", re.DOTALL)
+        first = comment.group(1).strip().split("\n\n")[0] if comment else ""
+        return " ".join(first.split()) or f"dbt singular test `{test.get('original_file_path') or test['name']}`"
+    args = {key: value for key, value in generic.get("kwargs", {}).items() if key != "model"}
+    column = args.pop("column_name", None) or test.get("column_name")
+    try:
+        sentence = GENERIC_TESTS[generic["name"]](column, args)
+        text = sentence[0].upper() + sentence[1:]
+    except (KeyError, TypeError):  # a test of another package, or arguments written another way
+        shown = ", ".join(f"{key}: {value}" for key, value in args.items())
+        text = (f"dbt test `{generic['name']}`" + (f" on `{column}`" if column else "")
+                + (f" ({shown})" if shown else ""))
+    where = (test.get("config") or {}).get("where")
+    return text + (f" (where {' '.join(where.split())})" if where else "") + "."
 
 
 def translator() -> EcomTranslator:

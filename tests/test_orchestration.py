@@ -187,6 +187,18 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
     check_names = {check.name for check in graph.asset_check_keys}
     assert {"all_balanced", "quarantine_share", "freshness_check", "no_rejected_files"} <= check_names
+    # every check says what it checks; a dbt test's description comes from its yml, else from the
+    # comment heading a singular test, else from the generic test and its arguments
+    described = {(key.asset_key.to_user_string(), key.name): graph.get_check_spec(key).description
+                 for key in graph.asset_check_keys}
+    assert [key for key, text in described.items() if not text] == []
+    assert described["silver/orders", "unique_orders_order_id"] == "`order_id` is unique."
+    assert described["gold/dim_customers", "dim_customers_validity_intervals_ordered"] == \
+        "A version ends after it starts."
+    assert described["gold/fct_orders", "gold_fct_orders_match_silver"].startswith(
+        "fct_orders holds every order header of silver exactly once")
+    assert described["gold/mart_cohort_retention", "mart_cohort_retention_month_zero_is_whole_cohort"] == \
+        "`retention_rate = 1` holds on every row (where months_since_first = 0)."
 
 
 # -- two partitions end to end ------------------------------------------------------------
