@@ -73,6 +73,14 @@ class EcomTranslator(DagsterDbtTranslator):
             return "reference"
         return _layer(dbt_resource_props) or "dbt"
 
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """dagster-dbt's description (the dbt docs, then the SQL under "Raw SQL"), without that
+        heading for what has no SQL (seeds), whose page would otherwise end in an empty block."""
+        if (dbt_resource_props.get("raw_code") or "").strip():
+            return super().get_description(dbt_resource_props)
+        return dbt_resource_props.get("description") or \
+            f"dbt {dbt_resource_props['resource_type']} {dbt_resource_props['name']}"
+
     def get_asset_check_spec(self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str,
                              project: DbtProject | None) -> dg.AssetCheckSpec | None:
         """dagster-dbt describes a check only from the test's `meta.description`; else from `dbt_test_description`."""

@@ -226,3 +226,24 @@ def _frame_graph(driver) -> None:
         time.sleep(4)  # status colours arrive with the live data
     except (WebDriverException, IndexError):
         pass
+
+
+def test_asset_pages_show_the_dbt_docs(dagster_dev, browser):
+    """A seed's page ends in its dbt description, not an empty "Raw SQL" block (a model's keeps
+    its SQL), and a dbt test's check says what it checks."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 120)
+
+    def page(path: str, shown: str) -> str:
+        browser.get(f"{dagster_dev}/assets/{path}")
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{shown}')]")))
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    assert "Raw SQL" not in page("reference/fx_rates_monthly", "Monthly exchange rates to USD")
+    assert "Raw SQL" in page("silver/customers", "latest valid version")
+    page("silver/orders?view=checks", "unique_orders_order_id")
+    browser.find_element(By.XPATH, "//*[normalize-space(text())='unique_orders_order_id']").click()
+    wait.until(lambda _: "order_id is unique." in browser.find_element(By.TAG_NAME, "body").text)

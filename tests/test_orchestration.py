@@ -156,6 +156,7 @@ def test_definitions_validate_on_a_fresh_checkout(tmp_path):
 def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
     base, defs = location
     graph = defs.resolve_asset_graph()
+    manifest = json.loads((base / "target" / "manifest.json").read_text(encoding="utf-8"))
     keys = set(graph.get_all_asset_keys())
     groups = {graph.get(k).group_name for k in keys}
     assert {"raw", "bronze", "silver", "gold", "reference", "reporting"} <= groups
@@ -168,7 +169,6 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
     # The dashboard hangs off what its dbt exposure says it reads (checked against the report's
     # queries in test_docs_site), not off every mart, and off silver.reconciliation: Dagster blocks
     # only the direct children of an asset on its blocking check, so all_balanced must gate the step.
-    manifest = json.loads((base / "target" / "manifest.json").read_text(encoding="utf-8"))
     exposure = manifest["exposures"]["exposure.ecom.sales_dashboard"]
     read = {dg.AssetKey(["gold", node.split(".")[-1]]) for node in exposure["depends_on"]["nodes"]}
     assert read and graph.get(DASHBOARD).parent_keys == read | {RECONCILIATION}
@@ -178,8 +178,11 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
                                                      for output in outputs}
     assert graph.get(dg.AssetKey(["silver", "orders"])).group_name == "silver"
     assert graph.get(dg.AssetKey(["gold", "fct_orders"])).group_name == "gold"
-    # descriptions come from the dbt docs
+    # descriptions come from the dbt docs, with a model's SQL under "Raw SQL"; a seed has none to show
     assert "latest valid version" in graph.get(dg.AssetKey(["silver", "customers"])).description
+    assert "#### Raw SQL:" in graph.get(dg.AssetKey(["silver", "customers"])).description
+    seed = manifest["nodes"]["seed.ecom.fx_rates_monthly"]
+    assert graph.get(dg.AssetKey(["reference", "fx_rates_monthly"])).description == seed["description"]
     # every key of the daily job is partitioned by day, backfilled in one run
     for key in keys:
         node = graph.get(key)
