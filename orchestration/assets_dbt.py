@@ -290,3 +290,12 @@ def dashboard_inputs(manifest: Mapping[str, Any], dbt_assets_def: dg.AssetsDefin
     read = sorted({translate.get_asset_key(nodes[unique_id])
                    for unique_id in exposure(manifest, DASHBOARD_EXPOSURE)["depends_on"]["nodes"]})
     return read + ([RECONCILIATION] if RECONCILIATION in dbt_assets_def.keys else [])
+
+
+def dashboard_owners(manifest: Mapping[str, Any]) -> list[str]:
+    """The owner of the exposure `sales_dashboard` (its email, else `team:<name>`), who owns the page."""
+    owner = exposure(manifest, DASHBOARD_EXPOSURE).get("owner") or {}
+    email, name = owner.get("email"), owner.get("name")
+    if email:
+        return [email] if isinstance(email, str) else list(email)
+    return [f"team:{name}"] if name else []

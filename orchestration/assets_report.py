@@ -20,11 +20,12 @@ def report_path() -> Path:
     return data_path(os.environ.get(REPORT_PATH_ENV) or DEFAULT_REPORT_PATH)
 
 
-def build_dashboard(inputs: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition,
+def build_dashboard(inputs: list[dg.AssetKey], owners: list[str], partitions_def: dg.PartitionsDefinition,
                     pool: str | None) -> dg.AssetsDefinition:
     @dg.asset(
         key=DASHBOARD,
         deps=inputs,
+        owners=owners,
         group_name="reporting",
         kinds={"html", "plotly"},
         partitions_def=partitions_def,

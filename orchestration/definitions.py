@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration.assets_dbt import build_dbt_assets, dashboard_inputs
+from orchestration.assets_dbt import build_dbt_assets, dashboard_inputs, dashboard_owners
 from orchestration.assets_ingest import build_landing
 from orchestration.assets_raw import build_raw_exports
 from orchestration.assets_report import build_dashboard
@@ -37,7 +37,8 @@ def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     raw_exports = build_raw_exports(partitions)
     landing = build_landing(manifest, partitions, pool)
     dbt_assets = build_dbt_assets(project, manifest, partitions, pool)
-    dashboard = build_dashboard(dashboard_inputs(manifest, dbt_assets), partitions, pool)
+    dashboard = build_dashboard(dashboard_inputs(manifest, dbt_assets), dashboard_owners(manifest),
+                                partitions, pool)
     quality_checks = build_quality_checks(pool, dbt_assets.keys)
     freshness_checks = build_freshness_checks(manifest)
 

@@ -172,6 +172,7 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
     exposure = manifest["exposures"]["exposure.ecom.sales_dashboard"]
     read = {dg.AssetKey(["gold", node.split(".")[-1]]) for node in exposure["depends_on"]["nodes"]}
     assert read and graph.get(DASHBOARD).parent_keys == read | {RECONCILIATION}
+    assert graph.get(DASHBOARD).owners == [exposure["owner"]["email"]]  # who owns the page in dbt
     job = defs.resolve_job_def(DAILY_JOB)
     upstream = job.graph.dependency_structure.input_to_upstream_outputs_for_node(DASHBOARD.to_python_identifier())
     assert "silver__reconciliation_all_balanced" in {output.node_name for outputs in upstream.values()
