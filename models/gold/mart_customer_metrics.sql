@@ -86,19 +86,23 @@ rfm_cuts as (
     ) as sorted
 ),
 
+{# The cuts joined to every customer's row, not read as a scalar subquery: dbt's contract check
+    describes the model's query, and the engine runs a scalar subquery to describe it (the whole
+    order history again, 0.5 CPU s on the 10x history, against 0.03 s). -#}
 scored_history as (
     select
-        *,
-        {%- for tile, value in [('recency', '-assumeNotNull(recency_days)'),
-                                ('frequency', 'revenue_orders'),
-                                ('monetary', 'monetary_value')] %}
+        order_history_with_recency.*,
+        {%- for tile, value in [('recency', '-assumeNotNull(order_history_with_recency.recency_days)'),
+                                ('frequency', 'order_history_with_recency.revenue_orders'),
+                                ('monetary', 'order_history_with_recency.monetary_value')] %}
         if(
-            revenue_orders > 0,
-            1 + arrayCount(cut -> {{ value }} > cut, (select rfm_cuts.cuts from rfm_cuts).{{ loop.index }}),
+            order_history_with_recency.revenue_orders > 0,
+            1 + arrayCount(cut -> {{ value }} > cut, rfm_cuts.cuts.{{ loop.index }}),  -- noqa: RF02
             0
         ) as {{ tile }}_tile{{ ',' if not loop.last }}
         {%- endfor %}
     from order_history_with_recency
+    cross join rfm_cuts
 ),
 
 {# Full join: CRM customers without orders and order customers without a CRM record. -#}
