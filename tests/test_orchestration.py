@@ -203,6 +203,9 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
         "fct_orders holds every order header of silver exactly once")
     assert described["gold/mart_cohort_retention", "mart_cohort_retention_month_zero_is_whole_cohort"] == \
         "`retention_rate = 1` holds on every row (where months_since_first = 0)."
+    # a yml description is shown as it is: it says what the test checks, not only why it warns
+    assert described["gold/mart_data_quality", "mart_data_quality_payments_match_orders"].startswith(
+        "Every revenue order's captured payments add up to its total")
 
 
 # -- two partitions end to end ------------------------------------------------------------
