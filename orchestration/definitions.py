@@ -42,7 +42,7 @@ def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     quality_checks = build_quality_checks(pool, dbt_assets.keys)
     freshness_checks = build_freshness_checks(manifest)
 
-    daily_job = build_daily_job(partitions, current.embedded, freshness_checks)
+    daily_job = build_daily_job(current.embedded, freshness_checks)
     return dg.Definitions(
         assets=[raw_exports, landing, dbt_assets, dashboard],
         asset_checks=[*quality_checks, *freshness_checks],

@@ -17,15 +17,14 @@ def executor(embedded: bool) -> dg.ExecutorDefinition:
     return dg.in_process_executor if embedded else dg.multiprocess_executor
 
 
-def build_daily_job(partitions_def: dg.PartitionsDefinition, embedded: bool,
-                    freshness_checks: list[dg.AssetChecksDefinition]) -> UnresolvedAssetJobDefinition:
+def build_daily_job(embedded: bool, freshness_checks: list[dg.AssetChecksDefinition]) -> UnresolvedAssetJobDefinition:
+    """Every asset but the freshness checks; partitioned by day as its assets are (Dagster infers it)."""
     selection = dg.AssetSelection.all()
     if freshness_checks:  # evaluated by their own sensor, on the clock rather than with the data
         selection = selection - dg.AssetSelection.checks(*freshness_checks)
     return dg.define_asset_job(
         DAILY_JOB,
         selection=selection,
-        partitions_def=partitions_def,
         executor_def=executor(embedded),
         description="One day (or a range, in one run): simulate or pick up the raw exports, land them "
                     "in bronze, `dbt build` the increments of silver and gold with their tests, refresh "
