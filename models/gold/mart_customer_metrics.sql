@@ -129,6 +129,7 @@ scored as (
             scored_history.revenue_orders > 0, scored_history.last_revenue_order_date, null
         ) as last_revenue_order_date,
         scored_history.exact_lifetime_value_usd as exact_lifetime_value_usd,
+        scored_history.monetary_value as lifetime_value_usd,
         scored_history.recency_days as recency_days,
         scored_history.recency_tile as recency_tile,
         scored_history.frequency_tile as frequency_tile,
@@ -154,7 +155,8 @@ final as (
         last_order_date,
         first_revenue_order_date,
         last_revenue_order_date,
-        {{ usd_cents('exact_lifetime_value_usd') }} as lifetime_value_usd,
+        {#- The value the monetary score ranks. #}
+        lifetime_value_usd,
         if(
             revenue_orders > 0,
             {{ usd_cents('exact_lifetime_value_usd / revenue_orders') }},
