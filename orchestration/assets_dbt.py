@@ -107,6 +107,7 @@ def _bounds(args: Mapping[str, Any]) -> str:
 # What the generic tests of the project (dbt's own and those of macros/tests) check, as a sentence.
 GENERIC_TESTS = {
     "not_null": lambda column, args: f"`{column}` is never null",
+    "not_blank": lambda column, args: f"`{column}` is never null, empty or only spaces",
     "unique": lambda column, args: f"`{column}` is unique",
     "accepted_values": lambda column, args: f"`{column}` is one of {', '.join(map(str, args['values']))}",
     "accepted_range": lambda column, args: f"`{column}` is {_bounds(args)}",
