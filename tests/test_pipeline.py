@@ -377,15 +377,18 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
 
     # A rate revised in the FX seed after the facts were built: their rows keep the old rate
     # until a full refresh, and a test lists each fact, currency and month at a rate the seed
-    # no longer has.
+    # no longer has. A blank seed cell loads as '' (the column is not Nullable): not_blank sees it.
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
         [(currency, month)] = client.query("SELECT currency_code, fx_month FROM gold.fct_orders "
                                            "ORDER BY order_id LIMIT 1").result_rows
         client.command("ALTER TABLE reference.fx_rates_monthly UPDATE usd_per_unit = usd_per_unit * 2 "
                        f"WHERE currency = '{currency}' AND month = '{month}' SETTINGS mutations_sync = 2")
-    rates_test = "gold_usd_amounts_at_the_seeds_rates"
-    result = dbt("test", "-s", rates_test, env=full)
+        client.command("ALTER TABLE reference.countries UPDATE country_name = ' ' WHERE country_code = 'DE' "
+                       "SETTINGS mutations_sync = 2")
+    rates_test, blank_test = "gold_usd_amounts_at_the_seeds_rates", "not_blank_countries_country_name"
+    result = dbt("test", "-s", rates_test, blank_test, env=full)
     assert result.returncode != 0 and re.search(rf"FAIL \d+ {rates_test}", result.stdout), result.stdout[-2000:]
+    assert f"FAIL 1 {blank_test}" in result.stdout, result.stdout[-2000:]
     findings = query(full, (compiled / f"{rates_test}.sql").read_text())
     assert {(fact, code, fx_month) for fact, code, fx_month, _, _ in findings} <= \
         {("fct_orders", currency, month), ("fct_payments", currency, month)}, findings
