@@ -154,6 +154,27 @@ def translator() -> EcomTranslator:
     ))
 
 
+def with_source_tests_attached(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The manifest, with each generic test defined on a source attached to that source.
+
+    dbt fills a test's `attached_node` only when it is defined on a model, seed or snapshot;
+    dagster-dbt then finds the asset of a test from its one parent, so a source test with two
+    (the bronze `_batch_id` tests, against the ingest log) became no check at all, only an
+    observation and a warning on every run. Attached, each is a check of its landing asset."""
+    sources = manifest.get("sources", {})
+    nodes = dict(manifest.get("nodes", {}))
+    for unique_id, props in nodes.items():
+        generic = props.get("test_metadata") or {}
+        if props.get("resource_type") != "test" or props.get("attached_node") or not generic:
+            continue
+        model = str(generic.get("kwargs", {}).get("model", ""))
+        tested = re.search(r"source\(\s*'([^']+)'\s*,\s*'([^']+)'\s*\)", model)
+        source_id = tested and f"source.{props['package_name']}.{tested[1]}.{tested[2]}"
+        if source_id in sources:
+            nodes[unique_id] = {**props, "attached_node": source_id}
+    return {**manifest, "nodes": nodes}
+
+
 def counted_relations(manifest: Mapping[str, Any], translate: DagsterDbtTranslator) -> dict[dg.AssetKey, str]:
     """Asset key -> relation of every model or seed stored as a table (views are not counted)."""
     relations = {}
@@ -180,6 +201,7 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
                      partitions_def: dg.PartitionsDefinition, pool: str | None) -> dg.AssetsDefinition:
     translate = translator()
     relations = counted_relations(manifest, translate)
+    manifest = with_source_tests_attached(manifest)
 
     @dbt_assets(
         manifest=manifest,

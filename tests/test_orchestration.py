@@ -197,6 +197,8 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
                  for key in graph.asset_check_keys}
     assert [key for key, text in described.items() if not text] == []
     assert described["silver/orders", "unique_orders_order_id"] == "`order_id` is unique."
+    batch_ids = "source_relationships_present_bronze_orders__batch_id__batch_id__source_bronze_ingest_log_"
+    assert described["bronze/orders", batch_ids] == "Every `_batch_id` is a `batch_id` of bronze.ingest_log."
     assert described["gold/dim_customers", "dim_customers_validity_intervals_ordered"] == \
         "A version ends after it starts."
     assert described["gold/fct_orders", "gold_fct_orders_match_silver"].startswith(
@@ -275,6 +277,10 @@ def test_quality_checks_ran_and_passed(pipeline):
     assert any(e.asset_key == dg.AssetKey(["silver", "orders"]) for e in evaluations)
     assert any(e.asset_key == dg.AssetKey(["bronze", "orders"]) and e.check_name.startswith("source_")
                for e in evaluations)
+    # a source test that reads another source too (the batch ids against the ingest log) is a
+    # check of the source it is defined on, not an observation without a check
+    assert {e.asset_key for e in evaluations if e.check_name.startswith("source_relationships_present_bronze_")} \
+        == {dg.AssetKey(["bronze", entity]) for entity in ENTITIES}
     # singular tests that read several models are checks of the model they name
     assert any(e.asset_key == dg.AssetKey(["gold", "fct_orders"]) and e.check_name == "gold_fct_orders_match_silver"
                and e.passed for e in evaluations)
