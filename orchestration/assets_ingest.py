@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 
 from ecom.contract import ENTITIES
-from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load
+from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load, raw_dir_problem
 from orchestration.assets_raw import RAW_EXPORTS
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
@@ -80,6 +80,8 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
     def bronze_landing(context: dg.AssetExecutionContext, warehouse: Warehouse):
         first, last = days_of(context)
         settings = warehouse.settings
+        if problem := raw_dir_problem(settings.raw_dir):
+            raise dg.Failure(description=problem)
         # One bronze table picked alone lands only its entity's files; the ingest log, which every
         # landing writes, lands them all.
         selected = context.selected_asset_keys

@@ -123,6 +123,12 @@ def test_sql_runs_one_statement_and_prints_a_table(env):
     # No rows: the header still says what the columns are.
     empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=env).stdout.splitlines()
     assert [cell.strip() for cell in empty[0].split("|")] == ["order_count", "label"] and empty[-1] == "(0 rows)"
+    # The same with LIMIT 0, which the client takes for a probe of the columns when a query ends in it.
+    empty = run_ecom("sql", "select 1 as order_count limit 0", env=env).stdout.splitlines()
+    assert empty[0].strip() == "order_count" and empty[-1] == "(0 rows)"
+    # A SYSTEM statement is refused as one that does not only read, not as a syntax error.
+    result = run_ecom("sql", "system flush logs", env=env, check=False)
+    assert result.returncode == 1 and "only reads" in one_error_line(result.stderr), result.stderr
 
 
 def test_sql_limit_stops_the_query_itself(env):
@@ -212,6 +218,29 @@ def test_load_without_a_raw_directory(env):
     result = run_ecom("load", env=env, check=False)
     assert result.returncode == 1
     assert env["ECOM_RAW_DIR"] in one_error_line(result.stderr)
+
+
+def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(env, tmp_path):
+    # Every export would be rejected as misnamed and logged so: the error names the folder to use.
+    raw = tmp_path / "exports" / "raw"
+    (raw / "orders" / "2026" / "03" / "01").mkdir(parents=True)
+    for command in ("load", "run"):
+        result = run_ecom(command, "--quiet", env={**env, "ECOM_RAW_DIR": str(raw.parent)}, check=False)
+        assert result.returncode == 1, (command, result.stdout)
+        line = one_error_line(result.stderr)
+        assert f"but {raw} has: point ECOM_RAW_DIR" in line, line
+    assert not Path(env["ECOM_CHDB_PATH"]).exists()
+
+
+def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env, tmp_path):
+    raw = Path(env["ECOM_RAW_DIR"])
+    cases = {"/": "is the root of the file system", str(raw): "share a folder",
+             str(raw / "warehouse"): "share a folder", str(raw.parent): "share a folder"}
+    for path, reason in cases.items():
+        result = run_ecom("load", env={**env, "ECOM_CHDB_PATH": path}, check=False)
+        assert result.returncode == 1, path
+        assert reason in one_error_line(result.stderr), (path, result.stderr)
+    assert not (raw / "warehouse").exists()
 
 
 def test_a_bad_target_is_a_clear_error(env):

@@ -152,13 +152,16 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
 def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool) -> int:
     from tqdm import tqdm
 
-    from ecom.load import discover, load, print_summary
+    from ecom.load import discover, load, print_summary, raw_dir_problem
     from ecom.warehouse import session
 
     if not settings.raw_dir.is_dir():
         problem = "is not a directory" if settings.raw_dir.exists() else "does not exist"
         click.echo(f"error: raw directory {settings.raw_dir} {problem}; run `ecom generate` "
                    "or set ECOM_RAW_DIR", err=True)
+        return 1
+    if problem := raw_dir_problem(settings.raw_dir):
+        click.echo(f"error: {problem}", err=True)
         return 1
     files = discover(settings.raw_dir, start, end)
     with session(settings, wait_seconds=wait) as client, tqdm(
@@ -296,7 +299,9 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         build = ["build", "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
         if dbt(*build, settings=settings, wait=wait) != 0:
-            click.echo("error: dbt build failed; see the log above and target/run_results.json", err=True)
+            # dbt resolves DBT_TARGET_PATH (default `target`) against the project directory.
+            results = project_dir() / (os.environ.get("DBT_TARGET_PATH") or "target") / "run_results.json"
+            click.echo(f"error: dbt build failed; see the log above and {results}", err=True)
             sys.exit(1)
     click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
@@ -389,6 +394,8 @@ READ_ONLY = "; `ecom sql` only reads: write through `ecom load`, `ecom run` or d
 # Statements that only read, by the class of their syntax tree's root (EXPLAIN AST).
 _READ_ROOTS = {"SelectWithUnionQuery": "select", "SelectIntersectExceptQuery": "select", "Explain": "other",
                "Describe": "other", "Show": "other", "Exists": "other"}
+# The first words such statements can start with, as the engine formats them.
+_READ_WORDS = {"SELECT", "WITH", "FROM", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"}
 
 
 def _one_read(client, query: str) -> tuple[str, str]:
@@ -398,12 +405,19 @@ def _one_read(client, query: str) -> tuple[str, str]:
     `readonly` does not cover all: the embedded engine runs `INSERT INTO FUNCTION file(...)` and
     `INTO OUTFILE` under it, which would write any file this user can."""
     statement = client.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": query}).result_rows[0][0]
-    tree = [line for (line,) in client.query(f"EXPLAIN AST {statement}").result_rows]
+    refused = click.UsageError(f"{statement.split()[0]} is not one of the statements that only read (SELECT, "
+                               f"SHOW, DESCRIBE, EXISTS, EXPLAIN){READ_ONLY}")
+    # Refused before the EXPLAIN, which the client ends in a FORMAT clause: `SYSTEM FLUSH LOGS`
+    # would read it as the name of a log and fail with a syntax error instead.
+    if statement.lstrip("(").split()[0].upper() not in _READ_WORDS:
+        raise refused
+    # A raw query: the client takes a query ending in LIMIT 0 for a probe of the columns, and the
+    # EXPLAIN of one returns rows, which it refuses.
+    tree = client.raw_query(f"EXPLAIN AST {statement}", fmt="TabSeparated").decode().splitlines()
     root = tree[0].split()[0]
     kind = next((k for prefix, k in _READ_ROOTS.items() if root.startswith(prefix)), None)
     if kind is None:
-        raise click.UsageError(f"{statement.split()[0]} is not one of the statements that only read (SELECT, "
-                               f"SHOW, DESCRIBE, EXISTS, EXPLAIN){READ_ONLY}")
+        raise refused
     # The root's own children: an output file (INTO OUTFILE) is a string literal there.
     children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
     if any(child.startswith("Literal") for child in children):

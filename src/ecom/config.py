@@ -88,10 +88,24 @@ def chdb_path_problem(path: str) -> str | None:
     """Why the embedded engine cannot open the absolute `path`, or None. chDB reads a `?` as the
     start of connection options and opens the path before it: another warehouse than the one
     named, and the lock taken on the wrong folder."""
+    if Path(path).parent == Path(path):
+        return (f"ECOM_CHDB_PATH={path} is the root of the file system; the warehouse needs a folder of its "
+                "own: set ECOM_CHDB_PATH to one (default data/warehouse)")
     if "?" in path:
         return (f"the warehouse path {path} has a '?', which the embedded engine reads as the start of "
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
+    return None
+
+
+def shared_folder_problem(raw_dir: Path, chdb_path: Path) -> str | None:
+    """Why the raw exports and the embedded warehouse cannot live where they are set, or None:
+    the engine's own files among the exports would be rejected as misnamed exports on every load,
+    and the exports among the engine's files are not its to keep."""
+    if raw_dir == chdb_path or chdb_path.is_relative_to(raw_dir) or raw_dir.is_relative_to(chdb_path):
+        return (f"the raw exports (ECOM_RAW_DIR={raw_dir}) and the warehouse (ECOM_CHDB_PATH={chdb_path}) "
+                "share a folder; give each a folder of its own, side by side (default data/raw and "
+                "data/warehouse)")
     return None
 
 
@@ -123,8 +137,11 @@ class Settings:
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
         if target == "dev" and (problem := chdb_path_problem(str(chdb_path.resolve()))):
             raise SystemExit(f"error: {problem}")
+        raw_dir = data_path(env.get("ECOM_RAW_DIR") or "data/raw")
+        if target == "dev" and (problem := shared_folder_problem(raw_dir.resolve(), chdb_path.resolve())):
+            raise SystemExit(f"error: {problem}")
         return cls(
-            raw_dir=data_path(env.get("ECOM_RAW_DIR") or "data/raw"),
+            raw_dir=raw_dir,
             chdb_path=chdb_path,
             target=target,
             host=env.get("CLICKHOUSE_HOST", "localhost"),

@@ -317,6 +317,24 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
     return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), f.relative))
 
 
+def raw_dir_problem(raw_dir: Path) -> str | None:
+    """Why `raw_dir` seems to be the folder above the raw exports, or None: it has no entity
+    folder, while a folder of it has. Loaded as it is, every export would be rejected as misnamed
+    and logged so."""
+    try:
+        if any((raw_dir / entity).is_dir() for entity in COLUMNS):
+            return None
+        below = sorted(entry for entry in raw_dir.iterdir() if entry.is_dir() and not entry.is_symlink()
+                       and any((entry / entity).is_dir() for entity in COLUMNS))
+    except OSError:  # reported by the load itself
+        return None
+    if not below:
+        return None
+    return (f"raw directory {raw_dir} has no entity folder ({', '.join(COLUMNS)}), but "
+            f"{' and '.join(str(folder) for folder in below[:2])}{' and others' if len(below) > 2 else ''} "
+            f"{'has' if len(below) == 1 else 'have'}: point ECOM_RAW_DIR (or --raw-dir) at the folder of the exports")
+
+
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
 COMPRESSED = tuple(f".csv.{suffix}" for suffix in ("gz", "zip", "bz2", "xz", "zst"))
 
