@@ -80,7 +80,7 @@ if(
 toInt32OrNull(trimBoth({{ column }}))
 {%- endmacro %}
 
-{#- true/false/1/0/yes/no in any case; anything else NULL. -#}
+{#- true/false/1/0/yes/no/t/f/y/n in any case; anything else NULL (an empty value too). -#}
 {% macro parse_bool(column) -%}
 multiIf(
     lowerUTF8(trimBoth({{ column }})) in ('true', '1', 'yes', 't', 'y'), true,

@@ -180,8 +180,8 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 @main.command("load")
 @click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
-@click.option("--start", type=DATE, help="Only files of this day or later.")
-@click.option("--end", type=DATE, help="Only files of this day or earlier.")
+@click.option("--start", type=DATE, help="Only files of this day or later (and files whose name gives no day).")
+@click.option("--end", type=DATE, help="Only files of this day or earlier (and files whose name gives no day).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
