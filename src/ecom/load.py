@@ -402,7 +402,7 @@ def inspect(raw: RawFile) -> Inspection:
 
 def _inspect(raw: RawFile) -> Inspection:
     if raw.path.is_symlink():
-        what = "a directory" if raw.path.is_dir() else "a file"
+        what = "a directory" if raw.path.is_dir() else "a file" if raw.path.exists() else "nothing (its target is gone)"
         return _cannot("symlink", f"is a symbolic link to {what}, not followed; copy the real export into the "
                                   "raw directory")
     if raw.path.is_dir():
@@ -449,9 +449,9 @@ def _inspect(raw: RawFile) -> Inspection:
                         if len(head) < 65536 and "\n" not in head:
                             head += text[:65536]
                     except UnicodeDecodeError as exc:
-                        problem = Rejected(
-                            "not_utf8", f"byte {size + exc.start} is not UTF-8; re-export the file as UTF-8"
-                        )
+                        line = newlines - chunk.count(b"\n") + chunk.count(b"\n", 0, exc.start) + 1
+                        problem = Rejected("not_utf8", f"byte {size + exc.start} (line {line}) is not UTF-8; "
+                                                       "re-export the file as UTF-8")
                 size += len(chunk)
         if problem is None:
             decoder.decode(b"", final=True)
