@@ -274,7 +274,8 @@ def test_a_build_before_any_load_says_bronze_is_not_loaded(tmp_path):
     seed = dbt("seed", env=env)
     assert seed.returncode == 0, seed.output
     assert "bronze is not loaded on this target (no database bronze): land the raw files first" in seed.output
-    run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(tmp_path)})  # nothing to land: bronze made
+    (tmp_path / "no-exports").mkdir()  # nothing to land: bronze made
+    run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(tmp_path / "no-exports")})
     seed = dbt("seed", env=env)
     assert seed.returncode == 0 and "bronze is not loaded" not in seed.output, seed.output
 
