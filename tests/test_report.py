@@ -168,6 +168,11 @@ def test_ecom_report_writes_the_page_and_prints_its_path(world: World, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out.resolve())
     assert report_data(out)["kpis"]["revenue_orders"] > 0
+    # A file where a folder of the path should be is named, not reported as "File exists".
+    (tmp_path / "a-file").write_text("")
+    result = run_ecom("report", "--out", str(tmp_path / "a-file" / "sub" / "index.html"), env=world.env,
+                      check=False, timeout=120)
+    assert result.returncode == 1 and f"a file, not a folder, is in the way: {tmp_path / 'a-file'}" in result.stderr
 
 
 def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):

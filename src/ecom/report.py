@@ -819,6 +819,10 @@ def write_report(client: Client, out_path: Path) -> Path:
     except OSError as exc:
         if partial.is_file():
             partial.unlink()
-        raise ReportError(f"cannot write {out_path} ({exc.strerror or exc}: {exc.filename or partial}); choose "
-                          "another path with --out or ECOM_REPORT_PATH") from None
+        # mkdir says "File exists" of a file where a folder of the path should be.
+        blocker = next((folder for folder in out_path.parents if folder.exists() and not folder.is_dir()), None)
+        why = (f"a file, not a folder, is in the way: {blocker}" if blocker is not None
+               else f"{exc.strerror or exc}: {exc.filename or partial}")
+        raise ReportError(f"cannot write {out_path} ({why}); choose another path with --out or "
+                          "ECOM_REPORT_PATH") from None
     return out_path
