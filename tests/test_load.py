@@ -383,6 +383,9 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
         assert os.path.lexists(path), "a rejected file stays for inspection"
         assert rows_from_file(settings, relative(path, raw)) == 0
     assert "(line 2) is not UTF-8" in log[relative(bad["not_utf8"], raw)][0]["error"]
+    unterminated = log[relative(bad["unterminated quote"], raw)][0]["error"]
+    assert "(at data row 2)" in unterminated and "a quote that never closes" in unterminated, unterminated
+    assert "Buffer has gone" not in unterminated, unterminated
     parse_error = log[relative(bad["parse_error"], raw)][0]["error"]
     assert "(at data row 2)" in parse_error and "less columns than expected" in parse_error, parse_error
     assert parse_error.endswith("fix that row and export the file again")

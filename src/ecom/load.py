@@ -1138,7 +1138,13 @@ def _parse_failure(exc: Exception, raw: RawFile) -> str:
     text = _STAGED_FILE.sub(f"(in {raw.relative})", str(exc)).replace("(at row ", "(at data row ")
     explained = re.search(r"\nERROR: (.*?)(?:\n\n|\n: |$)", text, re.DOTALL)
     if not explained:  # the engine's sentence up to its pipeline trace
-        return re.split(r" ?: While executing ", _engine_message(Exception(text)))[0].rstrip(". ")
+        first = re.split(r" ?: While executing ", _engine_message(Exception(text)))[0].rstrip(". ")
+        # At the end of the file the engine can no longer show the row it read; a field still open
+        # there is most often a quote that never closes.
+        first = first.replace(" : Buffer has gone, cannot extract information about what has been parsed", "")
+        if "at end of stream" in first:
+            first += "; the file ends inside a field: look for a quote that never closes"
+        return first
     first = _engine_message(Exception(text.split("\n", 1)[0])).rstrip(": ")
     return f"{first}: {' '.join(explained.group(1).split()).rstrip('. ')}"
 
