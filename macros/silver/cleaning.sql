@@ -3,8 +3,9 @@
 
 {#- The three accepted timestamp forms, strictly: `YYYY-MM-DD HH:MM:SS` in UTC (the exports' own
     form, so tried first: on ten years of orders 98% of the values, and a regular expression less
-    for each of them), ISO 8601 with `Z` or an offset of at most 23:59 (an optional fraction of up to nine digits,
-    .NET exports write seven; kept to the millisecond),
+    for each of them), ISO 8601 with `Z` or an offset of at most 23:59, as hh:mm, hhmm or hh
+    (seconds optional, and an optional fraction of up to nine digits, .NET exports write seven;
+    kept to the millisecond),
     `DD/MM/YYYY HH:MM` in UTC (day first, never month first), each read into DateTime64 directly
     (through DateTime, `parseDateTimeOrNull`, a day-first date after 7 February 2106 wrapped round
     to 1970). Anything else, or an impossible date such as 30 February, is NULL. The patterns
@@ -27,7 +28,7 @@
 nullIf(greatest(multiIf(
     match({{ value }}, '^{{ date.ymd }} {{ hour_minute }}:[0-5][0-9]$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
-    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])$'),
+    match({{ value }}, '^{{ date.ymd }}T{{ hour_minute }}(:[0-5][0-9](\\.[0-9]{1,9})?)?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)$'),
         parseDateTime64BestEffortOrNull({{ value }}, 3, 'UTC'),
     match({{ value }}, '^{{ date.day }}/{{ date.month }}/{{ date.year }} {{ hour_minute }}$'),
         toDateTime64(parseDateTime64OrNull({{ value }}, '%d/%m/%Y %H:%i', 'UTC'), 3, 'UTC'),
@@ -132,6 +133,8 @@ transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, '')
 transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, 'ZZ')
 {%- endmacro %}
 
+{#- A lower-cased address: letters, digits and ._%+-' before the @ (an apostrophe as in
+    o'brien@, common among the retailer's Irish and British customers), a domain with a dot. -#}
 {% macro valid_email(email) -%}
-match({{ email }}, '^[a-z0-9._%+-]+@[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}$')
+match({{ email }}, '^[a-z0-9._%+\\x27-]+@[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}$')
 {%- endmacro %}

@@ -97,9 +97,11 @@ cityHash64({{ columns | join(', ') }})
     written into SQL string literals as it is.
     1: exact duplicates are the copies of a row further up the same file (before it, a copy of a
        row of any earlier file was one; the comment was the rule's text alone).
-    2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six). -#}
+    2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six).
+    3: an ISO 8601 timestamp without seconds or with an hours-only offset is read (it was
+       bad_timestamp), and an apostrophe before an email's @ is valid (the email was NULL). -#}
 {% macro silver_rules() -%}
-silver rules 2: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits
+silver rules 3: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email
 {%- endmacro %}
 
 {#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by
