@@ -273,7 +273,7 @@ def _stop(child: subprocess.Popen) -> None:
 
 
 @main.command()
-@click.option("--date", "day", type=DATE, help="The one day to run.")
+@click.option("--date", "day", type=DATE, help="The one day to run (and the files whose name gives no day).")
 @click.option("--start", type=DATE, help="First day of a range.")
 @click.option("--end", type=DATE, help="Last day of a range.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild every incremental model from all of bronze.")
