@@ -230,17 +230,25 @@ def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(e
         line = one_error_line(result.stderr)
         assert f"but {raw} has: point ECOM_RAW_DIR" in line, line
     assert not Path(env["ECOM_CHDB_PATH"]).exists()
+    # Exports kept aside in a folder the loader leaves alone (`_archive`) do not count.
+    kept = tmp_path / "kept"
+    (kept / "_archive" / "orders").mkdir(parents=True)
+    result = run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(kept)}, check=False)
+    assert result.returncode == 0 and "nothing to land" in result.stderr, result.stderr
 
 
 def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env, tmp_path):
     raw = Path(env["ECOM_RAW_DIR"])
-    cases = {"/": "is the root of the file system", str(raw): "share a folder",
-             str(raw / "warehouse"): "share a folder", str(raw.parent): "share a folder"}
+    raw.mkdir()
+    cases = {"/": "is the root of the file system", str(raw): f"are one folder, {raw}"}
     for path, reason in cases.items():
         result = run_ecom("load", env={**env, "ECOM_CHDB_PATH": path}, check=False)
         assert result.returncode == 1, path
         assert reason in one_error_line(result.stderr), (path, result.stderr)
-    assert not (raw / "warehouse").exists()
+    assert sorted(raw.iterdir()) == []
+    # Inside the raw folder, where the loader looks for no export, a warehouse is one like any other.
+    result = run_ecom("load", "--quiet", env={**env, "ECOM_CHDB_PATH": str(raw / "_warehouse")}, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_bad_target_is_a_clear_error(env):

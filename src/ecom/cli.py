@@ -180,8 +180,10 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 @main.command("load")
 @click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
-@click.option("--start", type=DATE, help="Only files of this day or later (and files whose name gives no day).")
-@click.option("--end", type=DATE, help="Only files of this day or earlier (and files whose name gives no day).")
+@click.option("--start", type=DATE, help="Only files of this day or later (and misnamed files, but for those "
+              "in the folders of earlier days).")
+@click.option("--end", type=DATE, help="Only files of this day or earlier (and misnamed files, but for those "
+              "in the folders of later days).")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -273,7 +275,8 @@ def _stop(child: subprocess.Popen) -> None:
 
 
 @main.command()
-@click.option("--date", "day", type=DATE, help="The one day to run (and the files whose name gives no day).")
+@click.option("--date", "day", type=DATE, help="The one day to run (and misnamed files, but for those in the "
+              "folders of other days).")
 @click.option("--start", type=DATE, help="First day of a range.")
 @click.option("--end", type=DATE, help="Last day of a range.")
 @click.option("--full-refresh", is_flag=True, help="Rebuild every incremental model from all of bronze.")

@@ -100,12 +100,12 @@ def chdb_path_problem(path: str) -> str | None:
 
 def shared_folder_problem(raw_dir: Path, chdb_path: Path) -> str | None:
     """Why the raw exports and the embedded warehouse cannot live where they are set, or None:
-    the engine's own files among the exports would be rejected as misnamed exports on every load,
-    and the exports among the engine's files are not its to keep."""
-    if raw_dir == chdb_path or chdb_path.is_relative_to(raw_dir) or raw_dir.is_relative_to(chdb_path):
-        return (f"the raw exports (ECOM_RAW_DIR={raw_dir}) and the warehouse (ECOM_CHDB_PATH={chdb_path}) "
-                "share a folder; give each a folder of its own, side by side (default data/raw and "
-                "data/warehouse)")
+    one folder for both puts the engine's folders among the entity folders of the exports (a
+    setting copied from the other, most likely). One inside the other is allowed: the loader
+    searches only the entity folders for exports, and reports a CSV anywhere else."""
+    if raw_dir == chdb_path:
+        return (f"the raw exports (ECOM_RAW_DIR) and the warehouse (ECOM_CHDB_PATH) are one folder, {raw_dir}; "
+                "give each a folder of its own (default data/raw and data/warehouse)")
     return None
 
 
