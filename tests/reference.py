@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$")
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+                  r"(Z|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)$")
 _PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 _DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
 _MONEY = re.compile(r"[+-]?(\d{1,9}|\d{0,9}\.\d{1,2}0*)")  # cents at most, below a billion

@@ -315,6 +315,7 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     settings = settings_for(tmp_path)
     raw = settings.raw_dir
     header = ",".join(COLUMNS["order_items"]).encode()
+    products_header = ",".join(COLUMNS["products"]).encode()
     good = write_csv(raw, "orders", DAY, TRICKY_ORDERS)
     bad = {
         "wrong_header": write_csv(raw, "customers", DAY, [["C-1"] * 12],
@@ -325,6 +326,10 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
         "parse_error": write_bytes(raw, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00,\nO-2,1,P-2,1\n"),
         "unterminated quote": write_bytes(raw, "order_items", NEXT_DAY,
                                           header + b'\nO-1,1,P-1,1,2.00,\nO-2,1,"P-2,1,2.00,\n'),
+        "parse_error at the end": write_bytes(raw, "order_items", date(2026, 3, 5),
+                                              header + b"\nO-1,1,P-1,1,2.00,0\nO-2,1,P-2,1"),
+        "not_utf8 after a BOM": write_bytes(raw, "products", date(2026, 3, 4), b"\xef\xbb\xbf" + products_header
+                                            + b"\n\xe9P-1,SKU-1,Cafe,food,coffee,Acme,1,2,EUR,true,2026-03-01\n"),
     }
     misnamed = raw / "orders" / "2026" / "03" / "02" / "orders_2026-03-02.csv"
     misnamed.parent.mkdir(parents=True)
@@ -386,6 +391,10 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     unterminated = log[relative(bad["unterminated quote"], raw)][0]["error"]
     assert "(at data row 2)" in unterminated and "a quote that never closes" in unterminated, unterminated
     assert "Buffer has gone" not in unterminated, unterminated
+    short = log[relative(bad["parse_error at the end"], raw)][0]["error"]  # no quote: no word of one
+    assert "(at data row 2)" in short and "quote" not in short, short
+    after_bom = log[relative(bad["not_utf8 after a BOM"], raw)][0]["error"]  # the BOM's 3 bytes count
+    assert f"byte {3 + len(products_header) + 1} (line 2) is not UTF-8" in after_bom, after_bom
     parse_error = log[relative(bad["parse_error"], raw)][0]["error"]
     assert "(at data row 2)" in parse_error and "less columns than expected" in parse_error, parse_error
     assert parse_error.endswith("fix that row and export the file again")

@@ -325,6 +325,7 @@ def raw_dir_problem(raw_dir: Path) -> str | None:
         if any((raw_dir / entity).is_dir() for entity in COLUMNS):
             return None
         below = sorted(entry for entry in raw_dir.iterdir() if entry.is_dir() and not entry.is_symlink()
+                       and not entry.name.startswith((".", "_"))  # kept aside, as discover() does
                        and any((entry / entity).is_dir() for entity in COLUMNS))
     except OSError:  # reported by the load itself
         return None
@@ -449,8 +450,11 @@ def _inspect(raw: RawFile) -> Inspection:
                         if len(head) < 65536 and "\n" not in head:
                             head += text[:65536]
                     except UnicodeDecodeError as exc:
-                        line = newlines - chunk.count(b"\n") + chunk.count(b"\n", 0, exc.start) + 1
-                        problem = Rejected("not_utf8", f"byte {size + exc.start} (line {line}) is not UTF-8; "
+                        # exc.object is what the decoder read, ending with this chunk: a BOM left out,
+                        # the start of a character carried over from the last chunk put in.
+                        at = size + len(chunk) - len(exc.object) + exc.start
+                        line = newlines - chunk.count(b"\n") + exc.object.count(b"\n", 0, exc.start) + 1
+                        problem = Rejected("not_utf8", f"byte {at} (line {line}) is not UTF-8; "
                                                        "re-export the file as UTF-8")
                 size += len(chunk)
         if problem is None:
@@ -1142,11 +1146,21 @@ def _parse_failure(exc: Exception, raw: RawFile) -> str:
         # At the end of the file the engine can no longer show the row it read; a field still open
         # there is most often a quote that never closes.
         first = first.replace(" : Buffer has gone, cannot extract information about what has been parsed", "")
-        if "at end of stream" in first:
+        if "at end of stream" in first and _quotes_left_open(raw.path):
             first += "; the file ends inside a field: look for a quote that never closes"
         return first
     first = _engine_message(Exception(text.split("\n", 1)[0])).rstrip(": ")
     return f"{first}: {' '.join(explained.group(1).split()).rstrip('. ')}"
+
+
+def _quotes_left_open(path: Path) -> bool:
+    """Whether the file has an odd number of double quotes (read again only when a parse failed):
+    a quoted field that never closes runs to the end of the file."""
+    try:
+        with open(path, "rb") as handle:
+            return sum(chunk.count(b'"') for chunk in iter(lambda: handle.read(_CHUNK), b"")) % 2 == 1
+    except OSError:
+        return False
 
 
 def _files(count: int) -> str:
