@@ -336,6 +336,18 @@ def test_one_bronze_table_can_be_landed_alone(pipeline):
     assert (meta["files_landed"].value, meta["files_skipped"].value) == (0, len(files)), "landed before"
 
 
+def test_landing_from_the_folder_above_the_exports_fails_naming_the_one_to_use(pipeline, monkeypatch):
+    # Landed as it is, every export there would be rejected as misnamed and logged so.
+    base, defs, instance, _ = pipeline
+    monkeypatch.setenv("ECOM_RAW_DIR", str(base))
+    result = defs.resolve_job_def(DAILY_JOB).execute_in_process(
+        partition_key=DAYS[-1], instance=instance, run_config=RUN_CONFIG,
+        asset_selection=[dg.AssetKey(["bronze", "payments"])], raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"but {base / 'raw'} has: point ECOM_RAW_DIR" in failure.step_failure_data.user_failure_data.description
+
+
 # -- automation ---------------------------------------------------------------------------
 
 
