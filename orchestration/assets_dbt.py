@@ -108,6 +108,9 @@ def _bounds(args: Mapping[str, Any]) -> str:
 GENERIC_TESTS = {
     "not_null": lambda column, args: f"`{column}` is never null",
     "not_blank": lambda column, args: f"`{column}` is never null, empty or only spaces",
+    "lineage_columns_not_nullable": lambda column, args: (
+        f"the lineage columns ({', '.join(args['columns']) if args.get('columns') else 'those starting with _'}) "
+        "are there and not Nullable"),
     "unique": lambda column, args: f"`{column}` is unique",
     "accepted_values": lambda column, args: f"`{column}` is one of {', '.join(map(str, args['values']))}",
     "accepted_range": lambda column, args: f"`{column}` is {_bounds(args)}",

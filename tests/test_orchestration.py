@@ -281,6 +281,9 @@ def test_quality_checks_ran_and_passed(pipeline):
     # check of the source it is defined on, not an observation without a check
     assert {e.asset_key for e in evaluations if e.check_name.startswith("source_relationships_present_bronze_")} \
         == {dg.AssetKey(["bronze", entity]) for entity in ENTITIES}
+    # the lineage columns' types, one check per landing asset (the ingest log's file_path too)
+    assert {e.asset_key for e in evaluations if e.check_name.startswith("source_lineage_columns_not_nullable_")} \
+        == {dg.AssetKey(["bronze", table]) for table in (*ENTITIES, "ingest_log")}
     # singular tests that read several models are checks of the model they name
     assert any(e.asset_key == dg.AssetKey(["gold", "fct_orders"]) and e.check_name == "gold_fct_orders_match_silver"
                and e.passed for e in evaluations)

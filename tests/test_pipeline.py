@@ -407,7 +407,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         client.command("ALTER TABLE bronze.order_items MODIFY COLUMN _ingested_at Nullable(DateTime64(3, 'UTC'))")
     result = dbt("test", "-s", "source:bronze.order_items", env=full)
     assert result.returncode != 0
-    for test in ("source_unique_combination_of_columns_bronze_order_items", "bronze_lineage_columns_not_nullable"):
+    for test in ("source_unique_combination_of_columns_bronze_order_items",
+                 "source_lineage_columns_not_nullable_bronze_order_items"):
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
 
     # Scoped data tests (macros/tests/scoped_tests.sql): a test of a delete+insert model reads the
