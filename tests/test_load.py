@@ -360,6 +360,10 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     out_of_range.parent.mkdir(parents=True)
     out_of_range.write_bytes(header + b"\nO-6,1,P-1,1,2.00,0\n")
     bad["bad_name out of range"] = out_of_range
+    no_such_day = raw / "order_items" / "2026" / "02" / "30" / "order_items_20260230.csv"
+    no_such_day.parent.mkdir(parents=True)
+    no_such_day.write_bytes(header + b"\nO-7,1,P-1,1,2.00,0\n")
+    bad["bad_name not a calendar day"] = no_such_day
     for ignored in (raw / "_archive" / "order_items_20260301.csv", raw / ".cache" / "x.csv",
                     raw / "order_items" / ".DS_Store", compressed.with_suffix(".partial")):
         ignored.parent.mkdir(parents=True, exist_ok=True)
@@ -402,6 +406,7 @@ def test_malformed_files_are_rejected_with_reasons_and_kept(tmp_path):
     [out_of_range] = log[relative(bad["bad_name out of range"], raw)]
     assert out_of_range["file_date"] is None
     assert "its day 2200-01-01 is outside 1970-01-01..2149-06-06" in out_of_range["error"]
+    assert "its day 20260230 is not a day of the calendar" in log[relative(no_such_day, raw)][0]["error"]
     assert "is compressed" in log[relative(bad["bad_name compressed"], raw)][0]["error"]
     assert not any(part.startswith((".", "_")) for path in log for part in Path(path).parts)
 

@@ -60,13 +60,18 @@ def unloadable_days(start: date, days: int) -> str | None:
     return None
 
 
-def name_day(relative: Path) -> date | None:
-    """The day a name follows the contract for, whether or not a `Date` can hold it."""
+def name_digits(relative: Path) -> str | None:
+    """The YYYYMMDD of a name that follows the contract, whether or not it is a calendar day."""
     parts, match = relative.parts, _NAME.match(relative.name)
     if len(parts) != 5 or not match or match["entity"] != parts[0] or parts[0] not in COLUMNS:
         return None
     ymd = match["ymd"]
-    if (ymd[:4], ymd[4:6], ymd[6:]) != parts[1:4]:
+    return ymd if (ymd[:4], ymd[4:6], ymd[6:]) == parts[1:4] else None
+
+
+def name_day(relative: Path) -> date | None:
+    """The day a name follows the contract for, whether or not a `Date` can hold it."""
+    if (ymd := name_digits(relative)) is None:
         return None
     try:
         return date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:]))

@@ -37,7 +37,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from ecom.config import Settings
-from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, name_day, parse_name
+from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, name_day, name_digits, parse_name
 from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
@@ -419,6 +419,9 @@ def _inspect(raw: RawFile) -> Inspection:
         if (day := name_day(Path(raw.relative))) and not FIRST_DAY <= day <= LAST_DAY:
             return _cannot("bad_name", f"its day {day} is outside {FIRST_DAY}..{LAST_DAY}, the days ClickHouse's "
                                        "Date holds; check the folder and the name")
+        if (digits := name_digits(Path(raw.relative))) and not name_day(Path(raw.relative)):
+            return _cannot("bad_name", f"its day {digits} is not a day of the calendar; check the folder and the "
+                                       "name")
         why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
         return _cannot("bad_name", why)
     if not raw.path.exists():
