@@ -181,6 +181,13 @@ def test_generate_into_a_file_is_one_error_line(env, tmp_path):
     assert "give --out a directory" in one_error_line(result.stderr)
 
 
+def test_a_bad_path_from_the_environment_names_the_variable(env, tmp_path):
+    result = run_ecom("report", env={**env, "ECOM_REPORT_PATH": str(tmp_path)}, check=False)
+    assert result.returncode == 2
+    assert "'--out' (or env ECOM_REPORT_PATH)" in result.stderr and "is a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
     raw = Path(env["ECOM_RAW_DIR"])
     good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"

@@ -46,6 +46,14 @@ class _Date(click.ParamType):
 DATE = _Date()
 
 
+class _EnvOption(click.Option):
+    """An option that can come from an environment variable: a bad value names the variable too,
+    since that is where it may have been set."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return f"{super().get_error_hint(ctx)} (or env {self.envvar})"
+
+
 def _check_range(start: date | None, end: date | None) -> None:
     if start and end and start > end:
         raise click.UsageError(f"--start {start} is after --end {end}")
@@ -114,7 +122,7 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
-@click.option("--out", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+@click.option("--out", type=click.Path(path_type=Path), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate: float, out: Path,
@@ -178,7 +186,7 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 
 
 @main.command("load")
-@click.option("--raw-dir", type=click.Path(path_type=Path), envvar="ECOM_RAW_DIR", default="data/raw",
+@click.option("--raw-dir", type=click.Path(path_type=Path), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--start", type=DATE, help="Only files of this day or later (and misnamed files, but for those "
               "in the folders of earlier days).")
@@ -434,7 +442,7 @@ def _one_read(client, query: str) -> tuple[str, str]:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), envvar="ECOM_REPORT_PATH",
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), cls=_EnvOption, envvar="ECOM_REPORT_PATH",
               default="data/report/index.html", callback=_project_path,
               help="HTML file to write [env ECOM_REPORT_PATH; default: data/report/index.html of the project].")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
@@ -464,7 +472,7 @@ def report(out: Path, wait: float) -> None:
               "history) in about two minutes: the smoke test.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar="ECOM_BENCH_DIR",
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), cls=_EnvOption, envvar="ECOM_BENCH_DIR",
               default="data/bench", callback=_project_path,
               help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR; default: "
               "data/bench of the project].")
