@@ -188,6 +188,17 @@ def test_a_bad_path_from_the_environment_names_the_variable(env, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("variable", ["DBT_TARGET_PATH", "DBT_LOG_PATH"])
+def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_path, variable):
+    (tmp_path / "afile").write_text("")
+    run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", env=env)
+    result = run_ecom("run", "--quiet", env={**env, variable: str(tmp_path / "afile" / "dbt")}, check=False)
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert f"{variable} is {tmp_path / 'afile' / 'dbt'}, but {tmp_path / 'afile'} is a file" in line, line
+    assert not (tmp_path / "warehouse").exists(), "nothing landed"
+
+
 def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
     raw = Path(env["ECOM_RAW_DIR"])
     good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"

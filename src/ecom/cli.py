@@ -302,6 +302,9 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     if day:
         start = end = day
     _check_range(start, end)
+    if problem := _dbt_folder_problem():
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(1)
     settings = _settings()
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
         code = _run_load(settings, start, end, wait, quiet)
@@ -316,6 +319,17 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
             sys.exit(1)
     click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
+
+
+def _dbt_folder_problem() -> str | None:
+    """Why dbt could not make its artifacts' or logs' folder, found before anything lands: dbt
+    itself fails with a traceback after the load. dbt reads both against the project directory."""
+    for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
+        folder = project_dir() / (os.environ.get(variable) or default)
+        above = next(path for path in (folder, *folder.parents) if path.exists())
+        if not above.is_dir():
+            return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
+    return None
 
 
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
