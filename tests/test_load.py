@@ -685,6 +685,30 @@ def test_a_header_message_shows_what_cannot_be_seen(tmp_path):
     assert third.reason == "wrong_header" and "unexpected ' line_number'" in third.detail, third.detail
 
 
+def test_a_row_with_a_comma_at_its_end_and_cr_line_ends_are_named(tmp_path):
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    # The engine drops an empty field at a record's end: this row would land as quantity 5,
+    # unit_price 12 and line_discount 50.
+    files = [
+        write_bytes(settings.raw_dir, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00,\nO-1,2,P-1,5,12,50,\n"),
+        write_bytes(settings.raw_dir, "order_items", NEXT_DAY, header + b"\rO-2,1,P-1,1,2.00,0\r"),
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=2),
+                    header + b"\r\r\nO-3,1,P-1,1,2.00,0\r\r\n"),
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=3), header + b"\r\nO-4,1,P-1,1,2.00,0\r\n"),
+    ]
+
+    outcomes = {outcome.file.path: outcome for outcome in land(settings).outcomes}
+    comma, cr, crcr, crlf = (outcomes[path] for path in files)
+
+    assert comma.reason == "parse_error" and "data row 2 (line 3) has 7 fields" in comma.detail, comma.detail
+    for outcome in (cr, crcr):
+        assert outcome.reason == "parse_error" and "carriage return" in outcome.detail, outcome.detail
+        assert "Unknown field" not in outcome.detail
+    assert (crlf.status, crlf.rows) == ("landed", 1)
+    assert rows_from_file(settings, comma.file.relative) == 0
+
+
 def test_a_rejected_file_is_logged_removed_only_where_the_listing_looked(tmp_path):
     settings = settings_for(tmp_path)
     header = ",".join(COLUMNS["order_items"]).encode()
