@@ -709,6 +709,27 @@ def test_a_row_with_a_comma_at_its_end_and_cr_line_ends_are_named(tmp_path):
     assert rows_from_file(settings, comma.file.relative) == 0
 
 
+def test_the_demo_summary_lists_the_files_still_rejected_only(tmp_path):
+    from ecom.demo import summary
+
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    fixed = write_bytes(settings.raw_dir, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00\n")
+    deleted = write_bytes(settings.raw_dir, "order_items", NEXT_DAY, b"order_id;line_number\n")
+    kept = write_bytes(settings.raw_dir, "payments", DAY, b"payment_id\n")
+    assert len(land(settings).rejected) == 3
+    fixed.write_bytes(header + b"\nO-1,1,P-1,1,2.00,0\n")
+    deleted.unlink()
+    assert len(land(settings).landed) == 1
+
+    with session(settings) as client:
+        text = summary(client)
+
+    assert "Rejected files: 1 " in text, text
+    assert relative(kept, settings.raw_dir) in text
+    assert relative(fixed, settings.raw_dir) not in text and relative(deleted, settings.raw_dir) not in text
+
+
 def test_a_rejected_file_is_logged_removed_only_where_the_listing_looked(tmp_path):
     settings = settings_for(tmp_path)
     header = ",".join(COLUMNS["order_items"]).encode()

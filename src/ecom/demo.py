@@ -24,8 +24,10 @@ def summary(client: Client) -> str:
     lines = ["", "Bronze (rows as landed):"]
     rows = [(entity, int(client.command(f"SELECT count() FROM bronze.`{entity}`"))) for entity in ENTITIES]
     lines.append(format_table(["table", "rows"], rows))
+    # A path counts while its latest entry is a rejection: not once it has landed or was logged removed.
     rejected = client.query(
-        "SELECT file_path, reason, error FROM bronze.ingest_log WHERE status = 'rejected' ORDER BY file_path"
+        "SELECT file_path, latest.2, latest.3 FROM (SELECT file_path, argMax((status, reason, error), finished_at) "
+        "AS latest FROM bronze.ingest_log GROUP BY file_path) WHERE latest.1 = 'rejected' ORDER BY file_path"
     ).result_rows
     lines += ["", f"Rejected files: {len(rejected)} (kept in the raw directory; reasons in bronze.ingest_log)"]
     lines += [f"  {path}: {reason}: {error}" for path, reason, error in rejected]
