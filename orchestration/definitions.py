@@ -16,7 +16,7 @@ import dagster as dg
 
 from orchestration.assets_dbt import build_dbt_assets, dashboard_inputs, dashboard_owners
 from orchestration.assets_ingest import build_landing
-from orchestration.assets_raw import build_raw_exports
+from orchestration.assets_raw import build_raw_exports, simulator_enabled
 from orchestration.assets_report import build_dashboard
 from orchestration.checks import build_freshness_checks, build_freshness_sensor, build_quality_checks
 from orchestration.jobs import build_daily_job, executor
@@ -29,6 +29,7 @@ from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, 
 def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     """Everything of the code location; `project_dir` points at another copy of the dbt project."""
     current = settings()
+    simulator_enabled()  # a bad ECOM_SIMULATOR stops the code location, not the first run missing a day
     pool = WAREHOUSE_POOL
     partitions = daily_partitions()
     project = dbt_project(project_dir)

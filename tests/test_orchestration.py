@@ -660,6 +660,12 @@ def test_automation_can_start_stopped():
         simulator_enabled({SIMULATOR_ENV: "of"})
 
 
+def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
+    monkeypatch.setenv(SIMULATOR_ENV, "maybe")  # not only the first run that misses a day
+    with pytest.raises(SettingError, match=rf"{SIMULATOR_ENV}='maybe' is neither on nor off"):
+        build_definitions()
+
+
 def test_a_held_warehouse_fails_the_step_with_its_one_line_reason(held_warehouse, pipeline):
     _, defs, instance, _ = pipeline
     job = defs.resolve_job_def(DAILY_JOB)
