@@ -53,7 +53,9 @@ lint: $(STAMP) ## ruff and sqlfluff
 
 dev: $(STAMP) ## Dagster UI and daemon on http://127.0.0.1:3000
 	@mkdir -p "$(DAGSTER_HOME)"
-	@cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	@if [ "$(DAGSTER_HOME)" = "$(CURDIR)/data/dagster" ] || [ ! -e "$(DAGSTER_HOME)/dagster.yaml" ]; then \
+	  cp orchestration/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"; \
+	else echo "keeping $(DAGSTER_HOME)/dagster.yaml: give its pools a default_limit of 1, as orchestration/dagster.yaml does" >&2; fi
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m orchestration.definitions
 
 docs: $(STAMP) ## dbt docs site on http://127.0.0.1:8080

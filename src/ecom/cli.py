@@ -296,7 +296,10 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     """Load the raw files of a day (or a range, or all), then `dbt build`; no Dagster needed.
 
     The build leaves out dbt's unit tests, as the Dagster jobs do: they check the models' SQL, not
-    the data, so they belong to `dbt build` in development and CI, not to every daily run."""
+    the data, so they belong to `dbt build` in development and CI, not to every daily run.
+
+    Exit status: 0 built, 3 built but some files were rejected in this run's load (reasons in
+    bronze.ingest_log), 1 on failure (the load's or dbt's)."""
     if day and (start or end):
         raise click.UsageError("give either --date or --start/--end")
     if day:
