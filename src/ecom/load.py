@@ -319,12 +319,18 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
 
 
 def raw_dir_problem(raw_dir: Path) -> str | None:
-    """Why `raw_dir` seems to be the folder above the raw exports, or None: it has no entity
-    folder, while a folder of it has. Loaded as it is, every export would be rejected as misnamed
-    and logged so."""
+    """Why `raw_dir` seems to be the folder above the raw exports or one entity's folder, or None:
+    it has no entity folder, while a folder of it has, or it has year folders. Loaded as it is,
+    every export would be rejected as misnamed and logged so."""
     try:
         if any((raw_dir / entity).is_dir() for entity in COLUMNS):
             return None
+        years = sorted(entry.name for entry in raw_dir.iterdir() if entry.is_dir() and len(entry.name) == 4
+                       and entry.name.isascii() and entry.name.isdigit())
+        if years:  # the exports' layout is <entity>/YYYY/MM/DD
+            return (f"raw directory {raw_dir} has no entity folder ({', '.join(COLUMNS)}) but year folders "
+                    f"({', '.join(years[:3])}{', ...' if len(years) > 3 else ''}), as one entity's folder has: point "
+                    "ECOM_RAW_DIR (or --raw-dir) at the folder that holds the entity folders")
         below = sorted(entry for entry in raw_dir.iterdir() if entry.is_dir() and not entry.is_symlink()
                        and not entry.name.startswith((".", "_"))  # kept aside, as discover() does
                        and any((entry / entity).is_dir() for entity in COLUMNS))
