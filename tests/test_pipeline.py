@@ -121,8 +121,15 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_
     copy = raw_dir / relative_path("orders", first, part=3)
     copy.write_bytes((raw_dir / relative_path("orders", first)).read_bytes())
     (raw_dir / "orders" / "orders-may.csv").write_bytes(copy.read_bytes())
+    # A segment outside the contract's set: kept, and a warning until the CRM sends it corrected.
+    crm = raw_dir / relative_path("customers", second, part=2)
+    customer = "C-NEW,Ann,Lee,ann@example.com,,1990-01-01,2026-05-02 09:00:00,DE,Berlin,10115,{},yes,{}\n"
+    crm.write_text(",".join(COLUMNS["customers"]) + "\n" + customer.format("gold", "2026-05-02 09:00:00"))
 
     assert run_ecom("run", "--quiet", env=env, check=False).returncode == 3, "files were rejected"
+    segment_test = "test.ecom.accepted_values_dim_customers_segment"
+    assert [(r["status"], r["failures"]) for r in json.loads((tmp_path / "target" / "run_results.json").read_text())[
+        "results"] if r["unique_id"].startswith(segment_test)] == [("warn", 1)]
     landing = ("SELECT entity, file_date, metric, reason, value FROM gold.mart_data_quality "
                "WHERE check_category = 'landing' ORDER BY entity, file_date")
     assert query(env, landing) == [
@@ -134,8 +141,14 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_
 
     # Fixed (the contract's header, no row): it lands, and the mart no longer counts it.
     broken.write_text(",".join(COLUMNS["payments"]) + "\n")
+    crm.with_name(crm.name.replace("part2", "part3")).write_text(
+        ",".join(COLUMNS["customers"]) + "\n" + customer.format("vip", "2026-05-02 10:00:00"))
     run_ecom("run", "--date", second.isoformat(), "--quiet", env=env)
     assert query(env, landing) == [("orders", first, "rejected_files", "duplicate_content", 1)]
+    assert [r["status"] for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+            if r["unique_id"].startswith(segment_test)] == ["pass"], "the corrected version is current"
+    assert query(env, "SELECT segment, is_current FROM gold.dim_customers WHERE customer_id = 'C-NEW' "
+                      "ORDER BY valid_from") == [("gold", False), ("vip", True)]
 
     # Deleted: the next load of its day logs it removed and the mart no longer counts it; a load
     # of another day leaves it alone. A file that names no day is found removed by a load of
