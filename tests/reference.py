@@ -117,6 +117,7 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
     currencies = {c["currency_code"]: c["currency_code"] for c in seed("currencies")}
     currencies |= {c["symbol"]: c["currency_code"] for c in seed("currencies") if c["symbol"]}
     statuses = {s["order_status"] for s in seed("order_statuses")}
+    first_rates = {currency: min(months) for currency, months in fx_rates().items()}
     latest: dict[str, tuple] = {}
     for row in without_duplicates(read_entity(raw_dir, "orders")):
         v = row.values
@@ -130,6 +131,8 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
             not order_id or order_ts is None or updated_at is None
             or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
             or not currency
+            # Before its currency's first FX month: no USD amount (a currency with no rate is gold's to report).
+            or order_ts.date().replace(day=1) < first_rates.get(currency, date.min)
             or (fee and parse_decimal(fee) is None) or discount is None or discount < 0
             or is_test is None or clean_code(v["status"]) not in statuses or is_test
         ):

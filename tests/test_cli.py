@@ -173,6 +173,14 @@ def test_a_range_that_ends_before_it_starts_is_refused(env):
         assert "--start 2026-03-02 is after --end 2026-03-01" in result.stderr
 
 
+def test_generate_refuses_a_world_older_than_the_fx_rates(env, tmp_path):
+    result = run_ecom("generate", "--start", "2014-12-31", "--days", "2", "--quiet", "--out", str(tmp_path / "old"),
+                      env=env, check=False)
+    assert result.returncode == 2
+    assert "--start 2014-12-31 is before 2015-01-01, the first month of the FX rates" in result.stderr
+    assert not (tmp_path / "old").exists()
+
+
 def test_generate_into_a_file_is_one_error_line(env, tmp_path):
     (tmp_path / "afile").write_text("")
     result = run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", "--out",

@@ -111,6 +111,27 @@ nullIf(trimBoth({{ column }}), '')
 )
 {%- endmacro %}
 
+{#- The first month of each currency's FX rates (seeds/fx_rates_monthly.csv), as (currencies,
+    months): gold converts an amount at the rate of its month or the latest earlier one. -#}
+{% macro fx_first_month_lookup() -%}
+(
+    select (groupArray(toString(currency)), groupArray(first_month))
+    from (
+        select currency, min(month) as first_month
+        from {{ ref('fx_rates_monthly') }}
+        group by currency
+    )
+)
+{%- endmacro %}
+
+{#- A timestamp before the first month of its currency's FX rates: no USD amount can be computed
+    for it, and a real order of the retailer's is not that old (a placeholder such as
+    2001-01-01 is). A currency without any rate is gold's tests' to report, not a timestamp's
+    fault. NULL (a false condition in multiIf) when the timestamp is NULL. -#}
+{% macro before_fx_rates(timestamp, currency='currency_code', lookup='fx_first_month') -%}
+(toStartOfMonth({{ timestamp }}) < transform(toString({{ currency }}), {{ lookup }}.1, {{ lookup }}.2, toDate(0)))
+{%- endmacro %}
+
 {% macro to_currency(column, lookup='currency_map') -%}
 transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, '')
 {%- endmacro %}

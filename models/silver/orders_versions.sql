@@ -13,6 +13,7 @@
 with
 
 {{ currency_lookup() }} as currency_map,
+{{ fx_first_month_lookup() }} as fx_first_month,
 {{ country_lookup() }} as country_map,
 
 bronze_rows as (
@@ -46,7 +47,7 @@ checked as (
         * except (has_bad_number),
         multiIf(
             order_id = '', 'missing_key',
-            order_ts is null or updated_at is null, 'bad_timestamp',
+            order_ts is null or updated_at is null or {{ before_fx_rates('order_ts') }}, 'bad_timestamp',
             {{ is_future('order_ts') }} or {{ is_future('updated_at') }}, 'future_timestamp',
             currency_code = '', 'bad_currency',
             has_bad_number, 'bad_number',

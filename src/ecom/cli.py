@@ -7,6 +7,7 @@ stderr.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -139,6 +140,8 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
 
     # the days ClickHouse's Date can hold: the loader rejects a file of any other day
     if problem := unloadable_days(start, days):
+        raise click.UsageError(problem)
+    if problem := _before_fx_rates(start):
         raise click.UsageError(problem)
     try:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
@@ -322,6 +325,19 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
             sys.exit(1)
     click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
+
+
+def _before_fx_rates(start: date) -> str | None:
+    """Why a world from `start` would not price: silver quarantines an order or payment before the
+    first month of its currency's FX rates as bad_timestamp."""
+    seed = project_dir() / "seeds" / "fx_rates_monthly.csv"
+    with open(seed, newline="", encoding="utf-8") as handle:
+        months = [date.fromisoformat(row["month"]) for row in csv.DictReader(handle)]
+    first = min(months, default=date.min)
+    if start < first:
+        return (f"--start {start} is before {first}, the first month of the FX rates in {seed.name}: silver would "
+                "quarantine its orders and payments as bad_timestamp; start later, or add earlier rates to the seed")
+    return None
 
 
 def _dbt_folder_problem() -> str | None:
