@@ -33,6 +33,13 @@ def env(tmp_path) -> dict[str, str]:
     return ecom_env(tmp_path / "raw", tmp_path / "warehouse")
 
 
+@pytest.fixture
+def sql_env(env) -> dict[str, str]:
+    """An empty warehouse: `ecom sql` reads only one that is there."""
+    Path(env["ECOM_CHDB_PATH"]).mkdir()
+    return env
+
+
 def test_help_of_the_group_and_of_every_command(env):
     top = run_ecom("--help", env=env)
     assert top.returncode == 0
@@ -53,8 +60,8 @@ def test_help_of_the_group_and_of_every_command(env):
             assert option in result.stdout, (name, option)
 
 
-def test_sql_prints_a_table(env):
-    result = run_ecom("sql", "select 1 as x, 'two' as label, number as n from numbers(3) order by n", env=env)
+def test_sql_prints_a_table(sql_env):
+    result = run_ecom("sql", "select 1 as x, 'two' as label, number as n from numbers(3) order by n", env=sql_env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [cell.strip() for cell in lines[0].split("|")] == ["x", "label", "n"]
@@ -65,8 +72,8 @@ def test_sql_prints_a_table(env):
     assert lines[-1] == "(3 rows)"
 
 
-def test_a_bad_query_is_one_line_on_stderr(env):
-    result = run_ecom("sql", "select no_such_column", env=env, check=False)
+def test_a_bad_query_is_one_line_on_stderr(sql_env):
+    result = run_ecom("sql", "select no_such_column", env=sql_env, check=False)
     assert result.returncode == 1
     assert result.stdout == ""
     line = one_error_line(result.stderr)
@@ -91,55 +98,55 @@ def test_sql_only_reads(env):
     assert [cell.strip() for cell in counts.stdout.splitlines()[2].split("|")] == ["1", "1"]
 
 
-def test_sql_refuses_what_the_session_would_let_write_a_file(env, tmp_path):
+def test_sql_refuses_what_the_session_would_let_write_a_file(sql_env, tmp_path):
     # The embedded engine runs these under `readonly = 2`: each would write any file this user can.
     target = tmp_path / "written.csv"
     for statement in (f"insert into function file('{target}', 'CSV') select 1",
                       f"select 1 into outfile '{target}'",
                       f"explain select 1 into outfile '{target}'"):
-        result = run_ecom("sql", statement, env=env, check=False)
+        result = run_ecom("sql", statement, env=sql_env, check=False)
         assert result.returncode == 1, (statement, result.stdout)
         assert "only reads" in one_error_line(result.stderr), result.stderr
         assert not target.exists(), statement
     # A string that looks like the clause is a string.
-    result = run_ecom("sql", "select 'into outfile' as clause -- a comment; not a second statement", env=env)
+    result = run_ecom("sql", "select 'into outfile' as clause -- a comment; not a second statement", env=sql_env)
     assert result.stdout.splitlines()[2].strip() == "into outfile"
 
 
-def test_sql_runs_one_statement_and_prints_a_table(env):
-    result = run_ecom("sql", "select 1 as a; select 'x' as b, 2 as c", env=env, check=False)
+def test_sql_runs_one_statement_and_prints_a_table(sql_env):
+    result = run_ecom("sql", "select 1 as a; select 'x' as b, 2 as c", env=sql_env, check=False)
     assert result.returncode == 1
     assert "one statement at a time" in one_error_line(result.stderr)
     for clause in ("format JSON", "format Native"):  # the client asks for a format of its own
-        result = run_ecom("sql", f"select 1 as a {clause}", env=env, check=False)
+        result = run_ecom("sql", f"select 1 as a {clause}", env=sql_env, check=False)
         assert result.returncode == 1
         assert "leave out the FORMAT clause" in one_error_line(result.stderr)
-    assert run_ecom("sql", "select 1 as a;", env=env).stdout.splitlines()[-1] == "(1 rows)"
+    assert run_ecom("sql", "select 1 as a;", env=sql_env).stdout.splitlines()[-1] == "(1 rows)"
     # A file's query that starts with a comment, after `--` as the help says.
-    pasted = run_ecom("sql", "--", "-- the day's figures\nselect 2 as b", env=env).stdout.splitlines()
+    pasted = run_ecom("sql", "--", "-- the day's figures\nselect 2 as b", env=sql_env).stdout.splitlines()
     assert pasted[0].strip() == "b" and pasted[2].strip() == "2"
-    words = run_ecom("sql", "select 'a format b' as a", env=env).stdout.splitlines()
+    words = run_ecom("sql", "select 'a format b' as a", env=sql_env).stdout.splitlines()
     assert words[2] == "a format b"
     # No rows: the header still says what the columns are.
-    empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=env).stdout.splitlines()
+    empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=sql_env).stdout.splitlines()
     assert [cell.strip() for cell in empty[0].split("|")] == ["order_count", "label"] and empty[-1] == "(0 rows)"
     # The same with LIMIT 0, which the client takes for a probe of the columns when a query ends in it.
-    empty = run_ecom("sql", "select 1 as order_count limit 0", env=env).stdout.splitlines()
+    empty = run_ecom("sql", "select 1 as order_count limit 0", env=sql_env).stdout.splitlines()
     assert empty[0].strip() == "order_count" and empty[-1] == "(0 rows)"
     # A SYSTEM statement is refused as one that does not only read, not as a syntax error.
-    result = run_ecom("sql", "system flush logs", env=env, check=False)
+    result = run_ecom("sql", "system flush logs", env=sql_env, check=False)
     assert result.returncode == 1 and "only reads" in one_error_line(result.stderr), result.stderr
 
 
-def test_sql_limit_stops_the_query_itself(env):
+def test_sql_limit_stops_the_query_itself(sql_env):
     # Blocks of 100 rows: the engine stops after the first when --limit reaches it; printing only
     # the first rows of the whole result would reach the row that throws.
     result = run_ecom("sql", "select number, throwIf(number = 100000, 'read past the limit') as t "
-                             "from numbers(200000) settings max_block_size = 100", "--limit", "3", env=env)
+                             "from numbers(200000) settings max_block_size = 100", "--limit", "3", env=sql_env)
     lines = result.stdout.splitlines()
     assert [line.split("|")[0].strip() for line in lines[2:5]] == ["0", "1", "2"]
     assert lines[-1].startswith("(first 3 rows shown; the query returns more"), lines[-1]
-    assert run_ecom("sql", "select number from numbers(3)", "--limit", "3", env=env).stdout.splitlines()[-1] \
+    assert run_ecom("sql", "select number from numbers(3)", "--limit", "3", env=sql_env).stdout.splitlines()[-1] \
         == "(3 rows)"
 
 
@@ -164,6 +171,7 @@ def test_sql_names_the_warehouse_it_looked_in(env):
     assert result.returncode == 1
     line = one_error_line(result.stderr)
     assert env["ECOM_CHDB_PATH"] in line and "ecom run" in line, line
+    assert not Path(env["ECOM_CHDB_PATH"]).exists(), "a mistyped path stays a mistake, not a new warehouse"
 
 
 def test_a_range_that_ends_before_it_starts_is_refused(env):

@@ -327,6 +327,15 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     sys.exit(code)
 
 
+def _require_warehouse(settings: Settings) -> None:
+    """Reading commands stop on an embedded warehouse that is not there: the engine would create
+    one at a mistyped ECOM_CHDB_PATH and answer from it, empty."""
+    if settings.embedded and not settings.chdb_path.exists():
+        click.echo(f"error: no warehouse at {settings.chdb_path.resolve()} (ECOM_CHDB_PATH): run `ecom run` first, "
+                   "or check the path", err=True)
+        sys.exit(1)
+
+
 def _before_fx_rates(start: date) -> str | None:
     """Why a world from `start` would not price: silver quarantines an order or payment before the
     first month of its currency's FX rates as bad_timestamp."""
@@ -394,6 +403,7 @@ def sql(query: str, limit: int, wait: float) -> None:
     if not query.strip():
         raise click.UsageError("QUERY is empty")
     settings = _settings()
+    _require_warehouse(settings)
     # readonly = 2: reads, and settings in the query, but nothing that writes. In-process it is set
     # for the session; a server gets it with the query itself (an HTTP session may not stick).
     readonly = None if settings.embedded else {"readonly": 2}
@@ -491,8 +501,10 @@ def report(out: Path, wait: float) -> None:
     from ecom.report import ReportError, write_report
     from ecom.warehouse import session
 
+    settings = _settings()
+    _require_warehouse(settings)
     try:
-        with session(_settings(), wait_seconds=wait) as client:
+        with session(settings, wait_seconds=wait) as client:
             written = write_report(client, out)
     except ReportError as exc:
         click.echo(f"error: {exc}", err=True)
