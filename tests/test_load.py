@@ -709,6 +709,29 @@ def test_a_row_with_a_comma_at_its_end_and_cr_line_ends_are_named(tmp_path):
     assert rows_from_file(settings, comma.file.relative) == 0
 
 
+def test_a_day_folder_rejected_as_a_link_is_logged_removed_once_it_is_a_plain_folder(tmp_path):
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    write_bytes(settings.raw_dir, "order_items", DAY, header + b"\nO-1,1,P-1,1,2.00,0\n")
+    folder = (settings.raw_dir / relative_path("order_items", NEXT_DAY)).parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.symlink_to((settings.raw_dir / relative_path("order_items", DAY)).parent)
+    (outcome,) = land(settings).rejected
+    linked = relative(folder, settings.raw_dir)
+    assert (outcome.file.relative, outcome.reason) == (linked, "symlink")
+
+    folder.unlink()  # the export put in a folder of its own
+    export = write_bytes(settings.raw_dir, "order_items", NEXT_DAY, header + b"\nO-2,1,P-1,1,2.00,0\n")
+    result = land(settings)
+
+    assert [o.file.path for o in result.outcomes if o.status == "landed"] == [export]
+    assert result.removed == [linked]
+    with session(settings) as client:
+        latest = client.query("SELECT argMax(status, finished_at), argMax(error, finished_at) FROM bronze.ingest_log "
+                              "WHERE file_path = {p:String}", parameters={"p": linked}).result_rows
+    assert latest == [("removed", "rejected earlier; now a folder whose files are listed on their own")]
+
+
 def test_the_demo_summary_lists_the_files_still_rejected_only(tmp_path):
     from ecom.demo import summary
 

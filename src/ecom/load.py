@@ -910,6 +910,13 @@ def _top_folder(raw_dir: Path, relative: str) -> Path:
     return raw_dir / parts[0] if len(parts) > 1 else raw_dir
 
 
+def _plain_folder(path: Path) -> bool:
+    try:
+        return path.is_dir() and not path.is_symlink() and os.access(path, os.R_OK | os.X_OK)
+    except OSError:
+        return False
+
+
 def _gone(path: Path) -> bool:
     """No entry at `path` (a folder that cannot be read says nothing: not gone)."""
     try:
@@ -1081,14 +1088,19 @@ class _Loader:
             return []
         # Listed again, whatever files this load was given: a path that is not UTF-8 is logged
         # escaped, and only the listing spells it the same way.
+        # A folder rejected as one (it could not be read, or was a symbolic link) that the listing
+        # no longer reports is a plain folder now, whose files are listed on their own.
         present = {raw.relative for raw in discover(self.settings.raw_dir, start, end)}
-        gone = [raw for raw in candidates if raw.relative not in present and _gone(raw.path)
+        gone = [raw for raw in candidates if raw.relative not in present
+                and (_gone(raw.path) or _plain_folder(raw.path))
                 and _top_folder(self.settings.raw_dir, raw.relative).is_dir()]
         if gone:
             started = self.now()
-            _log(self.client, [_log_entry(raw, sha256="", size=0, rows=0, status="removed", reason="file_removed",
-                                          error="rejected earlier; no longer in the raw directory", batch_id="",
-                                          version=0, started=started) for raw in gone])
+            _log(self.client, [_log_entry(
+                raw, sha256="", size=0, rows=0, status="removed", reason="file_removed",
+                error="rejected earlier; " + ("now a folder whose files are listed on their own"
+                                              if _plain_folder(raw.path) else "no longer in the raw directory"),
+                batch_id="", version=0, started=started) for raw in gone])
         return [raw.relative for raw in gone]
 
     def reject(self, raw: RawFile, problem: Rejected, sha256: str, size: int, started: str) -> None:
