@@ -100,10 +100,10 @@ cityHash64({{ columns | join(', ') }})
     2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six).
     3: an ISO 8601 timestamp without seconds or with an hours-only offset is read (it was
        bad_timestamp), and an apostrophe before an email's @ is valid (the email was NULL).
-    4: an order or payment timestamp before the first month of its currency's FX rates is
-       bad_timestamp (it was valid, and gold's FX tests failed the build). -#}
+    4: an order's order_ts before the first month of its currency's FX rates is bad_timestamp
+       (it was valid, and gold's FX tests failed the build). -#}
 {% macro silver_rules() -%}
-silver rules 4: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order or payment before its currency has FX rates
+silver rules 4: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates
 {%- endmacro %}
 
 {#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by

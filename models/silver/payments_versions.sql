@@ -12,7 +12,6 @@
 with
 
 {{ currency_lookup() }} as currency_map,
-{{ fx_first_month_lookup() }} as fx_first_month,
 
 bronze_rows as (
     select {{ raw_with_lineage('payments') }}
@@ -38,7 +37,7 @@ checked as (
         *,
         multiIf(
             payment_id = '' or order_id = '', 'missing_key',
-            payment_ts is null or updated_at is null or {{ before_fx_rates('payment_ts') }}, 'bad_timestamp',
+            payment_ts is null or updated_at is null, 'bad_timestamp',
             {{ is_future('payment_ts') }} or {{ is_future('updated_at') }}, 'future_timestamp',
             currency_code = '', 'bad_currency',
             amount is null, 'bad_number',

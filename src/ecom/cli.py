@@ -337,15 +337,18 @@ def _require_warehouse(settings: Settings) -> None:
 
 
 def _before_fx_rates(start: date) -> str | None:
-    """Why a world from `start` would not price: silver quarantines an order or payment before the
-    first month of its currency's FX rates as bad_timestamp."""
+    """Why a world from `start` would not price: silver quarantines an order before the first
+    month of its currency's FX rates as bad_timestamp."""
     seed = project_dir() / "seeds" / "fx_rates_monthly.csv"
+    firsts: dict[str, date] = {}
     with open(seed, newline="", encoding="utf-8") as handle:
-        months = [date.fromisoformat(row["month"]) for row in csv.DictReader(handle)]
-    first = min(months, default=date.min)
+        for row in csv.DictReader(handle):
+            month = date.fromisoformat(row["month"])
+            firsts[row["currency"]] = min(month, firsts.get(row["currency"], month))
+    first = max(firsts.values(), default=date.min)  # the month from which every currency has rates
     if start < first:
         return (f"--start {start} is before {first}, the first month of the FX rates in {seed.name}: silver would "
-                "quarantine its orders and payments as bad_timestamp; start later, or add earlier rates to the seed")
+                "quarantine its orders as bad_timestamp; start later, or add earlier rates to the seed")
     return None
 
 
