@@ -696,16 +696,30 @@ def test_a_row_with_a_comma_at_its_end_and_cr_line_ends_are_named(tmp_path):
         write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=2),
                     header + b"\r\r\nO-3,1,P-1,1,2.00,0\r\r\n"),
         write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=3), header + b"\r\nO-4,1,P-1,1,2.00,0\r\n"),
+        # The same with quotes in the file (a quoted comma too), and with a blank after the comma.
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=4),
+                    header + b'\n"O-5",1,"P-1,x",1,2.00,0\n"O-5",2,P-1,5,12,50,\n'),
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=5), header + b"\nO-6,1,P-1,5,12,50, \n"),
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=6), header + b"\nO-7,1,P-1,5,12,50,\t"),
+        # A CR CR LF row after a CRLF header; a quoted field may hold a CR of its own.
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=7),
+                    header + b"\r\nO-8,1,P-1,1,2.00,0\r\r\n"),
+        write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=8),
+                    header + b'\r\nO-9,1,"P\r1",1,2.00,0\r\nO-9,2,"P-2,\r\n",1,2.00,0\r\n'),
     ]
 
     outcomes = {outcome.file.path: outcome for outcome in land(settings).outcomes}
-    comma, cr, crcr, crlf = (outcomes[path] for path in files)
+    comma, cr, crcr, crlf, quoted, space, tab, crcr_rows, quoted_crs = (outcomes[path] for path in files)
 
-    assert comma.reason == "parse_error" and "data row 2 (line 3) has 7 fields" in comma.detail, comma.detail
-    for outcome in (cr, crcr):
+    for outcome in (comma, quoted):
+        assert outcome.reason == "parse_error" and "data row 2 has 7 fields" in outcome.detail, outcome.detail
+    for outcome in (space, tab):
+        assert outcome.reason == "parse_error" and "data row 1 " in outcome.detail, outcome.detail
+    for outcome in (cr, crcr, crcr_rows):
         assert outcome.reason == "parse_error" and "carriage return" in outcome.detail, outcome.detail
         assert "Unknown field" not in outcome.detail
     assert (crlf.status, crlf.rows) == ("landed", 1)
+    assert (quoted_crs.status, quoted_crs.rows) == ("landed", 2)
     assert rows_from_file(settings, comma.file.relative) == 0
 
 

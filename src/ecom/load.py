@@ -440,7 +440,8 @@ def _inspect(raw: RawFile) -> Inspection:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     size, head, problem = 0, "", None
-    quoted, commas, newlines, last = False, 0, 0, b""
+    # Commas and line ends outside double quotes: a quoted field may hold either.
+    quoted, in_quote, commas, records, newlines, lone_crs, last = False, False, 0, 0, 0, 0, b""
     padded = False
     try:
         with open(raw.path, "rb") as handle:
@@ -451,7 +452,13 @@ def _inspect(raw: RawFile) -> Inspection:
                     # The pair across the chunk boundary too; the file's start counts as a line's.
                     padded = (b"\t" in chunk or (last or b"\n") + chunk[:1] in _PADDED_EDGES
                               or any(edge in chunk for edge in _PADDED_EDGES))
-                commas += chunk.count(b",")
+                outside, in_quote = _outside_quotes(chunk, in_quote) if in_quote or quoted else (chunk, False)
+                commas += outside.count(b",")
+                records += outside.count(b"\n")
+                # A carriage return that no line feed follows: CR or CR CR LF line ends.
+                if b"\r" in outside or last == b"\r":
+                    lone_crs += (outside.count(b"\r") - outside.count(b"\r\n")
+                                 - (last == b"\r" and outside[:1] == b"\n"))
                 newlines += chunk.count(b"\n")
                 last = chunk[-1:]
                 if problem is None:
@@ -477,34 +484,56 @@ def _inspect(raw: RawFile) -> Inspection:
         problem = Rejected("empty", "is empty (0 bytes): not even a header row; re-export it")
     if problem is None:
         problem = _check_header(raw.entity, head)
-    lines = newlines + (last not in (b"", b"\n"))
-    ragged = not quoted and commas != (len(COLUMNS[raw.entity]) - 1) * lines
+    if problem is None and lone_crs:
+        problem = Rejected("parse_error", "has a carriage return (\\r) that no line feed follows, outside quotes (CR "
+                                          "or CR CR LF line ends?): re-export the file with LF or CRLF line ends")
+    lines = records + (last not in (b"", b"\n"))
+    ragged = commas != (len(COLUMNS[raw.entity]) - 1) * lines
     if problem is None and ragged:
         problem = _comma_at_the_end(raw.path, len(COLUMNS[raw.entity]))
     return Inspection(digest.hexdigest(), size, problem, ragged, padded or last == b" ")
 
 
+def _outside_quotes(chunk: bytes, in_quote: bool) -> tuple[bytes, bool]:
+    """The bytes of `chunk` outside double quotes, each quoted stretch (or its part in this chunk)
+    as one `Q`, and whether the chunk ends inside quotes. A doubled quote inside a quoted field
+    closes and opens it again: two `Q`s, no byte lost outside."""
+    parts = chunk.split(b'"')
+    if in_quote:
+        parts.insert(0, b"")
+    ends_quoted = len(parts) % 2 == 0
+    return b"Q".join(parts[0::2]) + (b"Q" if ends_quoted else b""), ends_quoted
+
+
 def _comma_at_the_end(path: Path, columns: int) -> Rejected | None:
-    """The first record of a file without quotes that has one field more than its header, the last
-    one empty: the engine drops an empty field at a record's end (whatever its settings), so such a
-    row landed with its other fields as if they were all there is (`5,12,50,` from `12,50`, a decimal
-    comma). Any other wrong field count the engine rejects itself, naming the row."""
+    """The first record of a file whose commas do not add up that has one field more than its
+    header, the last blank: the engine drops such a field at a record's end (whatever its
+    settings), so the row landed with its other fields as if they were all there is (`5,12,50,`
+    from `12,50`, a decimal comma). Any other wrong field count the engine rejects itself, naming
+    the row. Read in chunks, keeping of a record that runs on only its commas and its end."""
+    record, in_quote, commas, tail = 0, False, 0, b""
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.rstrip(b"\r\n")
-            if line.endswith(b",") and line.count(b",") == columns:
-                return Rejected("parse_error", f"data row {number - 1} (line {number}) has {columns + 1} fields, one "
-                                               f"more than the header's {columns}, the last empty (a comma at its "
-                                               "end, or a decimal comma?); fix that row and export the file again")
+        while chunk := handle.read(_CHUNK):
+            if in_quote or b'"' in chunk:
+                chunk, in_quote = _outside_quotes(chunk, in_quote)
+            *ended, rest = chunk.split(b"\n")
+            for line in ended:
+                record += 1
+                end = (tail + line[-256:]).rstrip(b" \t\r")
+                if commas + line.count(b",") == columns and end.endswith(b","):
+                    return Rejected("parse_error", f"data row {record - 1} has {columns + 1} fields, one more than "
+                                                   f"the header's {columns}, the last blank (a comma at its end, or a "
+                                                   "decimal comma?); fix that row and export the file again")
+                commas, tail = 0, b""
+            commas += rest.count(b",")
+            tail = (tail + rest[-256:])[-256:]
+    if commas == columns and tail.rstrip(b" \t\r").endswith(b","):
+        return Rejected("parse_error", f"data row {record} (the last) has {columns + 1} fields, one more than the "
+                                       f"header's {columns}, the last blank; fix that row and export the file again")
     return None
 
 
 def _check_header(entity: str, head: str) -> Rejected | None:
-    if "\r" in head.partition("\n")[0][:-1]:
-        # Lines ended by CR alone (or CR CR LF): the engine reads the first as the header with the
-        # next row glued on, and its message names an unknown column.
-        return Rejected("parse_error", "its first line ends with a carriage return (\\r) that no line feed "
-                                       "follows: re-export the file with LF or CRLF line ends")
     # The first line of up to 64 KiB: cut at the first "\n" before splitlines, which would split it all.
     line = (head.partition("\n")[0].splitlines() or [""])[0] if head.strip() else ""
     header = next(csv.reader([line]), [])
