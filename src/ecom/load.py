@@ -440,8 +440,7 @@ def _inspect(raw: RawFile) -> Inspection:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     size, head, problem = 0, "", None
-    # Commas and line ends outside double quotes: a quoted field may hold either.
-    quoted, in_quote, commas, records, newlines, lone_crs, last = False, False, 0, 0, 0, 0, b""
+    quoted, commas, newlines, lone_crs, last = False, 0, 0, 0, b""
     padded = False
     try:
         with open(raw.path, "rb") as handle:
@@ -452,14 +451,9 @@ def _inspect(raw: RawFile) -> Inspection:
                     # The pair across the chunk boundary too; the file's start counts as a line's.
                     padded = (b"\t" in chunk or (last or b"\n") + chunk[:1] in _PADDED_EDGES
                               or any(edge in chunk for edge in _PADDED_EDGES))
-                outside, in_quote = _outside_quotes(chunk, in_quote) if in_quote or quoted else (chunk, False)
-                commas += outside.count(b",")
-                records += outside.count(b"\n")
-                # A carriage return that no line feed follows: CR or CR CR LF line ends.
-                if b"\r" in outside or last == b"\r":
-                    lone_crs += (outside.count(b"\r") - outside.count(b"\r\n")
-                                 - (last == b"\r" and outside[:1] == b"\n"))
+                commas += chunk.count(b",")
                 newlines += chunk.count(b"\n")
+                lone_crs += _lone_crs(chunk, last)
                 last = chunk[-1:]
                 if problem is None:
                     try:
@@ -484,14 +478,40 @@ def _inspect(raw: RawFile) -> Inspection:
         problem = Rejected("empty", "is empty (0 bytes): not even a header row; re-export it")
     if problem is None:
         problem = _check_header(raw.entity, head)
+    lines = newlines + (last not in (b"", b"\n"))
+    ragged = commas != (len(COLUMNS[raw.entity]) - 1) * lines
+    if problem is None and quoted and (ragged or lone_crs):
+        # Quoted fields may hold commas, line ends and carriage returns: counted again without them.
+        ragged, lone_crs = _counted_outside_quotes(raw.path, len(COLUMNS[raw.entity]))
     if problem is None and lone_crs:
         problem = Rejected("parse_error", "has a carriage return (\\r) that no line feed follows, outside quotes (CR "
                                           "or CR CR LF line ends?): re-export the file with LF or CRLF line ends")
-    lines = records + (last not in (b"", b"\n"))
-    ragged = commas != (len(COLUMNS[raw.entity]) - 1) * lines
     if problem is None and ragged:
         problem = _comma_at_the_end(raw.path, len(COLUMNS[raw.entity]))
     return Inspection(digest.hexdigest(), size, problem, ragged, padded or last == b" ")
+
+
+def _lone_crs(data: bytes, before: bytes) -> int:
+    """The carriage returns of `data` that no line feed follows (CR or CR CR LF line ends); one
+    ending `before`, the byte read just before `data`, is taken back when `data` starts with one."""
+    if b"\r" not in data and before != b"\r":
+        return 0
+    return data.count(b"\r") - data.count(b"\r\n") - (before == b"\r" and data[:1] == b"\n")
+
+
+def _counted_outside_quotes(path: Path, columns: int) -> tuple[bool, int]:
+    """Whether the commas outside quotes do not add up to `columns` fields per record (ragged),
+    and the carriage returns outside quotes that no line feed follows."""
+    in_quote, commas, records, lone_crs, last = False, 0, 0, 0, b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            outside, in_quote = _outside_quotes(chunk, in_quote)
+            commas += outside.count(b",")
+            records += outside.count(b"\n")
+            lone_crs += _lone_crs(outside, last)
+            last = outside[-1:]
+    records += last not in (b"", b"\n")
+    return commas != (columns - 1) * records, lone_crs
 
 
 def _outside_quotes(chunk: bytes, in_quote: bool) -> tuple[bytes, bool]:
