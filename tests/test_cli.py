@@ -195,6 +195,9 @@ def test_generate_into_a_file_is_one_error_line(env, tmp_path):
                       str(tmp_path / "afile"), env=env, check=False)
     assert result.returncode == 1
     assert "give --out a directory" in one_error_line(result.stderr)
+    result = run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet",
+                      env={**env, "ECOM_RAW_DIR": str(tmp_path / "afile")}, check=False)
+    assert "give ECOM_RAW_DIR a directory" in one_error_line(result.stderr)
 
 
 def test_a_bad_path_from_the_environment_names_the_variable(env, tmp_path):
@@ -213,6 +216,9 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     line = one_error_line(result.stderr)
     assert f"{variable} is {tmp_path / 'afile' / 'dbt'}, but {tmp_path / 'afile'} is a file" in line, line
     assert not (tmp_path / "warehouse").exists(), "nothing landed"
+    result = run_ecom("run", "--quiet", env={**env, variable: str(tmp_path / ("x" * 300) / "dbt")}, check=False)
+    assert result.returncode == 1
+    assert f"{variable} is " in one_error_line(result.stderr) and "File name too long" in result.stderr
 
 
 def test_load_twice_then_rejects_and_exit_status(env, tmp_path):

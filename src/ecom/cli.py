@@ -150,8 +150,10 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:  # --out is a file, cannot be written, or its disk is full
-        remedy = ("give --out a directory" if isinstance(exc, NotADirectoryError | FileExistsError)
-                  else "check the disk and the permissions of --out")
+        source = click.get_current_context().get_parameter_source("out")
+        option = "ECOM_RAW_DIR" if source == click.core.ParameterSource.ENVIRONMENT else "--out"
+        remedy = (f"give {option} a directory" if isinstance(exc, NotADirectoryError | FileExistsError)
+                  else f"check the disk and the permissions of {option}")
         click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; {remedy}", err=True)
         sys.exit(1)
     end = start + timedelta(days=days - 1)
@@ -357,9 +359,12 @@ def _dbt_folder_problem() -> str | None:
     itself fails with a traceback after the load. dbt reads both against the project directory."""
     for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
         folder = project_dir() / (os.environ.get(variable) or default)
-        above = next(path for path in (folder, *folder.parents) if path.exists())
-        if not above.is_dir():
-            return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
+        try:
+            above = next(path for path in (folder, *folder.parents) if path.exists())
+            if not above.is_dir():
+                return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
+        except OSError as exc:  # a folder on the way that cannot be searched, a name too long
+            return f"{variable} is {folder}, which cannot be used ({exc.strerror}): point {variable} at a folder"
     return None
 
 
