@@ -269,10 +269,16 @@ def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(e
         assert result.returncode == 1, (command, result.stdout)
         line = one_error_line(result.stderr)
         assert f"but {raw} has: point ECOM_RAW_DIR" in line, line
-    # One entity's folder: its year folders give it away.
-    result = run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(raw / "orders")}, check=False)
-    assert result.returncode == 1
-    assert "but year folders (2026), as one entity's folder has" in one_error_line(result.stderr)
+    # One entity's folder, or one of its date folders.
+    for inside in (raw / "orders", raw / "orders" / "2026" / "03"):
+        result = run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(inside)}, check=False)
+        assert result.returncode == 1
+        assert f"{raw / 'orders'}, one entity's folder: point ECOM_RAW_DIR (or --raw-dir) at {raw}," in \
+            one_error_line(result.stderr)
+    # Date folders without their entity folder.
+    (tmp_path / "flat" / "2026" / "03" / "01").mkdir(parents=True)
+    result = run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(tmp_path / "flat")}, check=False)
+    assert "has year folders (2026) but no entity folder" in one_error_line(result.stderr)
     assert not Path(env["ECOM_CHDB_PATH"]).exists()
     # Exports kept aside in a folder the loader leaves alone (`_archive`) do not count.
     kept = tmp_path / "kept"

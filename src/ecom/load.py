@@ -325,12 +325,21 @@ def raw_dir_problem(raw_dir: Path) -> str | None:
     try:
         if any((raw_dir / entity).is_dir() for entity in COLUMNS):
             return None
+        # The exports' layout is <entity>/YYYY/MM/DD: the raw directory may be one of those folders.
         years = sorted(entry.name for entry in raw_dir.iterdir() if entry.is_dir() and len(entry.name) == 4
                        and entry.name.isascii() and entry.name.isdigit())
-        if years:  # the exports' layout is <entity>/YYYY/MM/DD
-            return (f"raw directory {raw_dir} has no entity folder ({', '.join(COLUMNS)}) but year folders "
-                    f"({', '.join(years[:3])}{', ...' if len(years) > 3 else ''}), as one entity's folder has: point "
-                    "ECOM_RAW_DIR (or --raw-dir) at the folder that holds the entity folders")
+        resolved = raw_dir.resolve()
+        for entity_folder in (resolved, *resolved.parents)[:4]:
+            dated = resolved.parts[len(entity_folder.parts):]
+            if (entity_folder.name in COLUMNS and (dated or years)  # an empty folder named orders is not one
+                    and all(part.isascii() and part.isdigit() for part in dated)):
+                return (f"raw directory {raw_dir} is {'inside ' if dated else ''}{entity_folder}, one entity's "
+                        f"folder: point ECOM_RAW_DIR (or --raw-dir) at {entity_folder.parent}, which holds the "
+                        "entity folders")
+        if years:
+            return (f"raw directory {raw_dir} has year folders ({', '.join(years[:3])}"
+                    f"{', ...' if len(years) > 3 else ''}) but no entity folder ({', '.join(COLUMNS)}): the exports "
+                    "go in <entity>/YYYY/MM/DD/ below it")
         below = sorted(entry for entry in raw_dir.iterdir() if entry.is_dir() and not entry.is_symlink()
                        and not entry.name.startswith((".", "_"))  # kept aside, as discover() does
                        and any((entry / entity).is_dir() for entity in COLUMNS))
