@@ -55,7 +55,7 @@ rate_months as (
             month), uses that first month rather than no rate. #}
         greatest(
             if(order_months.order_id != '', order_months.order_month, toStartOfMonth(payments.payment_ts)),
-            transform(toString(payments.currency_code), fx_first_month.1, fx_first_month.2, toDate(0))
+            transform(toString(payments.currency_code), fx_first_month.1, fx_first_month.2, toDate(0))  -- noqa: RF02
         ) as rate_month,
         {#- Unmatched: 1970-01-01, never the greatest. #}
         greatest(payments._ingested_at, order_months.order_ingested_at) as newest_ingested_at
