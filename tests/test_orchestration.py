@@ -660,6 +660,14 @@ def test_automation_can_start_stopped():
         simulator_enabled({SIMULATOR_ENV: "of"})
 
 
+def test_the_instance_frees_the_warehouse_slot_of_a_run_that_died(tmp_path):
+    # A run killed mid-step keeps its pool slot unless run monitoring frees it: every later run waits.
+    shutil.copy2(ROOT / "orchestration" / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert instance.run_monitoring_enabled
+    assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
+
+
 def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
     monkeypatch.setenv(SIMULATOR_ENV, "maybe")  # not only the first run that misses a day
     with pytest.raises(SettingError, match=rf"{SIMULATOR_ENV}='maybe' is neither on nor off"):
