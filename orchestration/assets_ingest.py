@@ -5,7 +5,8 @@ landing assets and the lineage runs raw exports -> bronze -> silver. Landing is 
 by checksum, so re-running a partition lands nothing new. A file that cannot be parsed is
 rejected whole and logged in `bronze.ingest_log`; the good files still land and the check
 `no_rejected_files` warns, on every run of the partition, until each rejected file still in the
-raw directory is fixed (and lands) or removed.
+raw directory is fixed (and lands) or removed; a rejected file whose name gives no day (misnamed
+or misplaced) belongs to no partition, so it is named by every run until then.
 """
 
 import os
@@ -41,11 +42,14 @@ def _source_descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
 
 def _still_there(path: Path, sha256: str) -> bool:
     """Whether a rejected file is still in the raw directory as it was rejected: the same bytes,
-    or, for what could not be read (a link, a folder, no permission), still there at all."""
+    or, for what was rejected unread (a name, a link, a folder, no permission), still there at all."""
     if not os.path.lexists(path):
         return False
-    if path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
-        return True
+    if path.is_dir() and not path.is_symlink() and not path.name.lower().endswith(".csv") and os.access(
+            path, os.R_OK | os.X_OK):
+        return False  # a day folder rejected as unreadable or as a link, a plain folder now: its files count
+    if not sha256 or path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
+        return True  # rejected before its bytes were read (its name, a link, no permission): there it is
     return file_sha256(path) == sha256
 
 
@@ -103,14 +107,14 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             result = load(settings, client, first, last, on_file=on_file, files=files)
             totals = {table: int(client.command(f"SELECT count() FROM bronze.`{table}`"))
                       for table in LANDED_TABLES}
-            # Files of the window whose latest log entry is a rejection and that still hold the
-            # rejected bytes (a file fixed since, landed or restored to bytes already landed, or
-            # removed, no longer counts); read for the ingest log's check only.
+            # Files of the window, or of no day, whose latest log entry is a rejection and that
+            # still hold the rejected bytes (a file fixed since, landed or restored to bytes
+            # already landed, or removed, no longer counts); read for the ingest log's check only.
             still_rejected = [] if landing_key(INGEST_LOG) not in selected else [
                 (path, reason, error) for path, reason, error, sha256 in client.query(
                     "SELECT file_path, argMax(reason, finished_at), argMax(error, finished_at), "
                     "argMax(sha256, finished_at) FROM " + LOG_TABLE
-                    + " WHERE file_date BETWEEN {first:Date} AND {last:Date} GROUP BY file_path "
+                    + " WHERE file_date BETWEEN {first:Date} AND {last:Date} OR file_date IS NULL GROUP BY file_path "
                     "HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path",
                     parameters={"first": first, "last": last},
                 ).result_rows
@@ -143,9 +147,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
         if landing_key(INGEST_LOG) not in selected:
             return
         rejected = result.rejected
-        # Rejected in this run without a day (a misnamed file), then those of the window's days.
-        failing = [(o.file.relative, o.reason, o.detail) for o in rejected if o.file.file_date is None]
-        failing += still_rejected
+        failing = still_rejected
         yield dg.MaterializeResult(asset_key=landing_key(INGEST_LOG), metadata={
             "files_landed": len(result.landed),
             "rows_landed": result.rows,

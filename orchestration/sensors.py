@@ -242,10 +242,11 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
             seen[day] = signatures[day]
+        undated_day = None
         if undated_changed:
             pending = unlanded(undated, ledger)
             if pending:
-                latest = max(days) if days else last_key
+                latest = undated_day = max(days) if days else last_key
                 context.log.warning(
                     f"{len(pending)} file(s) whose name gives no day: "
                     + ", ".join(raw.relative for raw in pending[:5])
@@ -256,6 +257,8 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         for start, count in missing_runs([date.fromisoformat(day) for day in due]):
             run = [(start + timedelta(days=i)).isoformat() for i in range(count)]
             key = _run_key(run, signatures)
+            if undated_day in run:  # its days' files may be unchanged: a key Dagster has not seen
+                key += f"+{undated_signature}"
             asked[key] = {"days": [run[0], run[-1]], "attempt": 0}
             requests.append(_run_request(run, key))
         return result(f"files of {len(changed)} changed day(s) are all in {LOG_TABLE} already")
