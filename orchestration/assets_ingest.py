@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 
 from ecom.contract import ENTITIES
-from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load, raw_dir_problem
+from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load, plain_folder, raw_dir_problem
 from orchestration.assets_raw import RAW_EXPORTS
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
@@ -45,8 +45,7 @@ def _still_there(path: Path, sha256: str) -> bool:
     or, for what was rejected unread (a name, a link, a folder, no permission), still there at all."""
     if not os.path.lexists(path):
         return False
-    if path.is_dir() and not path.is_symlink() and not path.name.lower().endswith(".csv") and os.access(
-            path, os.R_OK | os.X_OK):
+    if plain_folder(path) and not path.name.lower().endswith(".csv"):
         return False  # a day folder rejected as unreadable or as a link, a plain folder now: its files count
     if not sha256 or path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
         return True  # rejected before its bytes were read (its name, a link, no permission): there it is

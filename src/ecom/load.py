@@ -539,7 +539,8 @@ def _comma_at_the_end(path: Path, columns: int) -> Rejected | None:
     header, the last blank: the engine drops such a field at a record's end (whatever its
     settings), so the row landed with its other fields as if they were all there is (`5,12,50,`
     from `12,50`, a decimal comma). Any other wrong field count the engine rejects itself, naming
-    the row. Read in chunks, keeping of a record that runs on only its commas and its end."""
+    the row. Read in chunks: of a record that runs on past a chunk, only its commas and its end
+    are kept."""
     record, in_quote, commas, tail = 0, False, 0, b""
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -968,7 +969,8 @@ def _top_folder(raw_dir: Path, relative: str) -> Path:
     return raw_dir / parts[0] if len(parts) > 1 else raw_dir
 
 
-def _plain_folder(path: Path) -> bool:
+def plain_folder(path: Path) -> bool:
+    """A folder that can be read, not a link to one: what the listing searches, and never reports."""
     try:
         return path.is_dir() and not path.is_symlink() and os.access(path, os.R_OK | os.X_OK)
     except OSError:
@@ -1150,14 +1152,14 @@ class _Loader:
         # no longer reports is a plain folder now, whose files are listed on their own.
         present = {raw.relative for raw in discover(self.settings.raw_dir, start, end)}
         gone = [raw for raw in candidates if raw.relative not in present
-                and (_gone(raw.path) or _plain_folder(raw.path))
+                and (_gone(raw.path) or plain_folder(raw.path))
                 and _top_folder(self.settings.raw_dir, raw.relative).is_dir()]
         if gone:
             started = self.now()
             _log(self.client, [_log_entry(
                 raw, sha256="", size=0, rows=0, status="removed", reason="file_removed",
                 error="rejected earlier; " + ("now a folder whose files are listed on their own"
-                                              if _plain_folder(raw.path) else "no longer in the raw directory"),
+                                              if plain_folder(raw.path) else "no longer in the raw directory"),
                 batch_id="", version=0, started=started) for raw in gone])
         return [raw.relative for raw in gone]
 
