@@ -11,6 +11,7 @@ or misplaced) belongs to no partition, so it is named by every run until then.
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from orchestration.resources import Warehouse
 INGEST_LOG = "ingest_log"
 LANDED_TABLES: tuple[str, ...] = (*ENTITIES, INGEST_LOG)
 NO_REJECTED_FILES = "no_rejected_files"
+A_FILE_EVERY_DAY = "a_file_every_day"
 
 
 def landing_key(table: str) -> dg.AssetKey:
@@ -74,7 +76,11 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             NO_REJECTED_FILES, asset=landing_key(INGEST_LOG),
             description="Every raw file of the partition landed; a rejected file keeps its reason "
                         "in the log.",
-        )],
+        ), *(dg.AssetCheckSpec(
+            A_FILE_EVERY_DAY, asset=landing_key(entity),
+            description=f"Every day of the partition has a {entity} export (the source sends one a day): "
+                        "warns naming the days without one, as when a feed stopped.",
+        ) for entity in ENTITIES)],
         partitions_def=partitions_def,
         backfill_policy=BACKFILL_POLICY,
         pool=pool,
@@ -132,6 +138,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             f"rejected {len(result.rejected)}, skipped {len(result.skipped)} on {settings.describe()}"
         )
 
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         for entity in entities:
             mine = [o for o in result.outcomes if o.file.entity == entity]
             landed = [o for o in mine if o.status == "landed"]
@@ -143,6 +150,17 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                 "dagster/partition_row_count": in_window.get(entity, 0),
                 "dagster/row_count": totals[entity],
             })
+            if dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) in context.selected_asset_check_keys:
+                exported = {o.file.file_date for o in mine}
+                missing = [day.isoformat() for day in days if day not in exported]
+                yield dg.AssetCheckResult(
+                    check_name=A_FILE_EVERY_DAY, asset_key=landing_key(entity), passed=not missing,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(f"no {entity} export for {len(missing)} day(s) of {first}..{last}: "
+                                 + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                                 if missing else f"a {entity} export for every day of {first}..{last}"),
+                    metadata={"days_without_a_file": dg.MetadataValue.json(missing)},
+                )
         if landing_key(INGEST_LOG) not in selected:
             return
         rejected = result.rejected

@@ -328,6 +328,30 @@ def test_a_rejected_file_keeps_the_landing_check_failing_until_it_is_gone(pipeli
     assert passed == (not files)
 
 
+def test_a_day_without_one_entitys_export_is_named_by_its_landing_check(pipeline, tmp_path):
+    # The day has files, so the simulator leaves it alone; the payments feed stopped.
+    base, defs, instance, _ = pipeline
+    job = defs.resolve_job_def(DAILY_JOB)
+    landing = [dg.AssetKey(["bronze", table]) for table in (*ENTITIES, "ingest_log")]
+    day_folder = base / "raw" / "payments" / "2026" / "09" / "02"
+    kept = tmp_path / "kept"
+    shutil.move(day_folder, kept)
+
+    def checks() -> dict[str, dg.AssetCheckEvaluation]:
+        result = job.execute_in_process(partition_key=DAYS[-1], instance=instance, run_config=RUN_CONFIG,
+                                        asset_selection=landing)
+        return {c.asset_key.path[-1]: c for c in check_evaluations(result) if c.check_name == "a_file_every_day"}
+
+    try:
+        stopped = checks()
+    finally:
+        shutil.move(kept, day_folder)
+    assert set(stopped) == set(ENTITIES)
+    assert not stopped["payments"].passed and stopped["payments"].metadata["days_without_a_file"].value == [DAYS[-1]]
+    assert all(stopped[entity].passed for entity in ENTITIES if entity != "payments")
+    assert checks()["payments"].passed
+
+
 def test_one_bronze_table_can_be_landed_alone(pipeline):
     base, defs, instance, _ = pipeline
     payments = dg.AssetKey(["bronze", "payments"])
