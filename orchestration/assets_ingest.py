@@ -18,7 +18,16 @@ from typing import Any
 import dagster as dg
 
 from ecom.contract import ENTITIES
-from ecom.load import LOG_TABLE, FileOutcome, discover, file_sha256, load, plain_folder, raw_dir_problem
+from ecom.load import (
+    LOG_TABLE,
+    FileOutcome,
+    discover,
+    file_sha256,
+    latest_rejections,
+    load,
+    plain_folder,
+    raw_dir_problem,
+)
 from orchestration.assets_raw import RAW_EXPORTS
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
@@ -116,14 +125,9 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             # still hold the rejected bytes (a file fixed since, landed or restored to bytes
             # already landed, or removed, no longer counts); read for the ingest log's check only.
             still_rejected = [] if landing_key(INGEST_LOG) not in selected else [
-                (path, reason, error) for path, reason, error, sha256 in client.query(
-                    "SELECT file_path, argMax(reason, finished_at), argMax(error, finished_at), "
-                    "argMax(sha256, finished_at) FROM " + LOG_TABLE
-                    + " WHERE file_date BETWEEN {first:Date} AND {last:Date} OR file_date IS NULL GROUP BY file_path "
-                    "HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path",
-                    parameters={"first": first, "last": last},
-                ).result_rows
-                if _still_there(settings.raw_dir / path, sha256)
+                (r.path, r.reason, r.error) for r in latest_rejections(client)
+                if (r.file_date is None or first <= r.file_date <= last)
+                and _still_there(settings.raw_dir / r.path, r.sha256)
             ]
             in_window = {
                 entity: int(rows)

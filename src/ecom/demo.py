@@ -10,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 from ecom.cli import format_table
 from ecom.config import Settings, data_path, project_dir
 from ecom.contract import ENTITIES
+from ecom.load import latest_rejections
 from ecom.warehouse import session
 
 
@@ -24,11 +25,7 @@ def summary(client: Client) -> str:
     lines = ["", "Bronze (rows as landed):"]
     rows = [(entity, int(client.command(f"SELECT count() FROM bronze.`{entity}`"))) for entity in ENTITIES]
     lines.append(format_table(["table", "rows"], rows))
-    # A path counts while its latest entry is a rejection: not once it has landed or was logged removed.
-    rejected = client.query(
-        "SELECT file_path, latest.2, latest.3 FROM (SELECT file_path, argMax((status, reason, error), finished_at) "
-        "AS latest FROM bronze.ingest_log GROUP BY file_path) WHERE latest.1 = 'rejected' ORDER BY file_path"
-    ).result_rows
+    rejected = [(r.path, r.reason, r.error) for r in latest_rejections(client)]
     lines += ["", f"Rejected files: {len(rejected)} (kept in the raw directory; reasons in bronze.ingest_log)"]
     lines += [f"  {path}: {reason}: {error}" for path, reason, error in rejected]
     if _exists(client, "gold", "mart_daily_sales"):

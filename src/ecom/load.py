@@ -969,6 +969,25 @@ def _top_folder(raw_dir: Path, relative: str) -> Path:
     return raw_dir / parts[0] if len(parts) > 1 else raw_dir
 
 
+class Rejection(NamedTuple):
+    path: str
+    entity: str  # '' for a file whose name gives no entity
+    file_date: date | None
+    reason: str
+    error: str
+    sha256: str  # '' for a file rejected before its bytes were read
+
+
+def latest_rejections(client: Client) -> list[Rejection]:
+    """The files whose latest ingest-log entry is a rejection: not landed or logged removed since."""
+    return [Rejection(*row) for row in client.query(
+        "SELECT file_path, latest.1, latest.2, latest.3, latest.4, latest.5 FROM (SELECT file_path, "
+        f"argMax((entity, file_date, reason, error, sha256, status), finished_at) AS latest FROM {LOG_TABLE} "
+        f"WHERE file_path IN (SELECT file_path FROM {LOG_TABLE} WHERE status = 'rejected') GROUP BY file_path) "
+        "WHERE latest.6 = 'rejected' ORDER BY file_path"
+    ).result_rows]
+
+
 def plain_folder(path: Path) -> bool:
     """A folder that can be read, not a link to one: what the listing searches, and never reports."""
     try:
@@ -1135,14 +1154,10 @@ class _Loader:
         may be pointed elsewhere, or not mounted."""
         everything = start is None and end is None
         candidates = [
-            RawFile(self.settings.raw_dir / path, path, entity or None, file_date)
-            for path, entity, file_date in self.client.query(
-                f"SELECT file_path, argMax(entity, finished_at), argMax(file_date, finished_at) FROM {LOG_TABLE} "
-                f"WHERE file_path IN (SELECT file_path FROM {LOG_TABLE} WHERE status = 'rejected') "
-                "GROUP BY file_path HAVING argMax(status, finished_at) = 'rejected' ORDER BY file_path"
-            ).result_rows
-            if (everything if file_date is None
-                else (start is None or file_date >= start) and (end is None or file_date <= end))
+            RawFile(self.settings.raw_dir / r.path, r.path, r.entity or None, r.file_date)
+            for r in latest_rejections(self.client)
+            if (everything if r.file_date is None
+                else (start is None or r.file_date >= start) and (end is None or r.file_date <= end))
         ]
         if not candidates:
             return []
