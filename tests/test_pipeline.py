@@ -367,25 +367,39 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     result = dbt("build", "-s", "reconciliation+", "--full-refresh", env=full)
     assert result.returncode != 0
     assert "reconciliation" in result.stdout and ("FAIL" in result.stdout or "ERROR" in result.stdout)
-    # Two more faults behind dbt's back: a payment lost in silver, and the line's customer key
-    # in fct_order_items changed to one no dim_customers row has.
+    # More faults behind dbt's back: a payment lost in silver, the line's customer key in
+    # fct_order_items changed to one no dim_customers row has, a cent more on another order's
+    # line than its header adds up to, and a third order lost in silver.
     [lost_payment] = query(full, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
+    [(dearer_order, dearer_line)] = query(full, "SELECT order_id, line_number FROM gold.fct_order_items "
+                                                f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
+    [gone_order] = query(full, "SELECT order_id FROM silver.orders WHERE order_id NOT IN "
+                               f"('{lost_order}', '{dearer_order}') ORDER BY order_id LIMIT 1")[0]
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
                        f"WHERE order_id = '{lost_order}' AND line_number = {lost_line} SETTINGS mutations_sync = 2")
-    # Each fails its gold test with one row: the tests of lines against their orders and of
-    # payments against silver, which group by a hash of the id, name the order and the payment;
-    # the relationships test, which compares hashes of the keys, the key.
+        client.command("ALTER TABLE gold.fct_order_items UPDATE line_amount = line_amount + 0.01 "
+                       f"WHERE order_id = '{dearer_order}' AND line_number = {dearer_line} SETTINGS mutations_sync = 2")
+        client.command(f"DELETE FROM silver.orders WHERE order_id = '{gone_order}'")
+    # Each fails its gold test: the tests of lines against their orders and of payments against
+    # silver, which compare checksums of the whole tables first and then group by a hash of the
+    # id, name the orders and the payment; the test of the orders the order; the relationships
+    # test, which compares hashes of the keys, the key.
     lines_test, payments_test = "gold_fct_order_items_match_orders", "gold_fct_payments_match_silver"
+    orders_test = "gold_fct_orders_match_silver"
     keys_test = "relationships_present_fct_order_items_customer_key__customer_key__ref_dim_customers_"
-    result = dbt("test", "-s", lines_test, payments_test, keys_test, env=full)
+    result = dbt("test", "-s", lines_test, payments_test, orders_test, keys_test, env=full)
     assert result.returncode != 0, result.stdout[-2000:]
-    for test in (lines_test, payments_test, keys_test):
+    assert f"FAIL 2 {lines_test}" in result.stdout, result.stdout[-2000:]
+    for test in (payments_test, orders_test, keys_test):
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
     compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold"
-    assert query(full, (compiled / f"{lines_test}.sql").read_text()) == \
-        [(lost_order, "lines differ between silver.order_items and fct_order_items")]
+    assert sorted(query(full, (compiled / f"{lines_test}.sql").read_text())) == sorted([
+        (lost_order, "lines differ between silver.order_items and fct_order_items"),
+        (dearer_order, "order totals differ from its lines"),
+    ])
+    assert query(full, (compiled / f"{orders_test}.sql").read_text()) == [(gone_order, "not in silver.orders")]
     assert query(full, (compiled / f"{payments_test}.sql").read_text()) == \
         [(lost_payment, "not in silver.payments")]
 

@@ -1,10 +1,13 @@
 {#- fct_payments holds every payment of silver exactly once, at the same status and amount:
-    the incremental runs miss no payment and keep no superseded version. One aggregation over
-    both tables, key by key.
+    the incremental runs miss no payment and keep no superseded version.
 
-    As in gold_fct_order_items_match_orders, the aggregation groups by a 64-bit hash of
-    payment_id, not the id itself (the 10x day: 1.4-1.6 CPU seconds against 1.8-2.4 s), and
-    the ids of the failing payments are looked up after it (`failing_ids`). Two payments
+    First both tables as a whole (`tables_agree`): the count and the sum of a hash of
+    (payment_id, payment_status, amount) of each, with no grouping (sums of UInt64 wrap around;
+    silver.payments is unique on payment_id by its own test). The 10x day: 0.22-0.25 CPU
+    seconds and under 10 MiB against 0.61-0.77 s and 290 MiB for the check key by key, which
+    now runs only when the checksums differ, to name the payments: one aggregation over both
+    tables, as in gold_fct_order_items_match_orders by a 64-bit hash of payment_id, not the id
+    itself, the ids of the failing payments looked up after it (`failing_ids`). Two payments
     sharing a hash are checked as one and fail together. -#}
 
 {#- Shown in Dagster as a check of fct_payments (it reads several models). -#}
@@ -12,6 +15,29 @@
 
 with
 
+silver_payments as (
+    select
+        count() as payments,
+        sum(cityHash64(payment_id, payment_status, amount)) as checksum
+    from {{ ref('payments') }}
+),
+
+fct_payments as (
+    select
+        count() as payments,
+        sum(cityHash64(payment_id, payment_status, amount)) as checksum
+    from {{ ref('fct_payments') }}
+),
+
+tables_agree as (
+    select
+        silver_payments.payments = fct_payments.payments
+        and silver_payments.checksum = fct_payments.checksum as agree
+    from silver_payments
+    cross join fct_payments
+),
+
+{#- Read only when the checksums differ (see gold_fct_order_items_match_orders). -#}
 both_sides as (
     select
         cityHash64(payment_id) as hashed_key,
@@ -19,6 +45,7 @@ both_sides as (
         0 as in_fct,
         cityHash64(payment_status, amount) as version
     from {{ ref('payments') }}
+    where not (select tables_agree.agree from tables_agree)
 
     union all
 
@@ -28,6 +55,7 @@ both_sides as (
         1 as in_fct,
         cityHash64(payment_status, amount) as version
     from {{ ref('fct_payments') }}
+    where not (select tables_agree.agree from tables_agree)
 ),
 
 failing as (
