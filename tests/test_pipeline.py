@@ -358,6 +358,14 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert "silver.payments_versions were built by earlier rules of silver" in result.stdout, result.stdout[-2000:]
     assert "`ecom run --full-refresh`" in result.stdout, result.stdout[-2000:]
 
+    # On a warehouse whose tests pass, the checksums of the tests that compare whole tables
+    # agree, so their key-by-key checks read nothing.
+    compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold"
+    for test in ("gold_fct_order_items_match_orders", "gold_fct_payments_match_silver", "gold_fct_orders_match_silver"):
+        sql = (compiled / f"{test}.sql").read_text()
+        gate = sql[:sql.index("\n),", sql.index("tables_agree as ("))] + "\n)\nselect agree from tables_agree"
+        assert query(full, gate) == [(1,)], test
+
     # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
     # No run touches its day again, so it takes the full recount of every day.
     [(lost_order, lost_line)] = query(full, "SELECT order_id, line_number FROM silver.order_items "
@@ -379,7 +387,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
                        f"WHERE order_id = '{lost_order}' AND line_number = {lost_line} SETTINGS mutations_sync = 2")
-        client.command("ALTER TABLE gold.fct_order_items UPDATE line_amount = line_amount + 0.01 "
+        client.command("ALTER TABLE gold.fct_order_items UPDATE line_amount = line_amount + toDecimal64('0.01', 2) "
                        f"WHERE order_id = '{dearer_order}' AND line_number = {dearer_line} SETTINGS mutations_sync = 2")
         client.command(f"DELETE FROM silver.orders WHERE order_id = '{gone_order}'")
     # Each fails its gold test: the tests of lines against their orders and of payments against
@@ -394,7 +402,6 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert f"FAIL 2 {lines_test}" in result.stdout, result.stdout[-2000:]
     for test in (payments_test, orders_test, keys_test):
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
-    compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold"
     assert sorted(query(full, (compiled / f"{lines_test}.sql").read_text())) == sorted([
         (lost_order, "lines differ between silver.order_items and fct_order_items"),
         (dearer_order, "order totals differ from its lines"),

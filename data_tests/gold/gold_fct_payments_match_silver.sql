@@ -3,12 +3,12 @@
 
     First both tables as a whole (`tables_agree`): the count and the sum of a hash of
     (payment_id, payment_status, amount) of each, with no grouping (sums of UInt64 wrap around;
-    silver.payments is unique on payment_id by its own test). The 10x day: 0.22-0.25 CPU
-    seconds and under 10 MiB against 0.61-0.77 s and 290 MiB for the check key by key, which
-    now runs only when the checksums differ, to name the payments: one aggregation over both
-    tables, as in gold_fct_order_items_match_orders by a 64-bit hash of payment_id, not the id
-    itself, the ids of the failing payments looked up after it (`failing_ids`). Two payments
-    sharing a hash are checked as one and fail together. -#}
+    a payment_id twice in both tables is left to the unique tests of both). The 10x day:
+    0.22-0.25 CPU seconds and under 10 MiB against 0.61-0.77 s and 290 MiB for the check key by
+    key, which now runs only when the checksums differ, to name the payments: one aggregation
+    over both tables, as in gold_fct_order_items_match_orders by a 64-bit hash of payment_id,
+    not the id itself, the ids of the failing payments looked up after it (`failing_ids`). Two
+    payments sharing a hash are checked as one and fail together. -#}
 
 {#- Shown in Dagster as a check of fct_payments (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_payments'}}}) }}
