@@ -14,19 +14,30 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from ecom.config import FX_SEED, SettingError, first_priced_month
+
 DEFAULT_START_DATE = date(2026, 9, 1)
 START_DATE_ENV = "ECOM_START_DATE"
 
 
 def start_date(environ: dict[str, str] | None = None) -> date:
-    """First partition: ECOM_START_DATE (YYYY-MM-DD), 2026-09-01 when unset."""
+    """First partition: ECOM_START_DATE (YYYY-MM-DD), 2026-09-01 when unset. A day before the
+    FX seed's rates is refused as the code location loads: silver would quarantine every order
+    of the partitions before it."""
     value = ((os.environ if environ is None else environ).get(START_DATE_ENV) or "").strip()
     if not value:
         return DEFAULT_START_DATE
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{START_DATE_ENV}={value!r} is not a date like 2026-09-01") from None
+        raise SettingError(f"{START_DATE_ENV}={value!r} is not a date like 2026-09-01") from None
+    if day < (first := first_priced_month()):
+        raise SettingError(
+            f"{START_DATE_ENV}={value} is before {first}, the first month of the FX rates in {FX_SEED}: silver "
+            f"would quarantine the orders of the days before it as bad_timestamp; set {START_DATE_ENV} to "
+            f"{first} or later, or add earlier rates to the seed"
+        )
+    return day
 
 
 def daily_partitions(first_day: date | None = None) -> dg.DailyPartitionsDefinition:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -26,7 +26,7 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from ecom.config import SettingError, Settings
+from ecom.config import SettingError, Settings, first_priced_month
 from ecom.contract import ENTITIES
 from ecom.generate import generate
 from ecom.warehouse import session
@@ -41,7 +41,7 @@ from orchestration.assets_raw import RAW_EXPORTS, SIMULATOR_ENV, missing_runs, s
 from orchestration.assets_report import DASHBOARD  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from orchestration.jobs import DAILY_JOB  # noqa: E402
-from orchestration.partitions import days_text, run_days  # noqa: E402
+from orchestration.partitions import START_DATE_ENV, days_text, run_days  # noqa: E402
 from orchestration.schedules import SCHEDULE  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -701,6 +701,19 @@ def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
     monkeypatch.setenv(SIMULATOR_ENV, "maybe")  # not only the first run that misses a day
     with pytest.raises(SettingError, match=rf"{SIMULATOR_ENV}='maybe' is neither on nor off"):
         build_definitions()
+
+
+def test_a_start_date_before_the_fx_rates_stops_the_code_location(monkeypatch):
+    # The days before the seed's rates would land and quarantine every order as bad_timestamp.
+    first = first_priced_month()
+    monkeypatch.setenv(START_DATE_ENV, (first - timedelta(days=1)).isoformat())
+    with pytest.raises(SettingError, match=rf"{START_DATE_ENV}=\S+ is before {first}, the first month of the FX rates"):
+        build_definitions()
+    monkeypatch.setenv(START_DATE_ENV, "2026-02-30")
+    with pytest.raises(SettingError, match=rf"{START_DATE_ENV}='2026-02-30' is not a date like"):
+        build_definitions()
+    monkeypatch.setenv(START_DATE_ENV, first.isoformat())
+    build_definitions()
 
 
 def test_a_held_warehouse_fails_the_step_with_its_one_line_reason(held_warehouse, pipeline):

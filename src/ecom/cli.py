@@ -7,7 +7,6 @@ stderr.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from ecom.config import Settings, data_path, project_dir
+from ecom.config import FX_SEED, Settings, data_path, first_priced_month, project_dir
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
@@ -341,15 +340,8 @@ def _require_warehouse(settings: Settings) -> None:
 def _before_fx_rates(start: date) -> str | None:
     """Why a world from `start` would not price: silver quarantines an order before the first
     month of its currency's FX rates as bad_timestamp."""
-    seed = project_dir() / "seeds" / "fx_rates_monthly.csv"
-    firsts: dict[str, date] = {}
-    with open(seed, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            month = date.fromisoformat(row["month"])
-            firsts[row["currency"]] = min(month, firsts.get(row["currency"], month))
-    first = max(firsts.values(), default=date.min)  # the month from which every currency has rates
-    if start < first:
-        return (f"--start {start} is before {first}, the first month of the FX rates in {seed.name}: silver would "
+    if start < (first := first_priced_month()):
+        return (f"--start {start} is before {first}, the first month of the FX rates in {FX_SEED.name}: silver would "
                 "quarantine its orders as bad_timestamp; start later, or add earlier rates to the seed")
     return None
 

@@ -6,10 +6,12 @@ profiles.yml) and Dagster agree without passing anything around.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 TARGETS = ("dev", "server", "cluster")
@@ -47,6 +49,21 @@ def project_dir() -> Path:
         "error: no dbt_project.yml in the current directory or above; "
         "run from the repository root or set ECOM_PROJECT_DIR"
     )
+
+
+FX_SEED = Path("seeds") / "fx_rates_monthly.csv"
+
+
+def first_priced_month() -> date:
+    """The month from which every currency of the FX seed has rates. Silver quarantines an order
+    placed before the first month of its currency's rates as bad_timestamp, so days before this
+    one cannot be priced."""
+    firsts: dict[str, date] = {}
+    with open(project_dir() / FX_SEED, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            month = date.fromisoformat(row["month"])
+            firsts[row["currency"]] = min(month, firsts.get(row["currency"], month))
+    return max(firsts.values(), default=date.min)
 
 
 ON, OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
