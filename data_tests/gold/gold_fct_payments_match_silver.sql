@@ -1,43 +1,25 @@
 {#- fct_payments holds every payment of silver exactly once, at the same status and amount:
     the incremental runs miss no payment and keep no superseded version.
 
-    First both tables as a whole (`tables_agree`): the count and the sum of a hash of
-    (payment_id, payment_status, amount) of each, with no grouping (sums of UInt64 wrap around;
-    a payment_id twice in both tables is left to the unique tests of both). The 10x day:
-    0.22-0.25 CPU seconds and under 10 MiB against 0.61-0.77 s and 290 MiB for the check key by
-    key, which now runs only when the checksums differ, to name the payments: one aggregation
-    over both tables, as in gold_fct_order_items_match_orders by a 64-bit hash of payment_id,
-    not the id itself, the ids of the failing payments looked up after it (`failing_ids`). Two
-    payments sharing a hash are checked as one and fail together. -#}
+    First both tables as a whole (`same_rows`): the count and the sum of a hash of (payment_id,
+    payment_status, amount) of each, with no grouping (a payment_id twice in both tables is
+    left to the unique tests of both). The 10x day: 0.22-0.25 CPU seconds and under 10 MiB
+    against 0.61-0.77 s and 290 MiB for the check key by key, which now runs only when the
+    checksums differ, to name the payments: one aggregation over both tables, as in
+    gold_fct_order_items_match_orders by a 64-bit hash of payment_id, not the id itself, the
+    ids of the failing payments looked up after it (`failing_ids`). Two payments sharing a hash
+    are checked as one and fail together. -#}
 
 {#- Shown in Dagster as a check of fct_payments (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_payments'}}}) }}
 
 with
 
-silver_payments as (
-    select
-        count() as payments,
-        sum(cityHash64(payment_id, payment_status, amount)) as checksum
-    from {{ ref('payments') }}
-),
-
-fct_payments as (
-    select
-        count() as payments,
-        sum(cityHash64(payment_id, payment_status, amount)) as checksum
-    from {{ ref('fct_payments') }}
-),
-
 tables_agree as (
-    select
-        silver_payments.payments = fct_payments.payments
-        and silver_payments.checksum = fct_payments.checksum as agree
-    from silver_payments
-    cross join fct_payments
+    {{ same_rows(ref('payments'), ref('fct_payments'), ['payment_id', 'payment_status', 'amount']) }}
 ),
 
-{#- Read only when the checksums differ (see gold_fct_order_items_match_orders). -#}
+{#- Read only when the checksums differ. -#}
 both_sides as (
     select
         cityHash64(payment_id) as hashed_key,
