@@ -10,7 +10,9 @@ dashboard.png (in docs/img with `make screenshots`).
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import time
 from collections import defaultdict
 from decimal import Decimal
@@ -173,6 +175,17 @@ def test_ecom_report_writes_the_page_and_prints_its_path(world: World, tmp_path)
     result = run_ecom("report", "--out", str(tmp_path / "a-file" / "sub" / "index.html"), env=world.env,
                       check=False, timeout=120)
     assert result.returncode == 1 and f"a file, not a folder, is in the way: {tmp_path / 'a-file'}" in result.stderr
+    # A symbolic link is written through, and stays a link; a fifo (or a device) is not replaced.
+    link = tmp_path / "latest.html"
+    link.symlink_to(out)
+    out.write_text("stale")
+    result = run_ecom("report", "--out", str(link), env=world.env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert link.is_symlink() and report_data(out)["kpis"]["revenue_orders"] > 0
+    os.mkfifo(fifo := tmp_path / "fifo")
+    result = run_ecom("report", "--out", str(fifo), env=world.env, check=False, timeout=120)
+    assert result.returncode == 1 and f"cannot write {fifo}: it is not a regular file" in result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):

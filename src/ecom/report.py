@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -808,9 +809,14 @@ this page as JSON (<code>#report-data</code>).</footer>
 
 def write_report(client: Client, out_path: Path) -> Path:
     """Read gold through `client` and write the dashboard to `out_path`; returns the path written."""
+    # Written through a symbolic link, not over it; written beside the page, then renamed over it,
+    # which would replace a device or a fifo with a plain file.
+    out_path = Path(os.path.realpath(out_path))
+    if out_path.exists() and not out_path.is_file():
+        raise ReportError(f"cannot write {out_path}: it is not a regular file; choose another path with --out or "
+                          "ECOM_REPORT_PATH")
     data = read_gold(client)
     page = render(data, datetime.now(UTC).replace(microsecond=0))
-    out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
