@@ -35,7 +35,9 @@ Dirt, at `dirty_rate` per row and per kind (none at all when it is 0):
   `non_positive_price`, `bad_discount`. Each defective row carries exactly one defect, clean
   rows break no rule, and the first version of an order or a product is never defective
   (so late headers and late products can be counted exactly).
-* Cosmetic dirt (silver cleans it and keeps the row), see `COSMETIC_KINDS`.
+* Cosmetic dirt (silver keeps the row and cleans it, but for `price_off_100x`: silver has no
+  rule for a wrong price, so the line counts at that price; docs/metrics.md), see
+  `COSMETIC_KINDS`.
 * Exact duplicate rows inside a file, order lines whose product reaches the catalog a few
   days late, order headers that arrive the day after their lines, and now and then a
   malformed extra file `<entity>_YYYYMMDD_part2.csv` (never the main file of a day).
