@@ -1,5 +1,5 @@
 {#- Layers are ClickHouse databases named exactly bronze, silver and gold on every target
-    (SPEC section 5), not dbt's default `<target schema>_<custom schema>`. -#}
+    (SPEC section 5), not dbt’s default `<target schema>_<custom schema>`. -#}
 {% macro generate_schema_name(custom_schema_name, node) -%}
     {%- if custom_schema_name is none -%}
         {{ target.schema }}

@@ -33,7 +33,7 @@ from {{ ref('fx_rates_monthly') }}
 
 {#- The months a model kept by month of order date builds (insert_overwrite of
     `toYYYYMM(order_month)` partitions), as a select of literal rows (order_month, source_lines,
-    source_fingerprint, source_ingested_at), so the run's query reads only their partitions of
+    source_fingerprint, source_ingested_at), so the run’s query reads only their partitions of
     the lines. Each month of the order lines (`relation`, fct_order_items) has a line count and
     a fingerprint of the line columns those models read: any line added, removed, moved to
     another month or changed in one of them changes it, whatever its `_ingested_at` says (a
@@ -59,7 +59,7 @@ from {{ ref('fx_rates_monthly') }}
     {%- if execute and load_relation(relation) is not none -%}
         {%- if is_incremental() -%}
             {#- A month swapped in by a run that did not finish is not built: the rollback
-                pre-hook (rollback_unfinished_run) removes the rows above the last finished run's
+                pre-hook (rollback_unfinished_run) removes the rows above the last finished run’s
                 watermark, and it runs after this SQL has chosen its months. -#}
             {%- set built -%}
                 select order_month, source_lines, source_fingerprint, toDateTime64(0, 3, 'UTC'), 2
@@ -123,7 +123,7 @@ from (
     {{ return(inputs | sort) }}
 {%- endmacro %}
 
-{#- What mart_data_quality's table was built by, kept in its comment: the model's SQL (its rules
+{#- What mart_data_quality’s table was built by, kept in its comment: the model’s SQL (its rules
     for the days to count again included) and the tables of its incremental inputs (a full
     refresh of one of them builds a new table, with a new UUID). A table built by anything else
     has every day counted again, as a table model would. -#}

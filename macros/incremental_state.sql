@@ -3,13 +3,13 @@
     can leave part of its rows, and the `max(_ingested_at)` watermarks would then skip the rest
     for good. Each model records the watermark of its last finished run (post-hook); the next
     run first removes the rows above it, the remains of an unfinished run (pre-hook), and so
-    redoes that run's work in full. -#}
+    redoes that run’s work in full. -#}
 
 {% macro incremental_state_table() -%}
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
-{#- The watermark of the last finished run of the model whose table is `relation` (this model's
+{#- The watermark of the last finished run of the model whose table is `relation` (this model’s
     by default), as a scalar subquery (NULL before its first one): rows above it are the remains
     of a run that did not finish. -#}
 {% macro finished_watermark(relation=none) -%}
@@ -18,8 +18,8 @@ ecom_state.incremental_watermarks
  where model = '{{ relation.schema ~ "." ~ relation.identifier }}')
 {%- endmacro %}
 
-{#- `max(_ingested_at)` of an incremental model's table, as a scalar subquery, reading only the
-    granules at or above the watermark of the model's last finished run (the tables' minmax
+{#- `max(_ingested_at)` of an incremental model’s table, as a scalar subquery, reading only the
+    granules at or above the watermark of the model’s last finished run (the tables’ minmax
     index on `_ingested_at`): a daily run reads the rows of the last runs, not the history.
     Exact in every case: when a row is at or above that watermark, the newest row is among
     them; when none is (no finished run yet, or rows removed since), every row is read. -#}
@@ -35,7 +35,7 @@ ecom_state.incremental_watermarks
 {#- on-run-start: the state table; the tables of incremental models built by an earlier version
     of the project (no watermark column yet, or row fingerprints of another kind); and on the
     embedded target (one process at a time) the work tables of runs that were stopped: a
-    delete+insert model's `<model>__dbt_new_data_<invocation>`, a table model's
+    delete+insert model’s `<model>__dbt_new_data_<invocation>`, a table model’s
     `<model>__dbt_tmp` and `<model>__dbt_backup`. Nothing else can be using them there, and
     the models they belong to are rebuilt from their inputs. -#}
 {% macro create_incremental_state() -%}

@@ -1,5 +1,5 @@
 {#- The quarantine counts by reason in mart_data_quality add up, per entity and day, to the
-    quarantined rows of silver's reconciliation, and its duplicate counts are silver's. -#}
+    quarantined rows of silver’s reconciliation, and its duplicate counts are silver’s. -#}
 
 {#- Shown in Dagster as a check of mart_data_quality (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'mart_data_quality'}}}) }}

@@ -1,12 +1,12 @@
 {#- Lines and orders agree: fct_order_items holds exactly the silver lines whose header is in
     fct_orders (which holds exactly the silver headers: gold_fct_orders_match_silver), and each
-    order's line count, quantity and gross amount in fct_orders are the sums of its lines in
+    order’s line count, quantity and gross amount in fct_orders are the sums of its lines in
     fct_order_items.
 
     First the three tables as a whole (`tables_agree`), by checksums that need no grouping:
     the count and the sum of a hash of (order_id, line_number) of both line tables, and, for
-    the totals, each order's line count, quantity and gross amount in cents weighed by an odd
-    hash of its order_id, summed over fct_orders and over fct_order_items' lines (sums and
+    the totals, each order’s line count, quantity and gross amount in cents weighed by an odd
+    hash of its order_id, summed over fct_orders and over fct_order_items’ lines (sums and
     products of UInt64 wrap around; an odd weight keeps every difference, so one shows unless
     differences of several orders cancel out modulo 2^64). The 10x day: 1.0 CPU second and
     180 MiB against 2.0-3.1 s and 1.2 GiB for the check order by order, which now runs only
@@ -88,7 +88,7 @@ order_rows as (
     from {{ ref('fct_order_items') }}
     where not (select tables_agree.agree from tables_agree)
 
-    {#- The order's totals, negated: with its lines they add up to 0. #}
+    {#- The order’s totals, negated: with its lines they add up to 0. #}
     union all
 
     select

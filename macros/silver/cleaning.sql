@@ -1,7 +1,7 @@
 {#- Standardising raw strings (SPEC section 6). Each returns NULL when the value cannot be
     read, so the caller can decide between quarantine and keeping the row. -#}
 
-{#- The three accepted timestamp forms, strictly: `YYYY-MM-DD HH:MM:SS` in UTC (the exports' own
+{#- The three accepted timestamp forms, strictly: `YYYY-MM-DD HH:MM:SS` in UTC (the exports’ own
     form, so tried first: on ten years of orders 98% of the values, and a regular expression less
     for each of them), ISO 8601 with `Z` or an offset of at most 23:59, as hh:mm, hhmm or hh
     (seconds optional, and an optional fraction of up to nine digits, .NET exports write seven;
@@ -18,8 +18,8 @@
     included). The days taken from timestamps are `Date` (1970-2149), and `toDate` of an earlier
     DateTime64 wraps round (1965-03-02 became 2144-08-06); the epoch itself is a placeholder for
     a missing time, as the zero date is, and with no FX rate for its month an order or payment
-    dated so would fail gold's FX test and stop the marts. `greatest` lifts every earlier time
-    to the epoch, which `nullIf` then drops. Years after the file's day are `future_timestamp`. -#}
+    dated so would fail gold’s FX test and stop the marts. `greatest` lifts every earlier time
+    to the epoch, which `nullIf` then drops. Years after the file’s day are `future_timestamp`. -#}
 {% macro parse_timestamp(column) -%}
 {%- set value = 'trimBoth(' ~ column ~ ')' -%}
 {%- set date = date_patterns() -%}
@@ -36,7 +36,7 @@ nullIf(greatest(multiIf(
 ), {{ epoch }}), {{ epoch }})
 {%- endmacro %}
 
-{#- The patterns of a date's parts: months 01-12, days 01-31, the years of DateTime64 and Date32
+{#- The patterns of a date’s parts: months 01-12, days 01-31, the years of DateTime64 and Date32
     (1900-2299); `ymd` is `YYYY-MM-DD`. The parsers find the impossible days (30 February). -#}
 {% macro date_patterns() -%}
 {%- set parts = {'year': '(19[0-9]{2}|2[0-2][0-9]{2})', 'month': '(0[1-9]|1[0-2])',
@@ -46,7 +46,7 @@ nullIf(greatest(multiIf(
 {%- endmacro %}
 
 {#- A calendar date, `YYYY-MM-DD`, as Date32 (1900-2299): Date starts in 1970, and the
-    engine's `toDateOrNull` reads an earlier date as 1970-01-01 and 30 February as 2 March.
+    engine’s `toDateOrNull` reads an earlier date as 1970-01-01 and 30 February as 2 March.
     Anything else is NULL. -#}
 {% macro parse_date(column) -%}
 if(
@@ -56,18 +56,18 @@ if(
 )
 {%- endmacro %}
 
-{#- A timestamp more than one day after the end of its file's partition day. -#}
+{#- A timestamp more than one day after the end of its file’s partition day. -#}
 {% macro is_future(timestamp, file_date='_file_date') -%}
 ({{ timestamp }} > toDateTime64({{ file_date }}, 3, 'UTC') + interval 2 day)
 {%- endmacro %}
 
 {#- Money: digits with a dot as separator and at most `scale` decimals (zeros after them are
     fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a billion (nine
-    digits before the dot); anything else is NULL. The engine's `toDecimal64OrNull` alone drops
+    digits before the dot); anything else is NULL. The engine’s `toDecimal64OrNull` alone drops
     further decimals (`10.999` would be 10.99) and reads exponents (`1e3`). The bound keeps
-    products and sums of money inside Decimal(18, 2), 16 digits before the dot: a product's
-    cost times its units sold over all history (mart_product_performance), an order's or a
-    day's revenue. Beyond it, one absurd value (a barcode pasted into a price, say) would stop
+    products and sums of money inside Decimal(18, 2), 16 digits before the dot: a product’s
+    cost times its units sold over all history (mart_product_performance), an order’s or a
+    day’s revenue. Beyond it, one absurd value (a barcode pasted into a price, say) would stop
     the whole build with DECIMAL_OVERFLOW, and every later run too, since bronze keeps the row. -#}
 {% macro parse_decimal(column, scale=2) -%}
 if(
@@ -111,7 +111,7 @@ nullIf(trimBoth({{ column }}), '')
 )
 {%- endmacro %}
 
-{#- The first month of each currency's FX rates (seeds/fx_rates_monthly.csv), as (currencies,
+{#- The first month of each currency’s FX rates (seeds/fx_rates_monthly.csv), as (currencies,
     months): gold converts an amount at the rate of its month or the latest earlier one. -#}
 {% macro fx_first_month_lookup() -%}
 (
@@ -124,9 +124,9 @@ nullIf(trimBoth({{ column }}), '')
 )
 {%- endmacro %}
 
-{#- A timestamp before the first month of its currency's FX rates: no USD amount can be computed
-    for it, and a real order of the retailer's is not that old (a placeholder such as
-    2001-01-01 is). A currency without any rate is gold's tests' to report, not a timestamp's
+{#- A timestamp before the first month of its currency’s FX rates: no USD amount can be computed
+    for it, and a real order of the retailer’s is not that old (a placeholder such as
+    2001-01-01 is). A currency without any rate is gold’s tests’ to report, not a timestamp’s
     fault. NULL (a false condition in multiIf) when the timestamp is NULL. -#}
 {% macro before_fx_rates(timestamp, currency='currency_code', lookup='fx_first_month') -%}
 (toStartOfMonth({{ timestamp }}) < transform(toString({{ currency }}), {{ lookup }}.1, {{ lookup }}.2, toDate(0)))
@@ -154,8 +154,8 @@ transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, '')
 transform(upperUTF8(trimBoth({{ column }})), {{ lookup }}.1, {{ lookup }}.2, 'ZZ')
 {%- endmacro %}
 
-{#- A lower-cased address: letters, digits and ._%+-' before the @ (an apostrophe as in
-    o'brien@, common among the retailer's Irish and British customers), a domain with a dot. -#}
+{#- A lower-cased address: letters, digits, ._%+- and the apostrophe (\x27, common in the names
+    of the retailer’s Irish and British customers) before the @, a domain with a dot. -#}
 {% macro valid_email(email) -%}
 match({{ email }}, '^[a-z0-9._%+\\x27-]+@[a-z0-9-]+(\\.[a-z0-9-]+)*\\.[a-z]{2,}$')
 {%- endmacro %}

@@ -1,4 +1,4 @@
-{#- The source columns of a bronze table, read from the source's YAML (single definition
+{#- The source columns of a bronze table, read from the source’s YAML (single definition
     next to the table docs); lineage columns (leading underscore) excluded. -#}
 {% macro source_columns(entity) -%}
     {%- set columns = [] -%}
@@ -12,8 +12,8 @@
 {%- endmacro %}
 
 {#- `col as raw_col, ...` for every source column, plus the lineage columns (the per-file
-    strings as plain String whatever bronze stores them as, so silver's and gold's column types
-    do not depend on when bronze was created), the row's fingerprint and its first half, with
+    strings as plain String whatever bronze stores them as, so silver’s and gold’s column types
+    do not depend on when bronze was created), the row’s fingerprint and its first half, with
     which `is_duplicate` finds repeated fingerprints (not kept in the versions tables). -#}
 {% macro raw_with_lineage(entity) -%}
     {%- for column in source_columns(entity) %}

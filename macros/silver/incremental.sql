@@ -25,7 +25,7 @@ where _batch_id in (
 bitOr(bitShiftLeft(toUInt128({{ half_fingerprint(columns) }}), 64), toUInt128(xxh3({{ columns | join(', ') }})))
 {%- endmacro %}
 
-{#- The fingerprint's high half, cityHash64 of the columns: rows with the same fingerprint have
+{#- The fingerprint’s high half, cityHash64 of the columns: rows with the same fingerprint have
     the same half, so the repeats of the half include every repeated fingerprint
     (`is_duplicate`). -#}
 {% macro half_fingerprint(columns) -%}
@@ -33,28 +33,28 @@ cityHash64({{ columns | join(', ') }})
 {%- endmacro %}
 
 {#- An exact duplicate is a row repeated further down the same file: every copy of a
-    fingerprint in one batch but the last is a duplicate, and the last is the row's version. A
+    fingerprint in one batch but the last is a duplicate, and the last is the row’s version. A
     row that repeats one of an earlier file is not a duplicate but a version sent again, which
-    takes its place among the key's versions by the version order: an order line sent as A, then
+    takes its place among the key’s versions by the version order: an order line sent as A, then
     B, then A again on three days is A, as SPEC section 5 reads (latest ingestion wins), and so
     is a line written A, B, A in one file. A batch lands whole, so every copy of a duplicate is in
     the run that reads it, and an incremental run never looks back into the table.
 
-    Only fingerprints that occur more than once in a batch (in the model's narrow `bronze_rows`
+    Only fingerprints that occur more than once in a batch (in the model’s narrow `bronze_rows`
     CTE: fingerprint and lineage) go through the window that ranks their rows, which yields the
-    few duplicates' (`_ingested_at`, `_row_number`) pairs: a window over every row sorted 15.8M
+    few duplicates’ (`_ingested_at`, `_row_number`) pairs: a window over every row sorted 15.8M
     order rows to find 0.3M repeated fingerprints. The two passes that find them compare
-    `_half_fingerprint`, the fingerprint's cityHash64 half: its repeats include every repeated
+    `_half_fingerprint`, the fingerprint’s cityHash64 half: its repeats include every repeated
     fingerprint, and the window partitions by the whole one. Each pass over the rows computes
     what it compares, since a CTE runs again at each reference; with the half, the SELECT of
-    orders_versions' full refresh of ten years took 27-37 CPU seconds and 0.4 GB instead of
-    34-39 s and 0.8 GB (eight runs each), payments_versions' 15.1-15.4 s instead of 17.6-18.4 s.
+    orders_versions’ full refresh of ten years took 27-37 CPU seconds and 0.4 GB instead of
+    34-39 s and 0.8 GB (eight runs each), payments_versions’ 15.1-15.4 s instead of 17.6-18.4 s.
     The models leave the column out of their tables.
 
     (`_ingested_at`, `_row_number`) names one bronze row, and `_ingested_at` one batch: the
     loader gives every file its own, strictly increasing `_ingested_at` (`ingestion_start` in
     `ecom.load`; `tests/test_load.py` checks it). The pairs are looked up as two numbers
-    rather than as the batch id string and the row number: the SELECT of orders_versions' full
+    rather than as the batch id string and the row number: the SELECT of orders_versions’ full
     refresh of ten years took 14.2-16.4 CPU seconds against 18.0-20.6 s (interleaved runs), the
     same verdict on every row. -#}
 {% macro is_duplicate() -%}
@@ -81,8 +81,8 @@ cityHash64({{ columns | join(', ') }})
 )
 {%- endmacro %}
 
-{#- Post-hook of the versions models: the rules below as the table's comment. Hooks are rendered
-    when dbt parses the project too, where dbt-clickhouse cannot tell a cluster's ON CLUSTER
+{#- Post-hook of the versions models: the rules below as the table’s comment. Hooks are rendered
+    when dbt parses the project too, where dbt-clickhouse cannot tell a cluster’s ON CLUSTER
     clause yet (it fails there on the cluster target): written only when running. -#}
 {% macro record_silver_rules() -%}
     {%- if execute %}{{ alter_relation_comment(this, silver_rules()) }}{% endif -%}
@@ -96,17 +96,17 @@ cityHash64({{ columns | join(', ') }})
     decides about a row; a change of speed alone keeps it. No quote or backslash in it: it is
     written into SQL string literals as it is.
     1: exact duplicates are the copies of a row further up the same file (before it, a copy of a
-       row of any earlier file was one; the comment was the rule's text alone).
+       row of any earlier file was one; the comment was the rule’s text alone).
     2: an ISO 8601 timestamp may carry up to nine fraction digits (it was bad_timestamp beyond six).
     3: an ISO 8601 timestamp without seconds or with an hours-only offset is read (it was
-       bad_timestamp), and an apostrophe before an email's @ is valid (the email was NULL).
-    4: an order's order_ts before the first month of its currency's FX rates is bad_timestamp
-       (it was valid, and gold's FX tests failed the build). -#}
+       bad_timestamp), and an apostrophe before an email’s @ is valid (the email was NULL).
+    4: an order’s order_ts before the first month of its currency’s FX rates is bad_timestamp
+       (it was valid, and gold’s FX tests failed the build). -#}
 {% macro silver_rules() -%}
 silver rules 4: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates
 {%- endmacro %}
 
-{#- The order of a key's versions, latest last (SPEC section 5): `updated_at`, ties by
+{#- The order of a key’s versions, latest last (SPEC section 5): `updated_at`, ties by
     `_ingested_at`, then `_row_number`, packed into one UInt128 that compares as that tuple
     does: each timestamp as 44 bits of milliseconds since 1900 (DateTime64 spans 1900-2299), the
     row number as the low 40 bits. A NULL `updated_at` (never on a valid version) counts as the
@@ -123,7 +123,7 @@ silver rules 4: exact duplicates are the copies of a row further up the same fil
 )
 {%- endmacro %}
 
-{#- A DateTime64's milliseconds since 1900-01-01, the type's earliest value: never negative,
+{#- A DateTime64’s milliseconds since 1900-01-01, the type’s earliest value: never negative,
     and below 2^44 up to 2299, its latest. -#}
 {% macro millis_since_1900(column) -%}
 (toUnixTimestamp64Milli({{ column }}) + 2208988800000)

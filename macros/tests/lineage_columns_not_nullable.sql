@@ -2,8 +2,8 @@
     (also inside LowCardinality). The loader makes them of types that are not Nullable (`LINEAGE`
     in src/ecom/contract.py), so a `not_null` test on one of them could never fail, while costing
     dbt a node on every run: this checks the types instead, one test per table. The columns are
-    `columns`, else those of the source's YAML with a leading underscore (as `source_columns`
-    reads them). Defined on a source, each test is a check of that source's landing asset. -#}
+    `columns`, else those of the source’s YAML with a leading underscore (as `source_columns`
+    reads them). Defined on a source, each test is a check of that source’s landing asset. -#}
 {% test lineage_columns_not_nullable(model, columns=none) %}
 {%- set expected = [] %}
 {%- if columns %}

@@ -1,7 +1,7 @@
 {#- One row with one column, `agree`: whether two relations hold the same rows of `columns`,
     compared as a whole, with no grouping: their counts, and the sums of a 64-bit hash of each
-    row's `columns` (sums of UInt64 wrap around). A row twice in both still agrees: a key's
-    uniqueness is its unique tests'. For a singular test that compares two tables key by key
+    row’s `columns` (sums of UInt64 wrap around). A row twice in both still agrees: a key’s
+    uniqueness is its unique tests’. For a singular test that compares two tables key by key
     only when they do not agree (`where not (select tables_agree.agree from tables_agree)`:
     under a false condition the engine reads nothing). -#}
 {% macro same_rows(left, right, columns) -%}

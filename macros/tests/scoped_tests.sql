@@ -2,29 +2,29 @@
     data, not history).
 
     A uniqueness test (unique, unique_combination_of_columns) groups every key of its table, so
-    its cost grows with history. On a delete+insert model that keeps the engine's block number
+    its cost grows with history. On a delete+insert model that keeps the engine’s block number
     column, and on a source table whose meta says it keeps one (`block_number_column`: bronze,
     whose tables the loader makes with the setting), it reads only the keys of the rows written
     since the test last passed there, and every row that holds one of them (the first key
-    column's values), so a new row repeating an old key still fails. `_block_number` is the
+    column’s values), so a new row repeating an old key still fails. `_block_number` is the
     number of the INSERT that wrote a row, kept through merges, and every INSERT gets a higher
-    one, so a row rewritten with old values (a customer's closed version, an order recomputed
-    for a new customer version) or written behind dbt's back counts as new. Every other test
+    one, so a row rewritten with old values (a customer’s closed version, an order recomputed
+    for a new customer version) or written behind dbt’s back counts as new. Every other test
     reads the whole relation: tests that check rows one by one read a narrow column or two,
-    which costs little (scoped, they cost more: every row's block number is read too),
+    which costs little (scoped, they cost more: every row’s block number is read too),
     relationships can break when a parent loses a key, and the singular tests compare whole
     tables.
 
     Each run of a scoped test first records a 'pending' row in `test_passes_table()`: the
-    table's highest block number before the test reads it, and a hash of the test's compiled
+    table’s highest block number before the test reads it, and a hash of the test’s compiled
     SQL. At the end of the run (on-run-end), the tests that found no failing row record their
     pending row as 'passed'. The next run reads above the last pass of the same SQL on the same
     table (its UUID): a new or edited test, test macro or scope, a full refresh or a rebuilt
     table reads every key, and a failing test keeps failing until the rows are fixed.
 
     Only on the embedded target, whose databases are Atomic (a rebuilt table gets a new UUID).
-    A server or cluster target keeps whole-table tests: a cluster's block numbers count per
-    partition, and a server's database may give every table the same UUID. -#}
+    A server or cluster target keeps whole-table tests: a cluster’s block numbers count per
+    partition, and a server’s database may give every table the same UUID. -#}
 
 {% macro test_passes_table() -%}
 ecom_state.test_passes
@@ -81,8 +81,8 @@ ecom_state.test_passes
 (select toString(uuid) from system.tables where database = '{{ relation.schema }}' and name = '{{ relation.identifier }}')
 {%- endmacro %}
 
-{#- The mark of the test's last pass on this table with the same compiled SQL (the hash of
-    this run's pending row), as a scalar subquery; -1, every row, when there is none. -#}
+{#- The mark of the test’s last pass on this table with the same compiled SQL (the hash of
+    this run’s pending row), as a scalar subquery; -1, every row, when there is none. -#}
 {% macro last_test_pass(scope) -%}
 (select if(countIf(same_test) > 0, argMaxIf(watermark, recorded_at, same_test), -1)
  from (
@@ -95,7 +95,7 @@ ecom_state.test_passes
  ))
 {%- endmacro %}
 
-{#- The highest block number of the part a row is read from, from the part's name
+{#- The highest block number of the part a row is read from, from the part’s name
     (`<partition>_<min block>_<max block>_<level>`; partition ids have no underscore): a filter
     on it lets the engine skip the parts written before the last pass without reading them.
     Merged parts mix old and new rows, hence the row filter beside it. -#}
@@ -103,12 +103,12 @@ ecom_state.test_passes
 toUInt64(splitByChar('_', _part)[3])
 {%- endmacro %}
 
-{#- dbt's `where` config, then the scope: every row whose first key column holds a value of a
+{#- dbt’s `where` config, then the scope: every row whose first key column holds a value of a
     row written since the last pass (NULL matches NULL, as in GROUP BY). Without a pass (a new
     test, a full refresh) the relation is read as it is: the mark is a constant of the query (its
-    WITH reaches both branches of the union and the key subquery), so one branch's condition is
+    WITH reaches both branches of the union and the key subquery), so one branch’s condition is
     false and the engine reads nothing for it. Through the key filter, every key
-    would be read twice: on the 10x full refresh, fct_order_items' key test took 8.7 CPU s. -#}
+    would be read twice: on the 10x full refresh, fct_order_items’ key test took 8.7 CPU s. -#}
 {% macro default__get_where_subquery(relation) -%}
     {%- set scope = test_scope() -%}
     {%- if scope is none -%}
@@ -131,10 +131,10 @@ toUInt64(splitByChar('_', _part)[3])
     {{ return(scoped) }}
 {%- endmacro %}
 
-{#- dbt's test materialization, after one step for a scoped test: the 'pending' row, with the
-    hash of the test's SQL and the mark it reaches, captured before the test reads the table:
-    the highest block number of the table's data parts (a part's highest is that of its rows),
-    read from the parts' metadata instead of the rows. -#}
+{#- dbt’s test materialization, after one step for a scoped test: the 'pending' row, with the
+    hash of the test’s SQL and the mark it reaches, captured before the test reads the table:
+    the highest block number of the table’s data parts (a part’s highest is that of its rows),
+    read from the parts’ metadata instead of the rows. -#}
 {%- materialization test, default -%}
     {%- set scope = test_scope() -%}
     {%- if scope is not none -%}

@@ -3,7 +3,7 @@
     distinct last-column values, then the repeated combinations within those groups only.
     Grouping 15.8M bronze order rows by (_batch_id, _row_number) took 2.5 s; by _batch_id with
     a count of distinct row numbers, 0.4 s. Put the column with the most values last. NULL is
-    one value, as in GROUP BY (both steps compare tuples, and a tuple's NULL equals NULL). -#}
+    one value, as in GROUP BY (both steps compare tuples, and a tuple’s NULL equals NULL). -#}
 {% test unique_combination_of_columns(model, combination_of_columns) %}
 {%- set columns = combination_of_columns -%}
 {%- set prefix = columns[:-1] | join(', ') -%}

@@ -10,11 +10,11 @@
     )
 }}
 {#- Customers with their history (slowly changing dimension, type 2): one row per valid
-    version, valid from its updated_at until the next version's, plus the unknown member
+    version, valid from its updated_at until the next version’s, plus the unknown member
     `-1` that guest orders and not-yet-exported customers point to. Incremental by customer
     (delete_insert on customer_id): a run rebuilds the whole history of each customer with a
     version landed since the last run, so a late, out-of-order version simply takes its place
-    in it. Versions are only ever added, so no other customer's history changes. The unknown
+    in it. Versions are only ever added, so no other customer’s history changes. The unknown
     member is written by every run (it has no versions to be selected by). -#}
 
 with

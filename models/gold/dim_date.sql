@@ -19,7 +19,7 @@ payments as (
     select toDate(payment_ts) as payment_date from {{ ref('payments') }}
 ),
 
-{# Each table's earliest and latest date in one pass over it (NULL when it is empty). -#}
+{# Each table’s earliest and latest date in one pass over it (NULL when it is empty). -#}
 data_range as (
     select
         (select (minOrNull(order_date), maxOrNull(order_date)) from orders) as order_dates,

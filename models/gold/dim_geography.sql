@@ -31,7 +31,7 @@ unknown_member as (
         'Unknown country' as country_name,
         'ZZZ' as alpha3,
         toLowCardinality('unknown') as region,
-        {#- ISO 4217's code for "no currency". -#}
+        {#- ISO 4217’s code for "no currency". -#}
         toLowCardinality('XXX') as currency_code,
         true as is_unknown
 ),

@@ -8,8 +8,8 @@
 {#- The catalog as it is now (type 1: one row per product, latest valid version) with the
     names of its category taxonomy, plus the unknown member `-1` for order lines whose
     product is not in the catalog yet. The catalog is small next to the facts: a table
-    rebuilt every run. join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT
-    JOIN column holds its type's default ('' or 0), handled explicitly below. -#}
+    rebuilt every run. join_use_nulls = 0 (the engine’s default, pinned): an unmatched LEFT
+    JOIN column holds its type’s default ('' or 0), handled explicitly below. -#}
 
 with
 

@@ -13,8 +13,8 @@
 {#- One row per order header in silver, with its line totals, USD amounts and revenue flags.
     Incremental, delete_insert on order_id: a run recomputes only the orders touched since
     the last one (see the gold_incremental_facts doc). Sorted by date, partitioned by year:
-    the marts read it by order date. join_use_nulls = 0 (the engine's default, pinned): an
-    unmatched LEFT JOIN column holds its type's default ('' or 0), handled explicitly below. -#}
+    the marts read it by order date. join_use_nulls = 0 (the engine’s default, pinned): an
+    unmatched LEFT JOIN column holds its type’s default ('' or 0), handled explicitly below. -#}
 
 with
 
@@ -89,7 +89,7 @@ order_lines as (
 ),
 
 {# The customer version valid when the order was placed; when the order is older than the
-    customer's first known version (the CRM sent the customer late), that first version. -#}
+    customer’s first known version (the CRM sent the customer late), that first version. -#}
 order_customers as (
     select
         orders_in_scope.order_id as order_id,

@@ -11,15 +11,15 @@
     )
 }}
 {#- One row per payment at its latest status, converted to USD at the rate of its own currency
-    for the month of its order's order_ts (SPEC 7), or of payment_ts while the order header has
-    not arrived (see mart_data_quality; a payment_ts before the currency's first month: that
+    for the month of its order’s order_ts (SPEC 7), or of payment_ts while the order header has
+    not arrived (see mart_data_quality; a payment_ts before the currency’s first month: that
     month). An incremental run (delete_insert on payment_id) reads
     the payments landed since the last run and the payments of the orders landed since, whose
     rate month may have come or moved with them; `_ingested_at` is the newest landing of the
     payment and its order header, so those orders are read once. order_id is kept as a
     degenerate key.
-    join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its
-    type's default ('' or 0), handled explicitly below. -#}
+    join_use_nulls = 0 (the engine’s default, pinned): an unmatched LEFT JOIN column holds its
+    type’s default ('' or 0), handled explicitly below. -#}
 
 with
 
@@ -50,8 +50,8 @@ order_months as (
 rate_months as (
     select
         payments.*,
-        {#- A payment whose order has not arrived, timed before its currency's first FX month
-            (silver quarantines such orders, not payments: a payment is priced at its order's
+        {#- A payment whose order has not arrived, timed before its currency’s first FX month
+            (silver quarantines such orders, not payments: a payment is priced at its order’s
             month), uses that first month rather than no rate. #}
         greatest(
             if(order_months.order_id != '', order_months.order_month, toStartOfMonth(payments.payment_ts)),

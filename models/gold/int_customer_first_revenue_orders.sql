@@ -4,9 +4,9 @@
         order_by='(customer_id)',
     )
 }}
-{#- Each customer's first revenue order, the one place that decides who is new and who is
+{#- Each customer’s first revenue order, the one place that decides who is new and who is
     returning on a day, and which cohort a customer belongs to (mart_daily_sales,
-    mart_new_vs_returning, mart_cohort_retention). It depends on all of a customer's orders, so
+    mart_new_vs_returning, mart_cohort_retention). It depends on all of a customer’s orders, so
     it is not kept in the incremental fct_orders: recomputing it there would drag every order
     of every customer with a new order into each run. One aggregation over the revenue orders
     instead, a table rebuilt every run. -#}

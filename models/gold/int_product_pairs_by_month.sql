@@ -11,12 +11,12 @@
 {#- Market baskets per month of order date, the input of mart_product_affinity: for each pair
     of catalog products (product_a_id <= product_b_id) the revenue orders of the month that
     have both. A pair of a product with itself counts the orders that have the product. Each
-    order's products become a sorted array and pairs come from the array, not from a self-join
+    order’s products become a sorted array and pairs come from the array, not from a self-join
     of the lines. Kept by month like int_product_sales_by_month: a run rebuilds the months whose
-    lines changed and swaps those partitions in. The month's marker row (both ids '') counts its
+    lines changed and swaps those partitions in. The month’s marker row (both ids '') counts its
     baskets (revenue orders with at least one catalog product) and carries the fingerprint of
-    the lines it was built from. join_use_nulls = 0 (the engine's default, pinned): an
-    unmatched LEFT JOIN column holds its type's default (0). -#}
+    the lines it was built from. join_use_nulls = 0 (the engine’s default, pinned): an
+    unmatched LEFT JOIN column holds its type’s default (0). -#}
 
 with
 

@@ -15,8 +15,8 @@
     one row per product and month instead of every line of history. An order is in one month,
     so distinct orders add up across months. Each month has a marker row (product_id '') with
     the fingerprint of the lines it was built from (see months_to_build), also when it has no
-    sales. join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column
-    holds its type's default (0). -#}
+    sales. join_use_nulls = 0 (the engine’s default, pinned): an unmatched LEFT JOIN column
+    holds its type’s default (0). -#}
 
 with
 

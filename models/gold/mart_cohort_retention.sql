@@ -8,8 +8,8 @@
 {#- Monthly cohorts by first revenue order: one row per cohort month and month since then,
     up to the latest month with orders, so a month without any returning customer shows 0
     rather than a gap. Cohorts x months stays small: a table rebuilt every run.
-    join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds
-    its type's default ('' or 0), handled explicitly below. -#}
+    join_use_nulls = 0 (the engine’s default, pinned): an unmatched LEFT JOIN column holds
+    its type’s default ('' or 0), handled explicitly below. -#}
 
 with
 
@@ -66,7 +66,7 @@ cohort_months as (
     select
         cohorts.cohort_month as cohort_month,
         cohorts.cohort_size as cohort_size,
-        {#- The ARRAY JOIN's alias below belongs to no table: it cannot be qualified. #}
+        {#- The ARRAY JOIN’s alias below belongs to no table: it cannot be qualified. #}
         months_since_first  -- noqa: RF02
     from cohorts
     cross join latest_month

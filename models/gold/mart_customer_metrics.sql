@@ -8,8 +8,8 @@
 {#- One row per customer: every customer of the CRM export (current version) and every
     customer_id seen on an order but not exported yet. Order history, lifetime value and RFM
     scores. RFM ranks customers against each other, so it is a table rebuilt every run from
-    fct_orders. join_use_nulls = 0 (the engine's default, pinned): an unmatched LEFT JOIN
-    column holds its type's default ('' or 0), handled explicitly below. -#}
+    fct_orders. join_use_nulls = 0 (the engine’s default, pinned): an unmatched LEFT JOIN
+    column holds its type’s default ('' or 0), handled explicitly below. -#}
 
 with
 
@@ -65,7 +65,7 @@ order_history_with_recency as (
     and no score depends on customer_id. rank - 1 is the number of customers with a lower
     value, so the score is 1 + the number of cuts a value lies above, the k-th cut (k = 1..4)
     being the ceil(k x customers / 5)-th lowest value. Four values per score from one sort of
-    each column, instead of a window that sorts every customer's row: the 10x history's
+    each column, instead of a window that sorts every customer’s row: the 10x history’s
     statement 1.7-2.0 CPU s and 0.47 GiB against 2.1-2.6 s and 0.66 GiB, the same rows.
     Recency ranks the most recent first: its values are the days since, negated. -#}
 rfm_cuts as (
@@ -86,8 +86,8 @@ rfm_cuts as (
     ) as sorted
 ),
 
-{# The cuts joined to every customer's row, not read as a scalar subquery: dbt's contract check
-    describes the model's query, and the engine runs a scalar subquery to describe it (the whole
+{# The cuts joined to every customer’s row, not read as a scalar subquery: dbt’s contract check
+    describes the model’s query, and the engine runs a scalar subquery to describe it (the whole
     order history again, 0.5 CPU s on the 10x history, against 0.03 s). -#}
 scored_history as (
     select
@@ -110,7 +110,7 @@ scored as (
     select
         customer_id,
         current_customers.customer_key != '' as has_customer_record,
-        {#- Without a customer record: the unknown member's key, segment and country. #}
+        {#- Without a customer record: the unknown member’s key, segment and country. #}
         if(has_customer_record, current_customers.customer_key, '-1') as customer_key,
         if(has_customer_record, toString(current_customers.segment), 'unknown') as segment,
         if(has_customer_record, toString(current_customers.country_code), 'ZZ') as country_code,

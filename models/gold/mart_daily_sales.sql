@@ -8,7 +8,7 @@
 {#- Daily sales by order date (UTC), one row per date with at least one order. A table rebuilt
     every run from fct_orders: one pass over the orders, a few thousand rows out, and a run can
     never leave a day half updated when an old order changes status. join_use_nulls = 0 (the
-    engine's default, pinned): a day without new customers gets 0 from the LEFT JOIN. -#}
+    engine’s default, pinned): a day without new customers gets 0 from the LEFT JOIN. -#}
 
 with
 

@@ -12,7 +12,7 @@
     one group by. Reconciliation metrics have a row for every entity and day, zero or not;
     the other checks only have rows where they found something. A snapshot of the current
     state of silver and gold, written as a new table every run. join_use_nulls = 0 (the
-    engine's default, pinned): an unmatched LEFT JOIN column holds its type's default ('' or
+    engine’s default, pinned): an unmatched LEFT JOIN column holds its type’s default ('' or
     0), handled explicitly below.
 
     Only the entity days that data landed since the last build can have changed are counted
@@ -21,20 +21,20 @@
     `inputs_built`): the next run counts again what landed after it, so a build of only some
     of the inputs is caught up by the next one. A full refresh, a first build, and a table
     built by other SQL or from other input tables (a full refresh of one of them;
-    `data_quality_version`, kept in the table's comment) count every day. -#}
+    `data_quality_version`, kept in the table’s comment) count every day. -#}
 
 {%- set entities = ['customers', 'products', 'orders', 'order_items', 'payments'] %}
 
 {#- The entity days to count again, {entity: [date literals]}, or none for every day; found
     when the model is compiled and inlined, so the statement reads only those days. Relative
-    to the table's `_ingested_at`, what landed after it can change the counts of:
-    - every entity day silver's reconciliation counted again (the days of the rows landed and
+    to the table’s `_ingested_at`, what landed after it can change the counts of:
+    - every entity day silver’s reconciliation counted again (the days of the rows landed and
       the days a replaced version was on): its volume, quarantine and reconciliation rows, and
       for orders the payment checks of the orders that were on those days;
-    - the order lines' days, for lines whose order landed (a header arrives, is quarantined) or
+    - the order lines’ days, for lines whose order landed (a header arrives, is quarantined) or
       whose product appeared for the first time;
-    - the orders' days, for orders whose customer appeared for the first time;
-    - the payment checks' days: the orders whose header, lines or payments landed (every order
+    - the orders’ days, for orders whose customer appeared for the first time;
+    - the payment checks’ days: the orders whose header, lines or payments landed (every order
       a payment with a new valid version was ever paid against), and the payments whose order
       landed. -#}
 {%- set versions = {} %}
@@ -53,13 +53,13 @@
         {%- set landed_orders -%}
             select order_id from {{ versions['orders'] }} where _ingested_at > {{ included }}
         {%- endset %}
-        {#- The days of an entity's rows whose `key` had its first valid version land after the
+        {#- The days of an entity’s rows whose `key` had its first valid version land after the
             table. Such a key changes only the days on which the table counted its rows as
             unknown (`metric`), or rows the table did not hold yet, whose days reconciliation
             counts again: a row that was there is unknown in it unless its key was known at that
             build already, and then its day is right as it is. So those rows are looked for on
             those days only, which the `_file_date` index finds, instead of in every row
-            (order_items' 9M on ten years). #}
+            (order_items’ 9M on ten years). #}
         {%- set first_seen_days -%}
             select '{entity}', _file_date
             from {rows}
@@ -121,7 +121,7 @@
     {%- endif %}
 {%- endif %}
 
-{#- A filter on a relation's `_file_date`: every day, or the days counted again for entity. -#}
+{#- A filter on a relation’s `_file_date`: every day, or the days counted again for entity. -#}
 {%- set on_days = {} %}
 {%- for entity in entities %}
     {%- if days is none %}
@@ -249,7 +249,7 @@ quarantined_orders as (
     group by order_id
 ),
 
-{# One pass over the lines: per file date and (for lines of quarantined orders) the order's
+{# One pass over the lines: per file date and (for lines of quarantined orders) the order’s
     quarantine reason, the lines without an order header and the lines without a product. -#}
 line_counts as (
     select
@@ -318,7 +318,7 @@ order_metrics as (
 ),
 
 {# Payment checks of the orders of the payments days counted again: revenue orders by the
-    order's file date, payments without order by the payment's. -#}
+    order’s file date, payments without order by the payment’s. -#}
 revenue_orders as (
     select * from fct_orders
     where is_revenue_order and {{ on_days['payments'] }}
@@ -333,7 +333,7 @@ captured_payments as (
 ),
 
 {# Revenue orders with captured payments that do not add up to the order total (lines - order
-    discount + shipping) in the order's currency: lines lost to quarantine, prices off, a
+    discount + shipping) in the order’s currency: lines lost to quarantine, prices off, a
     payment in another currency. -#}
 payment_mismatches as (
     select any(revenue_orders._file_date) as file_date

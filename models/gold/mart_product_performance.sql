@@ -8,7 +8,7 @@
 {#- One row per product of dim_products (the unknown product included, so its sales are
     visible): units, line revenue, returns and margin over all history. A table rebuilt every
     run from the monthly sales of int_product_sales_by_month; products are few. join_use_nulls
-    = 0 (the engine's default, pinned): an unmatched LEFT JOIN column holds its type's default
+    = 0 (the engine’s default, pinned): an unmatched LEFT JOIN column holds its type’s default
     ('' or 0), handled explicitly below. -#}
 
 with

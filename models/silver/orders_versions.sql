@@ -55,7 +55,7 @@ checked as (
                 or order_status not in (select statuses.order_status from {{ ref('order_statuses') }} as statuses),
             'bad_value',
             is_test, 'test_order',
-            {#- As a line's discount below zero is (SPEC 6): it would add to net revenue. #}
+            {#- As a line’s discount below zero is (SPEC 6): it would add to net revenue. #}
             order_discount < 0, 'bad_discount',
             ''
         ) as reason

@@ -11,7 +11,7 @@
 {#- Per entity and file day: bronze rows = silver rows + duplicates + superseded versions +
     quarantined rows (SPEC section 5). Each term is counted on its own: silver rows in the
     silver table, superseded versions from the versions alone (valid rows less the latest
-    valid version of each key, counted on the day of that version's file), so a row lost or
+    valid version of each key, counted on the day of that version’s file), so a row lost or
     doubled anywhere shows up as is_balanced = false.
 
     Incremental: a run recounts every day it could have changed, in full, and replaces those
@@ -24,7 +24,7 @@
     (compared as a tuple, the same recount took 44 CPU seconds instead of 27).
     optimize_aggregation_in_order: the versions tables are sorted by key, so the keys are
     aggregated in one streaming pass instead of a hash table of every key. A full recount of
-    the 10M order lines' history (all five entities) alone: 1.2 GB and 27 CPU seconds, against
+    the 10M order lines’ history (all five entities) alone: 1.2 GB and 27 CPU seconds, against
     3.7 GB and 15.5 s in a hash table (a full refresh peaked at 6.9 GB with it). -#}
 
 {%- set entities = {
