@@ -66,6 +66,16 @@ def test_overview_explains_the_project(manifest):
         assert manifest["docs"][block]["block_contents"] not in overview
 
 
+def test_the_source_of_every_model_shows_whole(manifest):
+    # The site highlights a model's source as SQL: an apostrophe in a Jinja comment (the engine's
+    # default) opens a string, and the lines after it showed blank or shifted. Comments use U+2019.
+    nodes = [*manifest["nodes"].values(), *manifest["macros"].values()]
+    odd = [(node["unique_id"], comment[:80]) for node in nodes if node["package_name"] == "ecom"
+           for comment in re.findall(r"\{#.*?#\}", node.get("raw_code") or node.get("macro_sql", ""), re.S)
+           if comment.count("'") % 2]
+    assert not odd, odd
+
+
 def test_the_dashboard_is_an_exposure_of_every_relation_it_reads(manifest):
     exposure = manifest["exposures"]["exposure.ecom.sales_dashboard"]
     assert exposure["type"] == "dashboard"
