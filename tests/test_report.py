@@ -188,6 +188,20 @@ def test_ecom_report_writes_the_page_and_prints_its_path(world: World, tmp_path)
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
+def test_a_first_day_without_revenue_shows_empty_charts_that_say_so(tmp_path):
+    # A first day's orders are all still placed: gold has orders and no revenue order. The charts
+    # of revenue drew a zero-height day with sub-second ticks, or said gold had no data.
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+    run_ecom("generate", "--days", "1", "--orders-per-day", "30", "--quiet", env=env)
+    run_ecom("run", "--quiet", env=env)
+    out = tmp_path / "index.html"
+    run_ecom("report", "--out", str(out), env=env, timeout=120)
+    data = report_data(out)
+    assert data["kpis"]["revenue_orders"] == 0 and data["kpis"]["days"] == 1
+    page = out.read_text(encoding="utf-8")
+    assert page.count("No revenue order yet") >= 7 and "No data in gold yet" not in page
+
+
 def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):
     env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
     result = run_ecom("report", "--out", str(tmp_path / "index.html"), env=env, check=False, timeout=120)
