@@ -621,10 +621,11 @@ def _reconciliation_table(data: dict[str, Any]) -> str:
     if not body:
         body.append('<tr><td colspan="8">No file landed yet</td></tr>')
     return (
-        '<table class="table" id="reconciliation"><thead><tr><th>entity</th><th class="num">bronze</th>'
+        '<div class="scroll"><table class="table" id="reconciliation"><thead><tr><th>entity</th>'
+        '<th class="num">bronze</th>'
         '<th class="num">silver</th><th class="num">duplicates</th><th class="num">superseded</th>'
         '<th class="num">quarantined</th><th class="num">file days</th><th>status</th></tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
 
@@ -632,11 +633,11 @@ def _checks_table(data: dict[str, Any]) -> str:
     rows = data["checks"]
     body = "".join(
         f"<tr><td><code>{html.escape(metric)}</code></td><td>{html.escape(CHECK_LABELS.get(metric, ''))}</td>"
-        f'<td class="num">{value:,}</td></tr>'
+        f'<td class="num{" bad" if metric == "rejected_files" and value else ""}">{value:,}</td></tr>'
         for metric, value in zip(rows["metric"], rows["value"], strict=True)
     ) or '<tr><td colspan="3">Nothing found</td></tr>'
-    return (f'<table class="table" id="checks"><thead><tr><th>check</th><th>what it counts</th>'
-            f'<th class="num">count</th></tr></thead><tbody>{body}</tbody></table>')
+    return (f'<div class="scroll"><table class="table" id="checks"><thead><tr><th>check</th><th>what it counts</th>'
+            f'<th class="num">count</th></tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def _chart(chart_id: str, fig: go.Figure, wide: bool = False) -> str:
@@ -679,6 +680,7 @@ h3.section { font-size: 13px; text-transform: uppercase; letter-spacing: 0.08em;
 .source { color: var(--muted); font-size: 12px; margin: 2px 0 6px; }
 .explain { color: #3e4c59; font-size: 13px; margin: 8px 2px 0; max-width: 1000px; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px; }
+.scroll { overflow-x: auto; }
 .table { width: 100%; border-collapse: collapse; font-size: 13px; font-variant-numeric: tabular-nums; }
 .table th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 1px solid var(--line);
   padding: 6px 8px; }
