@@ -774,7 +774,8 @@ def render(data: dict[str, Any], generated_at: datetime, title: str = "Sales das
 </header>
 <main>
   <div class="range">Date range: <strong id="range-text">{html.escape(period)}</strong> &middot; set it with the
-  range slider or the buttons of the daily revenue chart; the cards and every time series follow.</div>
+  range slider or the buttons of the daily revenue chart; the cards and every time series follow (the
+  cards count every country, whichever the chart's dropdown shows).</div>
   <div class="kpis">
 {_kpi_cards(kpis)}
   </div>
