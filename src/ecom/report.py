@@ -321,12 +321,12 @@ def _empty(fig: go.Figure, message: str = "No data in gold yet") -> go.Figure:
     return fig
 
 
-def _no_revenue(data: dict[str, Any]) -> str | None:
-    """What a chart of revenue says when there is none to show: gold has no order yet, or none of
-    its orders is a revenue order yet (a first day's orders are all still placed). None otherwise."""
-    if data["kpis"]["revenue_orders"]:
-        return None
-    return "No revenue order yet" if data["kpis"]["days"] else "No data in gold yet"
+def _nothing_to_show(data: dict[str, Any], rows: list) -> str | None:
+    """What a chart of revenue says when it has nothing to show (None when it has): none of gold's
+    orders is a revenue order yet (a first day's orders are all still placed), or its rows are none."""
+    if data["kpis"]["days"] and not data["kpis"]["revenue_orders"]:
+        return "No revenue order yet"
+    return None if rows else "No data in gold yet"
 
 
 def _short(text: str, width: int = 38) -> str:
@@ -388,8 +388,8 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
                       "y": 1.1, "yanchor": "bottom", "bgcolor": "#ffffff", "bordercolor": "#c9ced6",
                       "showactive": True}],
     )
-    if (message := _no_revenue(data)) or not daily["order_date"]:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, daily["order_date"]):
+        _empty(fig, message)
     return fig
 
 
@@ -405,8 +405,8 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
                       annotation_position="top left", annotation_font_color="#52606d")
     _layout(fig, showlegend=False)
     fig.update_layout(xaxis={"type": "date"}, yaxis={"title": {"text": "USD"}, "tickformat": ",.0f"})
-    if (message := _no_revenue(data)) or not daily["order_date"]:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, daily["order_date"]):
+        _empty(fig, message)
     return fig
 
 
@@ -424,8 +424,8 @@ def fig_new_returning(data: dict[str, Any]) -> go.Figure:
                     hovertemplate="%{x|%a %d %b %Y}<br>guest revenue orders %{y:,}<extra></extra>")
     _layout(fig, barmode="stack", bargap=0.25)
     fig.update_layout(xaxis={"type": "date"}, yaxis={"title": {"text": "customers"}, "tickformat": ",d"})
-    if (message := _no_revenue(data)) or not rows["order_date"]:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, rows["order_date"]):
+        _empty(fig, message)
     return fig
 
 
@@ -441,8 +441,8 @@ def fig_country(data: dict[str, Any]) -> go.Figure:
     _layout(fig, height=max(360, 26 * len(labels) + 60), showlegend=False)
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": {"text": "net revenue USD"},
                                                               "tickformat": ",.0f"})
-    if (message := _no_revenue(data)) or not labels:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, labels):
+        _empty(fig, message)
     return fig
 
 
@@ -458,8 +458,8 @@ def fig_category(data: dict[str, Any]) -> go.Figure:
     _layout(fig, height=max(360, 26 * len(labels) + 60), showlegend=False)
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": {"text": "line revenue USD"},
                                                               "tickformat": ",.0f"})
-    if (message := _no_revenue(data)) or not labels:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, labels):
+        _empty(fig, message)
     return fig
 
 
@@ -481,8 +481,8 @@ def fig_top_products(data: dict[str, Any]) -> go.Figure:
     _layout(fig, height=400, showlegend=False)
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": {"text": "line revenue USD"},
                                                               "tickformat": ",.0f"})
-    if (message := _no_revenue(data)) or not labels:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, labels):
+        _empty(fig, message)
     return fig
 
 
@@ -531,8 +531,8 @@ def fig_cohorts(data: dict[str, Any]) -> go.Figure:
     fig.update_layout(xaxis={"title": {"text": "months since the first revenue order"}, "type": "category",
                              "side": "top"},
                       yaxis={"title": {"text": "cohort"}, "autorange": "reversed", "type": "category"})
-    if (message := _no_revenue(data)) or not cohorts:
-        _empty(fig, message or "No data in gold yet")
+    if message := _nothing_to_show(data, cohorts):
+        _empty(fig, message)
     return fig
 
 
