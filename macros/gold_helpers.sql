@@ -124,9 +124,10 @@ from (
 {%- endmacro %}
 
 {#- What mart_data_quality’s table was built by, kept in its comment: the model’s SQL (its rules
-    for the days to count again included) and the tables of its incremental inputs (a full
-    refresh of one of them builds a new table, with a new UUID). A table built by anything else
-    has every day counted again, as a table model would. -#}
+    for the days to count again included; its Jinja comments left out, so that rewording them
+    does not count every day again) and the tables of its incremental inputs (a full refresh of
+    one of them builds a new table, with a new UUID). A table built by anything else has every
+    day counted again, as a table model would. -#}
 {% macro data_quality_version() -%}
     {%- set names = data_quality_inputs() -%}
     {%- set uuids = [] -%}
@@ -136,5 +137,6 @@ from (
             {%- do uuids.append(row[0]) -%}
         {%- endfor -%}
     {%- endif -%}
-    {{ return(model.name ~ ' ' ~ local_md5(model.raw_code) ~ ' ' ~ local_md5(uuids | join(','))) }}
+    {%- set code = modules.re.sub('[{]#.*?#[}]', '', model.raw_code, flags=modules.re.DOTALL) -%}
+    {{ return(model.name ~ ' ' ~ local_md5(code) ~ ' ' ~ local_md5(uuids | join(','))) }}
 {%- endmacro %}
