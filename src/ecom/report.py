@@ -576,7 +576,9 @@ CHECK_LABELS = {
     "unknown_product_lines": "order lines whose product is not in the catalog yet",
     "unknown_customer_orders": "orders whose customer is not in the CRM export yet",
     "payments_without_order": "payments whose order is not in silver",
-    "payment_mismatch_orders": "revenue orders whose captured payments differ from the order total",
+    "payment_mismatch_orders": ("revenue orders whose captured payments differ from the order total, such as "
+                                "those with a line priced 100 times too high, which counts in revenue as "
+                                "exported (docs/metrics.md lists them)"),
     "uncaptured_revenue_orders": "revenue orders with no captured payment yet",
     "rejected_files": "raw files rejected whole: their rows are not in bronze (bronze.ingest_log says why)",
 }
