@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from ecom.config import FX_SEED, SettingError, first_priced_month
+from ecom.config import SettingError, unpriced_start_problem
 
 DEFAULT_START_DATE = date(2026, 9, 1)
 START_DATE_ENV = "ECOM_START_DATE"
@@ -31,12 +31,8 @@ def start_date(environ: dict[str, str] | None = None) -> date:
         day = date.fromisoformat(value)
     except ValueError:
         raise SettingError(f"{START_DATE_ENV}={value!r} is not a date like 2026-09-01") from None
-    if day < (first := first_priced_month()):
-        raise SettingError(
-            f"{START_DATE_ENV}={value} is before {first}, the first month of the FX rates in {FX_SEED}: silver "
-            f"would quarantine the orders of the days before it as bad_timestamp; set {START_DATE_ENV} to "
-            f"{first} or later, or add earlier rates to the seed"
-        )
+    if problem := unpriced_start_problem(day, f"{START_DATE_ENV}={value}"):
+        raise SettingError(problem)
     return day
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from ecom.config import FX_SEED, Settings, data_path, first_priced_month, project_dir
+from ecom.config import Settings, data_path, project_dir, unpriced_start_problem
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
@@ -140,7 +140,7 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     # the days ClickHouse's Date can hold: the loader rejects a file of any other day
     if problem := unloadable_days(start, days):
         raise click.UsageError(problem)
-    if problem := _before_fx_rates(start):
+    if problem := unpriced_start_problem(start, f"--start {start}"):
         raise click.UsageError(problem)
     try:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
@@ -335,15 +335,6 @@ def _require_warehouse(settings: Settings) -> None:
         click.echo(f"error: no warehouse at {settings.chdb_path.resolve()} (ECOM_CHDB_PATH): run `ecom run` first, "
                    "or check the path", err=True)
         sys.exit(1)
-
-
-def _before_fx_rates(start: date) -> str | None:
-    """Why a world from `start` would not price: silver quarantines an order before the first
-    month of its currency's FX rates as bad_timestamp."""
-    if start < (first := first_priced_month()):
-        return (f"--start {start} is before {first}, the first month of the FX rates in {FX_SEED.name}: silver would "
-                "quarantine its orders as bad_timestamp; start later, or add earlier rates to the seed")
-    return None
 
 
 def _dbt_folder_problem() -> str | None:

@@ -66,6 +66,15 @@ def first_priced_month() -> date:
     return max(firsts.values(), default=date.min)
 
 
+def unpriced_start_problem(day: date, setting: str) -> str | None:
+    """Why a first day `day`, given as `setting` (`--start 2014-12-31`), cannot be priced, or None."""
+    if day < (first := first_priced_month()):
+        return (f"{setting} is before {first}, the first month of the FX rates in {FX_SEED}: silver would "
+                "quarantine the orders of the days before it as bad_timestamp; start later, or add earlier "
+                "rates to the seed")
+    return None
+
+
 ON, OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
