@@ -45,6 +45,7 @@ LOG_TABLE = "bronze.ingest_log"
 # of bronze read only the batches written since they last passed (macros/tests/scoped_tests.sql).
 BLOCK_NUMBERS = "enable_block_number_column"
 _CHUNK = 8 << 20
+_ENDING = 4096  # bytes kept of a file's end: blank lines beyond count as records (the file lands alone)
 # A space beside what ends or starts a field (Inspection.padded).
 _PADDED_EDGES = (b" ,", b", ", b" \n", b"\n ", b" \r", b"\r ", b'" ', b' "')
 _GLOB_CHARS = frozenset("*?{}")
@@ -396,9 +397,9 @@ class Inspection(NamedTuple):
     sha256: str
     size: int
     problem: Rejected | None  # why it cannot land, or None
-    # No double quote, and the commas are not (columns - 1) per line: a record has the wrong number
-    # of fields (or a line is blank). The engine decides; such a file lands in an INSERT of its
-    # own, so that a group it fails does not land twice.
+    # The commas outside double quotes are not (columns - 1) per record (blank lines at the end
+    # aside): a record has the wrong number of fields, or a line is blank. The engine decides; such
+    # a file lands in an INSERT of its own, so that a group it fails does not land twice.
     ragged: bool = False
     # A space or tab next to a comma, a line end, a double quote or an end of the file, or a tab
     # anywhere: what the engine's trimming would drop. Without one, trimming changes nothing.
@@ -449,21 +450,29 @@ def _inspect(raw: RawFile) -> Inspection:
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     size, head, problem = 0, "", None
-    quoted, commas, newlines, lone_crs, last = False, 0, 0, 0, b""
-    padded = False
+    # Commas, record ends and carriage returns are counted outside double quotes (a quoted field
+    # may hold any of them); `ending` keeps the last bytes outside quotes, for the blank lines at
+    # the end, which the engine skips.
+    in_quote, commas, records, lone_crs, before, ending = False, 0, 0, 0, b"", b""
+    newlines, last, padded = 0, b"", False
     try:
         with open(raw.path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
-                quoted = quoted or b'"' in chunk
                 if not padded and (b" " in chunk or b"\t" in chunk or last == b" "):
                     # The pair across the chunk boundary too; the file's start counts as a line's.
                     padded = (b"\t" in chunk or (last or b"\n") + chunk[:1] in _PADDED_EDGES
                               or any(edge in chunk for edge in _PADDED_EDGES))
-                commas += chunk.count(b",")
                 newlines += chunk.count(b"\n")
-                lone_crs += _lone_crs(chunk, last)
                 last = chunk[-1:]
+                outside = chunk
+                if in_quote or b'"' in chunk:
+                    outside, in_quote = _outside_quotes(chunk, in_quote)
+                commas += outside.count(b",")
+                records += outside.count(b"\n")
+                lone_crs += _lone_crs(outside, before)
+                before = outside[-1:]
+                ending = (ending + outside[-_ENDING:])[-_ENDING:]
                 if problem is None:
                     try:
                         text = decoder.decode(chunk)
@@ -487,11 +496,11 @@ def _inspect(raw: RawFile) -> Inspection:
         problem = Rejected("empty", "is empty (0 bytes): not even a header row; re-export it")
     if problem is None:
         problem = _check_header(raw.entity, head)
-    lines = newlines + (last not in (b"", b"\n"))
-    ragged = commas != (len(COLUMNS[raw.entity]) - 1) * lines
-    if problem is None and quoted and (ragged or lone_crs):
-        # Quoted fields may hold commas, line ends and carriage returns: counted again without them.
-        ragged, lone_crs = _counted_outside_quotes(raw.path, len(COLUMNS[raw.entity]))
+    # A record per line end, and one more for a last line without its own; the blank lines at the
+    # end are not records: counted as lines, they could balance a record's comma too many.
+    blank_at_end = max(ending[len(ending.rstrip(b"\r\n")):].count(b"\n") - 1, 0)
+    records += (before not in (b"", b"\n")) - blank_at_end
+    ragged = commas != (len(COLUMNS[raw.entity]) - 1) * records
     if problem is None and lone_crs:
         problem = Rejected("parse_error", "has a carriage return (\\r) that no line feed follows, outside quotes (CR "
                                           "or CR CR LF line ends?): re-export the file with LF or CRLF line ends")
@@ -506,21 +515,6 @@ def _lone_crs(data: bytes, before: bytes) -> int:
     if b"\r" not in data and before != b"\r":
         return 0
     return data.count(b"\r") - data.count(b"\r\n") - (before == b"\r" and data[:1] == b"\n")
-
-
-def _counted_outside_quotes(path: Path, columns: int) -> tuple[bool, int]:
-    """Whether the commas outside quotes do not add up to `columns` fields per record (ragged),
-    and the carriage returns outside quotes that no line feed follows."""
-    in_quote, commas, records, lone_crs, last = False, 0, 0, 0, b""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            outside, in_quote = _outside_quotes(chunk, in_quote)
-            commas += outside.count(b",")
-            records += outside.count(b"\n")
-            lone_crs += _lone_crs(outside, last)
-            last = outside[-1:]
-    records += last not in (b"", b"\n")
-    return commas != (columns - 1) * records, lone_crs
 
 
 def _outside_quotes(chunk: bytes, in_quote: bool) -> tuple[bytes, bool]:
