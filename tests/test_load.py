@@ -25,7 +25,7 @@ from clickhouse_connect.driver.client import Client
 
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
-from ecom.load import LoadResult, RawFile, bronze_ddl, discover, inspect, load
+from ecom.load import LoadResult, RawFile, bronze_ddl, discover, inspect, latest_rejections, load
 from ecom.warehouse import session
 
 DAY = date(2026, 3, 1)
@@ -794,6 +794,36 @@ def test_a_rejected_file_is_logged_removed_only_where_the_listing_looked(tmp_pat
     odd.unlink()
     assert len(land(settings).removed) == 1
     assert len(query(settings, removed)) == 2
+
+
+def test_a_path_counts_as_rejected_while_its_latest_bytes_are_the_rejected_ones(tmp_path):
+    """Each change of a path's bytes is judged against its latest entry: a good version put back
+    over rejected bytes ends the rejection, and rejected bytes sent again after a good version
+    are rejected and counted again."""
+    settings = settings_for(tmp_path)
+    header = ",".join(COLUMNS["order_items"]).encode()
+    good = header + b"\nO-1,1,P-1,1,2.00,\n"
+    cut = header + b"\nO-1,1,P-1,1,2.00,\nO-2,1,P-1"
+    path = write_bytes(settings.raw_dir, "order_items", DAY, good)
+    assert len(land(settings).landed) == 1
+    path.write_bytes(cut)
+    assert [o.reason for o in land(settings).rejected] == ["parse_error"]
+
+    path.write_bytes(good)  # the version landed last, put back
+    back = land(settings)
+    assert (back.landed, back.rejected, back.removed) == ([], [], [relative(path, settings.raw_dir)])
+    with session(settings) as client:
+        assert latest_rejections(client) == []
+    assert [(e["status"], e["sha256"]) for e in log_rows(settings)[relative(path, settings.raw_dir)]][-1] == (
+        "removed", hashlib.sha256(good).hexdigest())
+    assert land(settings).removed == [], "logged once"
+
+    path.write_bytes(cut)  # the rejected bytes again, after the good version
+    assert [o.reason for o in land(settings).rejected] == ["parse_error"]
+    with session(settings) as client:
+        assert [r.path for r in latest_rejections(client)] == [relative(path, settings.raw_dir)]
+    assert land(settings).rejected == [], "rejected once while they stay"
+    assert query(settings, "SELECT count() FROM bronze.order_items") == [(1,)]
 
 
 def test_the_cluster_shards_each_bronze_table_by_a_column_it_has(warehouse):

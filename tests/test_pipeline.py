@@ -159,7 +159,7 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_
     removed = "SELECT file_path FROM bronze.ingest_log WHERE status = 'removed' ORDER BY file_path"
     assert query(env, removed) == []
     result = run_ecom("run", "--date", first.isoformat(), "--quiet", env=env)
-    assert "1 file rejected earlier and no longer in the raw directory" in result.stdout
+    assert "1 file rejected earlier and since removed from the raw directory" in result.stdout
     assert query(env, removed) == [(relative_path("orders", first, part=3).as_posix(),)]
     assert query(env, landing) == []
     run_ecom("load", "--quiet", env=env)

@@ -145,7 +145,8 @@ class FileOutcome:
 class LoadResult:
     outcomes: list[FileOutcome] = field(default_factory=list)
     orphan_rows_removed: int = 0
-    removed: list[str] = field(default_factory=list)  # rejected earlier, gone from the raw directory since
+    # rejected earlier, gone from the raw directory since or replaced by the version landed last
+    removed: list[str] = field(default_factory=list)
 
     def _with(self, status: str) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -808,7 +809,8 @@ class _Ledger:
 
     latest: dict[str, str] = field(default_factory=dict)  # path -> sha256 of its latest landed version
     first_landing: dict[str, tuple[str, int]] = field(default_factory=dict)  # sha256 -> (path, rows)
-    rejected: set[tuple[str, str]] = field(default_factory=set)  # (path, sha256)
+    # path -> (status, sha256) of its latest entry: the bytes a rejection is about, while it counts
+    entries: dict[str, tuple[str, str]] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)  # path -> versions landed
 
     @classmethod
@@ -820,13 +822,16 @@ class _Ledger:
         ).result_rows:
             if status == "landed":
                 ledger.note_landed(path, sha, rows)
-            elif status == "rejected":
-                ledger.rejected.add((path, sha))
-            else:  # the same bytes put back are rejected and counted again
-                ledger.rejected = {(p, s) for p, s in ledger.rejected if p != path}
+            ledger.entries[path] = (status, sha)
         return ledger
 
+    def rejected_now(self, path: str) -> str | None:
+        """The sha256 of the bytes rejected at `path`, when its latest entry is that rejection."""
+        status, sha256 = self.entries.get(path, ("", ""))
+        return sha256 if status == "rejected" else None
+
     def note_landed(self, path: str, sha256: str, rows: int) -> None:
+        self.entries[path] = ("landed", sha256)
         self.latest[path] = sha256
         self.first_landing.setdefault(sha256, (path, rows))
         self.versions[path] = self.versions.get(path, 0) + 1
@@ -906,7 +911,7 @@ def load(
                 if isinstance(batch, _Batch):
                     loader.insert([batch])
                 loader.commit()
-            result.removed = loader.log_removed(start, end)
+            result.removed += loader.log_removed(start, end)
         except (DatabaseError, OperationalError) as exc:
             raise LoadAborted(f"landing stopped at {loader.landing}: {_warehouse_failure(exc, settings)}; files "
                               "already in the ingest log are kept, the others land again on the next load") from None
@@ -1017,7 +1022,7 @@ class _Loader:
         self.next_ingested = next_ingested  # no file of this load lands before it
         self.clock: datetime | None = None  # the engine's clock, read once per commit
         self.uncommitted: list[_Batch] = []  # in bronze, not in the ingest log yet
-        self.rejected: list[dict] = []  # ingest-log rows of files rejected since the last commit
+        self.rejected: list[dict] = []  # ingest-log rows of files rejected (or no longer) since the last commit
         self.unlogged: set[str] = set()  # sha256 of the batches made and neither logged nor rejected yet
 
     def report(self, outcome: FileOutcome) -> None:
@@ -1035,6 +1040,14 @@ class _Loader:
         # version is a change like any other: it lands as the next version, so the warehouse
         # follows the file that is there now.
         if self.ledger.latest.get(raw.relative) == sha256:
+            if self.ledger.rejected_now(raw.relative) is not None:
+                # Rejected bytes replaced by the version landed last: the rejection no longer counts.
+                self.rejected.append(_log_entry(
+                    raw, sha256=sha256, size=size, rows=0, status="removed", reason="file_removed",
+                    error="rejected earlier; replaced since by the version landed last, whose rows bronze holds",
+                    batch_id="", version=0, started=self.now()))
+                self.ledger.entries[raw.relative] = ("removed", sha256)
+                self.result.removed.append(raw.relative)
             self.report(FileOutcome(raw, "skipped", reason="already_landed", detail="already landed"))
             return None
         if first := self.ledger.landed_elsewhere(sha256, raw.relative):
@@ -1173,13 +1186,13 @@ class _Loader:
         return [raw.relative for raw in gone]
 
     def reject(self, raw: RawFile, problem: Rejected, sha256: str, size: int, started: str) -> None:
-        if (raw.relative, sha256) in self.ledger.rejected:
+        if self.ledger.rejected_now(raw.relative) == sha256:
             self.report(FileOutcome(raw, "skipped", reason=problem.reason, detail=f"rejected earlier: {problem}"))
             return
         self.rejected.append(_log_entry(raw, sha256=sha256, size=size, rows=0, status="rejected",
                                         reason=problem.reason, error=str(problem), batch_id="", version=0,
                                         started=started))
-        self.ledger.rejected.add((raw.relative, sha256))
+        self.ledger.entries[raw.relative] = ("rejected", sha256)
         self.report(FileOutcome(raw, "rejected", reason=problem.reason, detail=str(problem)))
 
 
@@ -1302,5 +1315,5 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
         print(f"{_files(len(earlier))} {'stays' if len(earlier) == 1 else 'stay'} rejected from earlier loads "
               "(see bronze.ingest_log)", file=out)
     if result.removed:
-        print(f"{_files(len(result.removed))} rejected earlier and no longer in the raw directory: logged as "
-              "removed, no longer counted as rejected", file=out)
+        print(f"{_files(len(result.removed))} rejected earlier and since removed from the raw directory, or "
+              "replaced by the version landed last: logged as removed, no longer counted as rejected", file=out)
