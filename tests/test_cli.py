@@ -127,6 +127,9 @@ def test_sql_runs_one_statement_and_prints_a_table(sql_env):
     assert pasted[0].strip() == "b" and pasted[2].strip() == "2"
     words = run_ecom("sql", "select 'a format b' as a", env=sql_env).stdout.splitlines()
     assert words[2] == "a format b"
+    # A column named FORMAT is not the clause; a line end in a value stays in its row.
+    named = run_ecom("sql", "select number as FORMAT, 'a\\nb\\tc' as text from numbers(2)", env=sql_env).stdout
+    assert named.splitlines()[2:] == ["     0 | a\\nb\\tc", "     1 | a\\nb\\tc", "(2 rows)"], named
     # No rows: the header still says what the columns are.
     empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=sql_env).stdout.splitlines()
     assert [cell.strip() for cell in empty[0].split("|")] == ["order_count", "label"] and empty[-1] == "(0 rows)"

@@ -351,10 +351,14 @@ def _dbt_folder_problem() -> str | None:
     return None
 
 
+_CONTROL_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
     """A plain-text table, numbers right-aligned; `more`: the rows are the first of a longer result."""
     shown = rows if limit is None else rows[:limit]
-    cells = [["NULL" if v is None else str(v) for v in row] for row in shown]
+    # Line ends and tabs shown as \n, \r and \t: printed raw, they would break the rows of the table.
+    cells = [["NULL" if v is None else str(v).translate(_CONTROL_ESCAPES) for v in row] for row in shown]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
                for i in range(len(columns))]
@@ -468,10 +472,11 @@ def _one_read(client, query: str) -> tuple[str, str]:
     if any(child.startswith("Literal") for child in children):
         raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
     # The client asks for a format of its own: one of the query's, even Native, breaks the reply.
-    # The engine's formatting writes the keyword upper-case, and string literals are left out.
-    clause = re.search(r"\bFORMAT\s+(\S+)", re.sub(r"'(?:[^'\\]|\\.)*'", "''", statement))
-    if clause:
-        raise click.UsageError(f"FORMAT {clause.group(1)}: `ecom sql` prints a table; leave out the FORMAT clause")
+    # The engine's formatting writes the keyword upper-case, and string literals are left out; a
+    # FORMAT clause is an identifier among the root's children (a column named FORMAT is not).
+    for name in re.findall(r"\bFORMAT\s+(\S+)", re.sub(r"'(?:[^'\\]|\\.)*'", "''", statement)):
+        if f"Identifier {name}" in children:
+            raise click.UsageError(f"FORMAT {name}: `ecom sql` prints a table; leave out the FORMAT clause")
     return statement, kind
 
 

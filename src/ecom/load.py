@@ -1306,7 +1306,7 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     earlier = [o for o in skipped if o.reason != "already_landed"]
     if not result.outcomes:
         # A day whose exports have not arrived is worth a look: said on stderr, beside the counts.
-        print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and --start/--end)",
+        print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and the days asked for)",
               file=sys.stderr if out is sys.stdout else out)
     elif not landed and not rejected:
         print(f"nothing new to land: {_files(len(already))} already landed (same sha256 in bronze.ingest_log)",
