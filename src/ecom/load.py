@@ -581,7 +581,8 @@ def _check_header(entity: str, head: str) -> Rejected | None:
         )
         if part
     )
-    return Rejected("wrong_header", f"header does not match the {entity} contract ({what})")
+    return Rejected("wrong_header", f"header does not match the {entity} contract ({what}); export it again with "
+                                    f"the header {','.join(expected)} (in any order)")
 
 
 def _structure(entity: str) -> str:
