@@ -6,10 +6,10 @@
 cast(cast({{ amount }} as Decimal(38, 2)) * {{ usd_per_unit }} as Decimal(38, 10))
 {%- endmacro %}
 
-{#- A USD figure rounded to cents (half away from zero) as Decimal(18, 2), for the marts;
-    NULL stays NULL. -#}
-{% macro usd_cents(amount) -%}
-toDecimal64(round({{ amount }}, 2), 2)
+{#- A USD figure rounded to cents (half away from zero) as Decimal(18, 2), for the marts, or
+    Decimal(38, 2) with `wide`; NULL stays NULL. -#}
+{% macro usd_cents(amount, wide=false) -%}
+toDecimal{{ 128 if wide else 64 }}(round({{ amount }}, 2), 2)
 {%- endmacro %}
 
 {#- The FX rate of each currency and month, from the seed, as the join input of an ASOF join on

@@ -65,9 +65,9 @@ if(
     fine: `10.990`), a sign allowed, surrounding spaces ignored, and below a billion (nine
     digits before the dot); anything else is NULL. The engine’s `toDecimal64OrNull` alone drops
     further decimals (`10.999` would be 10.99) and reads exponents (`1e3`). The bound keeps
-    products and sums of money inside Decimal(18, 2), 16 digits before the dot: a product’s
-    cost times its units sold over all history (mart_product_performance), an order’s or a
-    day’s revenue. Beyond it, one absurd value (a barcode pasted into a price, say) would stop
+    sums of money inside Decimal(18, 2), 16 digits before the dot: an order’s or a day’s
+    revenue, a product’s over all history (its cost over all history, units sold times a cost,
+    is Decimal(38, 2) in mart_product_performance). Beyond it, one absurd value (a barcode pasted into a price, say) would stop
     the whole build with DECIMAL_OVERFLOW, and every later run too, since bronze keeps the row. -#}
 {% macro parse_decimal(column, scale=2) -%}
 if(

@@ -84,8 +84,10 @@ final as (
             units_returned / (units_sold + units_returned),
             null
         ) as return_rate,
-        {{ usd_cents('exact_cost_usd') }} as cost_usd,
-        {{ usd_cents('exact_revenue_usd - exact_cost_usd') }} as margin_usd,
+        {#- Decimal(38, 2): units sold times a cost below a billion can pass Decimal(18, 2)
+            (a barcode pasted into a cost, a quantity of millions at a cent). #}
+        {{ usd_cents('exact_cost_usd', wide=true) }} as cost_usd,
+        {{ usd_cents('exact_revenue_usd - exact_cost_usd', wide=true) }} as margin_usd,
         if(
             exact_revenue_usd > 0 and exact_cost_usd is not null,
             toFloat64(exact_revenue_usd - exact_cost_usd) / toFloat64(exact_revenue_usd),
