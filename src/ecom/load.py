@@ -252,8 +252,9 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
     rejected and logged rather than ignored: a compressed export (`*.csv.gz` and the like) in an
     entity folder, a `*.csv` at the top of `raw_dir` or in any other folder, and the entries whose
     files cannot be seen: directories that cannot be read, symbolic links to directories (not
-    followed) and directories named like a CSV file. Other names in the entity folders (an export
-    still written under a temporary name) and, outside them, names starting with `.` or `_` (the
+    followed) and directories named like a CSV file, and an export's name with another ending
+    than `.csv` (`.txt`, `.tsv`, none). Other names in the entity folders (an export still
+    written under a temporary name: `*.csv.partial`, `*.tmp`) and, outside them, names starting with `.` or `_` (the
     generator's `_manifest`) are not searched.
     """
     raw_dir = raw_dir.resolve()
@@ -284,9 +285,10 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
             for filename in filenames:
                 path = Path(dirpath, filename)
                 if not filename.lower().endswith(".csv"):
-                    # A compressed export is one the engine cannot read as it is; other names
-                    # (an export still written under a temporary name) are not exports yet.
-                    if filename.lower().endswith(COMPRESSED):
+                    # A compressed export is one the engine cannot read as it is, and an export's
+                    # name with another ending one saved under a wrong name; other names (an
+                    # export still written under a temporary name) are not exports yet.
+                    if filename.lower().endswith(COMPRESSED) or _wrong_ending(filename):
                         hidden(path)
                     continue
                 relative = path.relative_to(raw_dir)
@@ -356,6 +358,18 @@ def raw_dir_problem(raw_dir: Path) -> str | None:
 
 ENTITY_ORDER = {entity: i for i, entity in enumerate(COLUMNS)}
 COMPRESSED = tuple(f".csv.{suffix}" for suffix in ("gz", "zip", "bz2", "xz", "zst"))
+# `<entity>_YYYYMMDD[_partN]` and one ending, or none; the endings of names still being written.
+_EXPORT_NAME = re.compile(r"^[a-z_]+_\d{8}(?:_part\d+)?(?P<ending>\.[^.]*)?$", re.IGNORECASE)
+_TEMPORARY = (".tmp", ".temp", ".part", ".partial", ".filepart", ".crdownload", ".download", ".swp")
+
+
+def _wrong_ending(filename: str) -> str | None:
+    """The name an export saved with another ending than `.csv` would have (`order_items_20260301.txt`
+    or with none), or None for any other name and a temporary one."""
+    match = _EXPORT_NAME.match(filename)
+    if not match or (match["ending"] or "").lower() in (".csv", *_TEMPORARY):
+        return None
+    return filename[:len(filename) - len(match["ending"] or "")] + ".csv"
 
 
 def file_sha256(path: Path) -> str:
@@ -434,6 +448,9 @@ def _inspect(raw: RawFile) -> Inspection:
     if raw.entity is None or raw.file_date is None:
         if raw.path.name.lower().endswith(COMPRESSED):
             return _cannot("bad_name", "is compressed; decompress it beside itself as the .csv the name holds")
+        if csv_name := _wrong_ending(raw.path.name):
+            return _cannot("bad_name", f"is named like an export but does not end in .csv; if it is one, rename it to "
+                                       f"{csv_name}")
         if (day := name_day(Path(raw.relative))) and not FIRST_DAY <= day <= LAST_DAY:
             return _cannot("bad_name", f"its day {day} is outside {FIRST_DAY}..{LAST_DAY}, the days ClickHouse's "
                                        "Date holds; check the folder and the name")
