@@ -481,13 +481,15 @@ def _inspect(raw: RawFile) -> Inspection:
                     # The pair across the chunk boundary too; the file's start counts as a line's.
                     padded = (b"\t" in chunk or (last or b"\n") + chunk[:1] in _PADDED_EDGES
                               or any(edge in chunk for edge in _PADDED_EDGES))
-                newlines += chunk.count(b"\n")
+                line_ends = chunk.count(b"\n")
+                newlines += line_ends
                 last = chunk[-1:]
                 outside = chunk
                 if in_quote or b'"' in chunk:
                     outside, in_quote = _outside_quotes(chunk, in_quote)
+                    line_ends = outside.count(b"\n")
                 commas += outside.count(b",")
-                records += outside.count(b"\n")
+                records += line_ends
                 lone_crs += _lone_crs(outside, before)
                 before = outside[-1:]
                 ending = (ending + outside[-_ENDING:])[-_ENDING:]
