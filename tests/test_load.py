@@ -826,6 +826,25 @@ def test_a_path_counts_as_rejected_while_its_latest_bytes_are_the_rejected_ones(
     assert query(settings, "SELECT count() FROM bronze.order_items") == [(1,)]
 
 
+def test_a_misplaced_export_is_told_where_it_belongs(tmp_path):
+    settings = settings_for(tmp_path)
+    body = ",".join(COLUMNS["order_items"]).encode() + b"\nO-1,1,P-1,1,2.00,\n"
+    placed = {"order_items/2026/03/01/order_items_20260302.csv": "move it to order_items/2026/03/02/ or rename it",
+              "orders/2026/03/01/order_items_20260301.csv": "is an export of order_items in the orders folder; "
+                                                            "move it to order_items/2026/03/01/",
+              "widgets/2026/03/01/widgets_20260301.csv": "is in widgets/, not an entity folder",
+              "order_items/2026/03/01/order_items_20260301.txt": "does not end in .csv; if it is one, rename it "
+                                                                 "to order_items_20260301.csv"}
+    for name in placed:  # misnamed files are rejected before their bytes are read
+        (settings.raw_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings.raw_dir / name).write_bytes(body)
+
+    told = {o.file.relative: (o.reason, o.detail) for o in land(settings).rejected}
+
+    assert {name: reason for name, (reason, _) in told.items()} == dict.fromkeys(placed, "bad_name")
+    assert [name for name, hint in placed.items() if hint not in told[name][1]] == [], told
+
+
 def test_the_cluster_shards_each_bronze_table_by_a_column_it_has(warehouse):
     # No cluster here: the local tables are made as plain MergeTree tables, and each Distributed
     # table's sharding key is read from its local table, which the engine refuses for a column

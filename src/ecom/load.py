@@ -457,8 +457,7 @@ def _inspect(raw: RawFile) -> Inspection:
         if (digits := name_digits(Path(raw.relative))) and not name_day(Path(raw.relative)):
             return _cannot("bad_name", f"its day {digits} is not a day of the calendar; check the folder and the "
                                        "name")
-        why = "name does not follow <entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv; rename it"
-        return _cannot("bad_name", why)
+        return _cannot("bad_name", _misplaced(Path(raw.relative)))
     if not raw.path.exists():
         return _cannot("unreadable", "disappeared before it could be read (moved or deleted while the load ran); "
                                      "it lands on a later load once it is back")
@@ -527,6 +526,22 @@ def _inspect(raw: RawFile) -> Inspection:
     if problem is None and ragged:
         problem = _comma_at_the_end(raw.path, len(COLUMNS[raw.entity]))
     return Inspection(digest.hexdigest(), size, problem, ragged, padded or last == b" ")
+
+
+def _misplaced(relative: Path) -> str:
+    """Why a `.csv` whose name or place breaks the layout cannot land, and what to do."""
+    parts, layout = relative.parts, "<entity>/YYYY/MM/DD/<entity>_YYYYMMDD[_partN].csv"
+    if parts[0] not in COLUMNS:
+        where = "at the top of the raw directory" if len(parts) == 1 else f"in {parts[0]}/, not an entity folder"
+        return f"is {where} ({', '.join(COLUMNS)}); move it to {layout}, or out of the raw directory"
+    if (name := _EXPORT_NAME.match(relative.name.removesuffix(".csv"))) and relative.name.endswith(".csv"):
+        entity, ymd = name.group(0).split("_part")[0].rsplit("_", 1)
+        folder = f"{entity}/{ymd[:4]}/{ymd[4:6]}/{ymd[6:]}/"
+        if entity != parts[0] and entity in COLUMNS:
+            return f"is an export of {entity} in the {parts[0]} folder; move it to {folder}"
+        if entity == parts[0] and tuple(parts[1:4]) != (ymd[:4], ymd[4:6], ymd[6:]):
+            return f"its name's day {ymd} is not its folder's {'/'.join(parts[1:-1])}; move it to {folder} or rename it"
+    return f"name does not follow {layout}; rename it"
 
 
 def _lone_crs(data: bytes, before: bytes) -> int:
