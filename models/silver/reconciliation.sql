@@ -43,12 +43,16 @@ landed_batches as (
 ),
 
 {%- if is_incremental() %}
-{#- The newest landing counted. `_ingested_at` is Nullable here: an empty table (a first build
-    stopped between its CREATE and its INSERT) has none, and then every day is counted. #}
-{%- set counted = "ifNull(" ~ newest_ingested_at(this) ~ ", toDateTime64(0, 3, 'UTC'))" %}
 {%- for entity, keys in entities.items() %}
 {%- set versions = ref(entity ~ '_versions') %}
 {%- set key = keys | join(', ') %}
+{#- The newest landing of the entity counted, by the entity: a build of one versions model
+    alone (`dbt build -s payments_versions+`) must not count the others’ new rows as done.
+    `_ingested_at` is Nullable here: an empty table (a first build stopped between its CREATE
+    and its INSERT) has none, and then every day is counted. One row per entity and day: read
+    whole. #}
+{%- set counted = "ifNull((select max(_ingested_at) from " ~ this ~ " where entity = '" ~ entity
+                  ~ "'), toDateTime64(0, 3, 'UTC'))" %}
 
 {{ entity }}_days as (
     select _file_date
@@ -149,9 +153,13 @@ counts as (
     {%- endfor %}
 ),
 
-{# The newest landing these counts include: the watermark of the incremental runs. -#}
-newest_landing as (
-    {{ newest_landing() }}
+{# The newest landing of each entity these counts include: the watermarks of the incremental
+    runs. -#}
+newest_landings as (
+    select
+    {%- for entity in entities %}
+        {{ newest_ingested_at(ref(entity ~ '_versions')) }} as {{ entity }}{{ ',' if not loop.last }}
+    {%- endfor %}
 ),
 
 final as (
@@ -164,8 +172,14 @@ final as (
         toUInt64(sum(superseded_rows)) as superseded_rows,
         toUInt64(sum(quarantined_rows)) as quarantined_rows,
         toBool(bronze_rows = silver_rows + duplicate_rows + superseded_rows + quarantined_rows) as is_balanced,
-        (select newest_landing._ingested_at from newest_landing) as _ingested_at
+        multiIf(
+            {%- for entity in entities %}
+            entity = '{{ entity }}', any(newest_landings.{{ entity }}),
+            {%- endfor %}
+            null
+        ) as _ingested_at
     from counts
+    cross join newest_landings
     group by entity, file_date
 )
 
