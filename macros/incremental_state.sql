@@ -109,11 +109,18 @@ ecom_state.incremental_watermarks
 {%- endmacro %}
 
 {#- pre-hook: an incremental model that has rows above the watermark of its last finished run
-    (or no finished run at all) drops them, so this run redoes the unfinished one in full. -#}
+    (or no finished run at all) drops them, so this run redoes the unfinished one in full; and
+    it refuses to build from inputs behind the newest landing (refuse_stale_inputs). -#}
 {% macro rollback_unfinished_run() -%}
+    {#- A table that copies rows of its last build (mart_data_quality) takes its inputs as done too. -#}
+    {%- if execute and model.config.get('meta', {}).get('copies_its_last_build') and not should_full_refresh()
+           and load_relation(this) is not none -%}
+        {%- do refuse_stale_inputs() -%}
+    {%- endif -%}
     {%- if execute and model.config.materialized == 'incremental' and not should_full_refresh() -%}
         {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
         {%- if existing is not none -%}
+            {%- do refuse_stale_inputs() -%}
             {%- set name = this.schema ~ '.' ~ this.identifier -%}
             {%- set finished = run_query("select count() from " ~ incremental_state_table()
                                          ~ " where model = '" ~ name ~ "'").rows[0][0] > 0 -%}
@@ -136,12 +143,92 @@ ecom_state.incremental_watermarks
     select 1
 {%- endmacro %}
 
-{#- post-hook: the watermark of the run that just finished. -#}
+{#- post-hook: the watermark of the run that just finished; a table model records when it was
+    built (no watermark), for refuse_stale_inputs. -#}
 {% macro record_finished_run() -%}
     {%- if model.config.materialized == 'incremental' -%}
         insert into {{ incremental_state_table() }} (model, watermark)
         select '{{ this.schema ~ "." ~ this.identifier }}', {{ newest_ingested_at(this) }}
+    {%- elif model.config.materialized == 'table' -%}
+        insert into {{ incremental_state_table() }} (model, watermark)
+        select '{{ this.schema ~ "." ~ this.identifier }}', toDateTime64(0, 3, 'UTC')
     {%- else -%}
         select 1
+    {%- endif -%}
+{%- endmacro %}
+
+{#- An incremental run takes what its inputs hold as done: its watermark passes their rows for
+    good. Built from an input that is behind the newest landing (a selection that leaves out a
+    model above it, after new files landed: `dbt build -s fct_orders+` before silver is built),
+    it would skip rows that input gets later. So the run stops, naming the models to build
+    first, when a model above it (views looked through, seeds aside) was not built since the
+    newest landing in bronze (one that reads bronze) or since a model it reads was. A plain
+    `dbt build`, and `ecom run`, build every one of them first. -#}
+{% macro refuse_stale_inputs(node=model) -%}
+    {%- set parents, queue, reads_bronze = {}, [node.unique_id], [] -%}
+    {%- for unique_id in queue -%}
+        {%- set current = graph.nodes[unique_id] -%}
+        {%- set found = [] -%}
+        {%- for parent_id in current.depends_on.nodes -%}
+            {%- set parent = graph.nodes.get(parent_id) -%}
+            {%- if parent_id.startswith('source.') -%}
+                {%- do found.append('bronze') -%}
+            {%- elif parent is not none and parent.resource_type == 'model' -%}
+                {%- do found.append(parent_id) -%}
+                {%- if parent_id not in queue -%}{%- do queue.append(parent_id) -%}{%- endif -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do parents.update({unique_id: found}) -%}
+    {%- endfor -%}
+    {#- The models each model reads, views replaced by what they read. -#}
+    {%- set built_from = {} -%}
+    {%- for unique_id in queue -%}
+        {%- set direct, seen = [], [] -%}
+        {%- set pending = parents[unique_id] | list -%}
+        {%- for parent_id in pending -%}
+            {%- if parent_id == 'bronze' or graph.nodes[parent_id].config.materialized != 'view' -%}
+                {%- if parent_id not in direct -%}{%- do direct.append(parent_id) -%}{%- endif -%}
+            {%- elif parent_id not in seen -%}
+                {%- do seen.append(parent_id) -%}
+                {%- do pending.extend(parents[parent_id]) -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- do built_from.update({unique_id: direct}) -%}
+    {%- endfor -%}
+    {%- set names = {} -%}
+    {%- for unique_id in queue if unique_id != node.unique_id
+                               and graph.nodes[unique_id].config.materialized != 'view' -%}
+        {%- set other = graph.nodes[unique_id] -%}
+        {%- do names.update({unique_id: other.schema ~ '.' ~ (other.alias or other.name)}) -%}
+    {%- endfor -%}
+    {%- if names -%}
+        {%- set built = {} -%}
+        {%- for row in run_query("select model, toString(max(recorded_at)) from " ~ incremental_state_table()
+                                 ~ " where model in ('" ~ names.values() | join("', '") ~ "') group by model "
+                                 ~ "union all select 'bronze', toString(max(finished_at)) from "
+                                 ~ source('bronze', 'ingest_log') ~ " where status = 'landed'").rows -%}
+            {%- do built.update({row[0]: row[1]}) -%}
+        {%- endfor -%}
+        {%- set behind = [] -%}
+        {%- for unique_id, name in names.items() -%}
+            {%- set since = [] -%}
+            {%- for parent_id in built_from[unique_id] -%}
+                {%- set parent = 'bronze' if parent_id == 'bronze' else names[parent_id] -%}
+                {%- if built.get(name) is not none and built.get(parent) is not none
+                       and built.get(name) < built.get(parent) -%}
+                    {%- do since.append('the newest landing' if parent == 'bronze' else parent) -%}
+                {%- endif -%}
+            {%- endfor -%}
+            {%- if built.get(name) is none -%}
+                {%- do behind.append(name ~ ' (no build recorded)') -%}
+            {%- elif since -%}
+                {%- do behind.append(name ~ ' (not built since ' ~ since | join(', ') ~ ')') -%}
+            {%- endif -%}
+        {%- endfor -%}
+        {%- if behind -%}
+            {{ exceptions.raise_compiler_error(this.schema ~ "." ~ this.identifier ~ " builds on its last run, and "
+               ~ "from inputs behind the newest landing it would pass for good the rows they get later: "
+               ~ behind | join('; ') ~ ". Build them first: `dbt build -s +" ~ node.name ~ "`, or `dbt build`") }}
+        {%- endif -%}
     {%- endif -%}
 {%- endmacro %}

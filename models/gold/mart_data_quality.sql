@@ -4,6 +4,7 @@
         order_by='(entity, metric, file_date, reason)',
         query_settings={'join_use_nulls': 0},
         post_hook="alter table {{ this }} modify comment '{{ data_quality_version() }}'",
+        meta={'copies_its_last_build': true},
     )
 }}
 {#- Data quality in long format: one row per entity, file date (partition date of the raw
@@ -18,8 +19,9 @@
     Only the entity days that data landed since the last build can have changed are counted
     again; the rows of every other entity and day are copied from the table as it was.
     `_ingested_at` is the landing up to which every input of the table had been built (see
-    `inputs_built`): the next run counts again what landed after it, so a build of only some
-    of the inputs is caught up by the next one. A full refresh, a first build, and a table
+    `inputs_built`): the next run counts again what landed after it. Built from inputs behind
+    the newest landing, it stops instead (refuse_stale_inputs: the copied rows would not be
+    counted again). A full refresh, a first build, and a table
     built by other SQL or from other input tables (a full refresh of one of them;
     `data_quality_version`, kept in the table’s comment) count every day. -#}
 
