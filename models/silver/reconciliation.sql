@@ -174,12 +174,11 @@ final as (
         toBool(bronze_rows = silver_rows + duplicate_rows + superseded_rows + quarantined_rows) as is_balanced,
         multiIf(
             {%- for entity in entities %}
-            entity = '{{ entity }}', any(newest_landings.{{ entity }}),
+            entity = '{{ entity }}', (select newest_landings.{{ entity }} from newest_landings),
             {%- endfor %}
             null
         ) as _ingested_at
     from counts
-    cross join newest_landings
     group by entity, file_date
 )
 
