@@ -31,6 +31,7 @@ import dagster as dg
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from ecom.config import Settings, env_flag
+from ecom.contract import COLUMNS
 from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
@@ -67,15 +68,30 @@ class Logged:
 
 def files_by_day(raw_dir: Path, first: date, last: date) -> tuple[dict[str, list[RawFile]], list[RawFile]]:
     """The raw files of each day of first..last, and the entries whose name gives no day (a
-    misnamed or misplaced file, a folder that cannot be read), which every load rejects."""
+    misnamed or misplaced file, a folder that cannot be read), which every load rejects. A
+    misnamed file in an entity's day folder belongs to that day: only a load of that day lists
+    the folder (a dated load does not search the folders of other days)."""
     days: dict[str, list[RawFile]] = {}
     undated: list[RawFile] = []
     for raw in discover(raw_dir, first, last) if raw_dir.is_dir() else []:
-        if raw.file_date is None:
+        if raw.file_date is None and (day := _folder_day(raw.relative)) and first <= day <= last:
+            days.setdefault(day.isoformat(), []).append(raw)
+        elif raw.file_date is None:
             undated.append(raw)
         elif first <= raw.file_date <= last:
             days.setdefault(raw.file_date.isoformat(), []).append(raw)
     return days, undated
+
+
+def _folder_day(relative: str) -> date | None:
+    """The day of the `<entity>/YYYY/MM/DD/` folder a path lies in, or None."""
+    parts = relative.split("/")
+    if len(parts) < 5 or parts[0] not in COLUMNS or not all(p.isdigit() for p in parts[1:4]):
+        return None
+    try:
+        return date(int(parts[1]), int(parts[2]), int(parts[3]))
+    except ValueError:
+        return None
 
 
 def signature(files: Iterable[RawFile]) -> str:

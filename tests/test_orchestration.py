@@ -436,6 +436,14 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
                                                              definitions=defs))
         assert not again.run_requests, "asked for once"
         misnamed.unlink()
+        # One in an earlier day's folder: that day runs, the one load that lists its folder.
+        day = date.fromisoformat(DAYS[0])
+        copy = base / "raw" / "orders" / f"{day:%Y/%m/%d}" / f"orders_{day:%Y%m%d} (1).csv"
+        copy.write_text("order_id\n")
+        placed = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=again.cursor,
+                                                              definitions=defs))
+        assert [r.partition_key for r in placed.run_requests] == [DAYS[0]] != [DAYS[-1]]
+        copy.unlink()
 
         generate(base / "raw", start=date(2026, 9, 3), days=1, orders_per_day=ORDERS_PER_DAY, progress=False)
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor,
