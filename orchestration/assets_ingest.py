@@ -87,7 +87,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                         "in the log.",
         ), *(dg.AssetCheckSpec(
             A_FILE_EVERY_DAY, asset=landing_key(entity),
-            description=f"Every day of the partition has a {entity} export (the source sends one a day): "
+            description=f"Every day of the partition has an export of {entity} (the source sends one a day): "
                         "warns naming the days without one, as when a feed stopped.",
         ) for entity in ENTITIES)],
         partitions_def=partitions_def,
@@ -162,7 +162,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                     severity=dg.AssetCheckSeverity.WARN,
                     description=(f"no {entity} export for {len(missing)} day(s) of {first}..{last}: "
                                  + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-                                 if missing else f"a {entity} export for every day of {first}..{last}"),
+                                 if missing else f"an export of {entity} for every day of {first}..{last}"),
                     metadata={"days_without_a_file": dg.MetadataValue.json(missing)},
                 )
         if landing_key(INGEST_LOG) not in selected:

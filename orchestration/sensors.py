@@ -191,7 +191,8 @@ def _retries(instance: dg.DagsterInstance, asked: dict[str, dict], log) -> list[
             continue
         days = ask["days"]
         if ask["attempt"] >= RETRIES:
-            log.warning(f"{'..'.join(days)}: run {runs[0].run_id[:8]} failed, the last of {RETRIES + 1} attempts; "
+            named = "..".join(dict.fromkeys(days))  # one day once
+            log.warning(f"{named}: run {runs[0].run_id[:8]} failed, the last of {RETRIES + 1} attempts; "
                         "the files wait for the schedule, a backfill or new files of their day")
             continue
         retry = f"{key.split('#')[0]}#{ask['attempt'] + 1}"
