@@ -165,7 +165,7 @@ ecom_state.incremental_watermarks
     newest landing in bronze (one that reads bronze) or since a model it reads was. A plain
     `dbt build`, and `ecom run`, build every one of them first. -#}
 {% macro refuse_stale_inputs(node=model) -%}
-    {%- set parents, queue, reads_bronze = {}, [node.unique_id], [] -%}
+    {%- set parents, queue = {}, [node.unique_id] -%}
     {%- for unique_id in queue -%}
         {%- set current = graph.nodes[unique_id] -%}
         {%- set found = [] -%}

@@ -539,8 +539,8 @@ def _misplaced(relative: Path) -> str:
         folder = f"{entity}/{ymd[:4]}/{ymd[4:6]}/{ymd[6:]}/"
         if entity != parts[0] and entity in COLUMNS:
             return f"is an export of {entity} in the {parts[0]} folder; move it to {folder}"
-        if entity == parts[0] and tuple(parts[1:4]) != (ymd[:4], ymd[4:6], ymd[6:]):
-            return f"its name's day {ymd} is not its folder's {'/'.join(parts[1:-1])}; move it to {folder} or rename it"
+        if entity == parts[0] and (len(parts) != 5 or tuple(parts[1:4]) != (ymd[:4], ymd[4:6], ymd[6:])):
+            return f"is in {'/'.join(parts[:-1])}/, not its name's day {ymd}; move it to {folder} or rename it"
     return f"name does not follow {layout}; rename it"
 
 
