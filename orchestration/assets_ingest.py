@@ -63,6 +63,42 @@ def _still_there(path: Path, sha256: str) -> bool:
     return file_sha256(path) == sha256
 
 
+def _a_file_every_day(entity: str, exported: set, first, last) -> dg.AssetCheckResult:
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    missing = [day.isoformat() for day in days if day not in exported]
+    return dg.AssetCheckResult(
+        check_name=A_FILE_EVERY_DAY, asset_key=landing_key(entity), passed=not missing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"no {entity} export for {len(missing)} day(s) of {first}..{last}: "
+                     + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+                     if missing else f"an export of {entity} for every day of {first}..{last}"),
+        metadata={"days_without_a_file": dg.MetadataValue.json(missing)},
+    )
+
+
+def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, first, last) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=NO_REJECTED_FILES,
+        asset_key=landing_key(INGEST_LOG),
+        passed=not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{len(failing)} file(s) of {first}..{last} stay rejected ({rejected_here} in this run): "
+                     "see bronze.ingest_log" if failing
+                     else "every file of the partition landed or had landed before"),
+        metadata={"rejected": dg.MetadataValue.json(
+            [{"file": path, "reason": reason, "detail": detail} for path, reason, detail in failing]
+        )},
+    )
+
+
+def _still_rejected(client, raw_dir: Path, first, last) -> list[tuple[str, str, str]]:
+    """Files of the window, or of no day, whose latest log entry is a rejection and that still
+    hold the rejected bytes (a file fixed since, landed or restored to bytes already landed, or
+    removed, no longer counts)."""
+    return [(r.path, r.reason, r.error) for r in latest_rejections(client)
+            if (r.file_date is None or first <= r.file_date <= last) and _still_there(raw_dir / r.path, r.sha256)]
+
+
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
                   pool: str | None) -> dg.AssetsDefinition:
     described = _source_descriptions(manifest)
@@ -96,13 +132,27 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
         can_subset=True,
     )
     def bronze_landing(context: dg.AssetExecutionContext, warehouse: Warehouse):
-        first, last = days_of(context)
+        # A check executed on its own (the UI's "Execute") may have no partition: every day then.
+        first, last = days_of(context) if context.has_partition_key_range or context.has_partition_key else (
+            partitions_def.time_window_for_partition_key(partitions_def.get_first_partition_key()).start.date(),
+            partitions_def.time_window_for_partition_key(partitions_def.get_last_partition_key()).start.date())
         settings = warehouse.settings
         if problem := raw_dir_problem(settings.raw_dir):
             raise dg.Failure(description=problem)
+        selected = context.selected_asset_keys
+        checks = context.selected_asset_check_keys
+        if not selected:
+            # Checks alone: evaluated from the files and the ingest log of the window; nothing lands.
+            listed = discover(settings.raw_dir, first, last)
+            for entity in ENTITIES:
+                if dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) in checks:
+                    yield _a_file_every_day(entity, {r.file_date for r in listed if r.entity == entity}, first, last)
+            if dg.AssetCheckKey(landing_key(INGEST_LOG), NO_REJECTED_FILES) in checks:
+                with warehouse.session() as client:
+                    yield _no_rejected_files(_still_rejected(client, settings.raw_dir, first, last), 0, first, last)
+            return
         # One bronze table picked alone lands only its entity's files; the ingest log, which every
         # landing writes, lands them all.
-        selected = context.selected_asset_keys
         entities = [e for e in ENTITIES if landing_key(e) in selected]
         files = None if landing_key(INGEST_LOG) in selected or len(entities) == len(ENTITIES) else [
             raw for raw in discover(settings.raw_dir, first, last) if raw.entity in entities]
@@ -121,14 +171,9 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             result = load(settings, client, first, last, on_file=on_file, files=files)
             totals = {table: int(client.command(f"SELECT count() FROM bronze.`{table}`"))
                       for table in LANDED_TABLES}
-            # Files of the window, or of no day, whose latest log entry is a rejection and that
-            # still hold the rejected bytes (a file fixed since, landed or restored to bytes
-            # already landed, or removed, no longer counts); read for the ingest log's check only.
-            still_rejected = [] if landing_key(INGEST_LOG) not in selected else [
-                (r.path, r.reason, r.error) for r in latest_rejections(client)
-                if (r.file_date is None or first <= r.file_date <= last)
-                and _still_there(settings.raw_dir / r.path, r.sha256)
-            ]
+            # Read for the ingest log's check only.
+            still_rejected = ([] if landing_key(INGEST_LOG) not in selected
+                              else _still_rejected(client, settings.raw_dir, first, last))
             in_window = {
                 entity: int(rows)
                 for entity, rows in client.query(
@@ -142,7 +187,6 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             f"rejected {len(result.rejected)}, skipped {len(result.skipped)} on {settings.describe()}"
         )
 
-        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         for entity in entities:
             mine = [o for o in result.outcomes if o.file.entity == entity]
             landed = [o for o in mine if o.status == "landed"]
@@ -154,17 +198,8 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                 "dagster/partition_row_count": in_window.get(entity, 0),
                 "dagster/row_count": totals[entity],
             })
-            if dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) in context.selected_asset_check_keys:
-                exported = {o.file.file_date for o in mine}
-                missing = [day.isoformat() for day in days if day not in exported]
-                yield dg.AssetCheckResult(
-                    check_name=A_FILE_EVERY_DAY, asset_key=landing_key(entity), passed=not missing,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    description=(f"no {entity} export for {len(missing)} day(s) of {first}..{last}: "
-                                 + ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-                                 if missing else f"an export of {entity} for every day of {first}..{last}"),
-                    metadata={"days_without_a_file": dg.MetadataValue.json(missing)},
-                )
+            if dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) in checks:
+                yield _a_file_every_day(entity, {o.file.file_date for o in mine}, first, last)
         if landing_key(INGEST_LOG) not in selected:
             return
         rejected = result.rejected
@@ -177,17 +212,6 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             "orphan_rows_removed": result.orphan_rows_removed,
             "dagster/row_count": totals[INGEST_LOG],
         })
-        yield dg.AssetCheckResult(
-            check_name=NO_REJECTED_FILES,
-            asset_key=landing_key(INGEST_LOG),
-            passed=not failing,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=(f"{len(failing)} file(s) of {first}..{last} stay rejected ({len(rejected)} in this run): "
-                         "see bronze.ingest_log" if failing
-                         else "every file of the partition landed or had landed before"),
-            metadata={"rejected": dg.MetadataValue.json(
-                [{"file": path, "reason": reason, "detail": detail} for path, reason, detail in failing]
-            )},
-        )
+        yield _no_rejected_files(failing, len(rejected), first, last)
 
     return bronze_landing

@@ -342,10 +342,22 @@ def test_a_day_without_one_entitys_export_is_named_by_its_landing_check(pipeline
                                         asset_selection=landing)
         return {c.asset_key.path[-1]: c for c in check_evaluations(result) if c.check_name == "a_file_every_day"}
 
+    def alone(**partition) -> dg.AssetCheckEvaluation:
+        """The check executed on its own, as the UI's "Execute" does: nothing lands."""
+        key = dg.AssetCheckKey(dg.AssetKey(["bronze", "payments"]), "a_file_every_day")
+        result = job.get_subset(asset_selection=set(), asset_check_selection={key}).execute_in_process(
+            instance=instance, **partition)
+        assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+        [evaluation] = check_evaluations(result)
+        return evaluation
+
     try:
         stopped = checks()
+        by_itself, every_day = alone(partition_key=DAYS[-1]), alone()
     finally:
         shutil.move(kept, day_folder)
+    assert (by_itself.passed, by_itself.metadata["days_without_a_file"].value) == (False, [DAYS[-1]])
+    assert not every_day.passed and DAYS[-1] in every_day.metadata["days_without_a_file"].value
     assert set(stopped) == set(ENTITIES)
     assert not stopped["payments"].passed and stopped["payments"].metadata["days_without_a_file"].value == [DAYS[-1]]
     assert all(stopped[entity].passed for entity in ENTITIES if entity != "payments")
