@@ -11,11 +11,12 @@ or misplaced) belongs to no partition, so it is named by every run until then.
 
 import os
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from clickhouse_connect.driver.client import Client
 
 from ecom.contract import ENTITIES
 from ecom.load import (
@@ -29,7 +30,7 @@ from ecom.load import (
     raw_dir_problem,
 )
 from orchestration.assets_raw import RAW_EXPORTS
-from orchestration.partitions import BACKFILL_POLICY, days_of
+from orchestration.partitions import BACKFILL_POLICY, day_of, days_of
 from orchestration.resources import Warehouse
 
 INGEST_LOG = "ingest_log"
@@ -63,7 +64,7 @@ def _still_there(path: Path, sha256: str) -> bool:
     return file_sha256(path) == sha256
 
 
-def _a_file_every_day(entity: str, exported: set, first, last) -> dg.AssetCheckResult:
+def _a_file_every_day(entity: str, exported: set[date], first: date, last: date) -> dg.AssetCheckResult:
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     missing = [day.isoformat() for day in days if day not in exported]
     return dg.AssetCheckResult(
@@ -76,7 +77,8 @@ def _a_file_every_day(entity: str, exported: set, first, last) -> dg.AssetCheckR
     )
 
 
-def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, first, last) -> dg.AssetCheckResult:
+def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, first: date,
+                       last: date) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=NO_REJECTED_FILES,
         asset_key=landing_key(INGEST_LOG),
@@ -91,7 +93,7 @@ def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, 
     )
 
 
-def _still_rejected(client, raw_dir: Path, first, last) -> list[tuple[str, str, str]]:
+def _still_rejected(client: Client, raw_dir: Path, first: date, last: date) -> list[tuple[str, str, str]]:
     """Files of the window, or of no day, whose latest log entry is a rejection and that still
     hold the rejected bytes (a file fixed since, landed or restored to bytes already landed, or
     removed, no longer counts)."""
@@ -134,8 +136,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
     def bronze_landing(context: dg.AssetExecutionContext, warehouse: Warehouse):
         # A check executed on its own (the UI's "Execute") may have no partition: every day then.
         first, last = days_of(context) if context.has_partition_key_range or context.has_partition_key else (
-            partitions_def.time_window_for_partition_key(partitions_def.get_first_partition_key()).start.date(),
-            partitions_def.time_window_for_partition_key(partitions_def.get_last_partition_key()).start.date())
+            day_of(partitions_def.get_first_partition_key()), day_of(partitions_def.get_last_partition_key()))
         settings = warehouse.settings
         if problem := raw_dir_problem(settings.raw_dir):
             raise dg.Failure(description=problem)

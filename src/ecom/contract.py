@@ -60,12 +60,18 @@ def unloadable_days(start: date, days: int) -> str | None:
     return None
 
 
+def export_name(filename: str) -> tuple[str, str] | None:
+    """(entity, YYYYMMDD) of a file named `<entity>_YYYYMMDD[_partN].csv`, wherever it lies."""
+    match = _NAME.match(filename)
+    return (match["entity"], match["ymd"]) if match else None
+
+
 def name_digits(relative: Path) -> str | None:
     """The YYYYMMDD of a name that follows the contract, whether or not it is a calendar day."""
-    parts, match = relative.parts, _NAME.match(relative.name)
-    if len(parts) != 5 or not match or match["entity"] != parts[0] or parts[0] not in COLUMNS:
+    parts, named = relative.parts, export_name(relative.name)
+    if len(parts) != 5 or not named or named[0] != parts[0] or parts[0] not in COLUMNS:
         return None
-    ymd = match["ymd"]
+    ymd = named[1]
     return ymd if (ymd[:4], ymd[4:6], ymd[6:]) == parts[1:4] else None
 
 

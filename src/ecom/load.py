@@ -37,7 +37,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from ecom.config import Settings
-from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, name_day, name_digits, parse_name
+from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, export_name, name_day, name_digits, parse_name
 from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
@@ -534,8 +534,8 @@ def _misplaced(relative: Path) -> str:
     if parts[0] not in COLUMNS:
         where = "at the top of the raw directory" if len(parts) == 1 else f"in {parts[0]}/, not an entity folder"
         return f"is {where} ({', '.join(COLUMNS)}); move it to {layout}, or out of the raw directory"
-    if (name := _EXPORT_NAME.match(relative.name.removesuffix(".csv"))) and relative.name.endswith(".csv"):
-        entity, ymd = name.group(0).split("_part")[0].rsplit("_", 1)
+    if named := export_name(relative.name):
+        entity, ymd = named
         folder = f"{entity}/{ymd[:4]}/{ymd[4:6]}/{ymd[6:]}/"
         if entity != parts[0] and entity in COLUMNS:
             return f"is an export of {entity} in the {parts[0]} folder; move it to {folder}"
