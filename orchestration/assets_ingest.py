@@ -30,7 +30,7 @@ from ecom.load import (
     raw_dir_problem,
 )
 from orchestration.assets_raw import RAW_EXPORTS
-from orchestration.partitions import BACKFILL_POLICY, day_of, days_of
+from orchestration.partitions import BACKFILL_POLICY, START_DATE_ENV, day_of, days_of, start_date
 from orchestration.resources import Warehouse
 
 INGEST_LOG = "ingest_log"
@@ -135,8 +135,13 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
     )
     def bronze_landing(context: dg.AssetExecutionContext, warehouse: Warehouse):
         # A check executed on its own (the UI's "Execute") may have no partition: every day then.
-        first, last = days_of(context) if context.has_partition_key_range or context.has_partition_key else (
-            day_of(partitions_def.get_first_partition_key()), day_of(partitions_def.get_last_partition_key()))
+        if context.has_partition_key_range or context.has_partition_key:
+            first, last = days_of(context)
+        elif (last_key := partitions_def.get_last_partition_key()) is None:
+            raise dg.Failure(description=f"No day to check yet: the first partition, {START_DATE_ENV}="
+                                         f"{start_date().isoformat()}, opens once that day is over.")
+        else:
+            first, last = day_of(partitions_def.get_first_partition_key()), day_of(last_key)
         settings = warehouse.settings
         if problem := raw_dir_problem(settings.raw_dir):
             raise dg.Failure(description=problem)

@@ -736,6 +736,19 @@ def test_a_start_date_before_the_fx_rates_stops_the_code_location(monkeypatch):
     build_definitions()
 
 
+def test_a_landing_check_before_the_first_partition_says_so(location, monkeypatch):
+    # Executed on its own, a check with no partition checks every day; a start date in the future has none.
+    first = datetime.now(UTC).date() + timedelta(days=2)
+    monkeypatch.setenv(START_DATE_ENV, first.isoformat())
+    job = build_definitions().resolve_job_def(DAILY_JOB)
+    key = dg.AssetCheckKey(dg.AssetKey(["bronze", "payments"]), "a_file_every_day")
+    result = job.get_subset(asset_selection=set(), asset_check_selection={key}).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    message = str(failure.event_specific_data.error)
+    assert f"No day to check yet: the first partition, {START_DATE_ENV}={first}," in message
+
+
 def test_a_held_warehouse_fails_the_step_with_its_one_line_reason(held_warehouse, pipeline):
     _, defs, instance, _ = pipeline
     job = defs.resolve_job_def(DAILY_JOB)
