@@ -13,7 +13,7 @@ import pytest
 from conftest import ecom_env, run_ecom
 from ecom import warehouse
 from ecom.cli import main
-from ecom.config import Settings
+from ecom.config import SettingError, Settings
 from ecom.lock import WarehouseUnavailable
 from ecom.warehouse import connect
 
@@ -224,6 +224,28 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     assert f"{variable} is " in one_error_line(result.stderr) and "File name too long" in result.stderr
 
 
+def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path):
+    # dbt reads the lock wait, and the project folder is where it builds: wrong, they stopped the run
+    # after the files had landed.
+    run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", env=env)
+    for variable, value, told in (
+            ("ECOM_LOCK_WAIT_SECONDS", "abc", "ECOM_LOCK_WAIT_SECONDS='abc' must be a number"),
+            ("ECOM_PROJECT_DIR", str(tmp_path), f"ECOM_PROJECT_DIR={tmp_path} has no dbt_project.yml")):
+        result = run_ecom("run", "--quiet", env={**env, variable: value}, check=False)
+        assert result.returncode == 1
+        assert told in one_error_line(result.stderr), result.stderr
+        assert not Path(env["ECOM_CHDB_PATH"]).exists(), "nothing landed"
+
+
+@pytest.mark.parametrize("command", [("generate", "--out"), ("load", "--raw-dir"), ("report", "--out")])
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(env, tmp_path, command):
+    (work := tmp_path / "work").mkdir()
+    result = run_ecom(*command, "", env=env, cwd=work, check=False)
+    assert result.returncode == 2
+    assert f"'{command[1]}'" in result.stderr and "is empty" in result.stderr
+    assert not list(work.iterdir())
+
+
 def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
     raw = Path(env["ECOM_RAW_DIR"])
     good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"
@@ -341,15 +363,15 @@ def test_settings_from_the_environment():
                                ("", False)):
         assert Settings.from_env({"CLICKHOUSE_SECURE": spelling}).secure is expected
 
-    with pytest.raises(SystemExit, match=r"DBT_TARGET='prod' is not one of dev, server, cluster"):
+    with pytest.raises(SettingError, match=r"DBT_TARGET='prod' is not one of dev, server, cluster"):
         Settings.from_env({"DBT_TARGET": "prod"})
-    with pytest.raises(SystemExit, match=r"CLICKHOUSE_PORT='http' is not a port number"):
+    with pytest.raises(SettingError, match=r"CLICKHOUSE_PORT='http' is not a port number"):
         Settings.from_env({"CLICKHOUSE_PORT": "http"})
     for port in ("0", "99999"):
-        with pytest.raises(SystemExit, match=rf"CLICKHOUSE_PORT='{port}' is not a port number \(1-65535\)"):
+        with pytest.raises(SettingError, match=rf"CLICKHOUSE_PORT='{port}' is not a port number \(1-65535\)"):
             Settings.from_env({"CLICKHOUSE_PORT": port})
     # A mistyped flag is refused, not read as off: TLS would be dropped without a word.
-    with pytest.raises(SystemExit, match=r"CLICKHOUSE_SECURE='ture' is neither on nor off"):
+    with pytest.raises(SettingError, match=r"CLICKHOUSE_SECURE='ture' is neither on nor off"):
         Settings.from_env({"CLICKHOUSE_SECURE": "ture"})
 
 

@@ -723,6 +723,13 @@ def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
         build_definitions()
 
 
+def test_a_bad_warehouse_setting_stops_the_code_location_with_its_sentence(monkeypatch):
+    # Raised as SystemExit, it ended the code server: `dagster dev` never served the UI.
+    monkeypatch.setenv("DBT_TARGET", "prod")
+    with pytest.raises(SettingError, match=r"DBT_TARGET='prod' is not one of dev, server, cluster"):
+        build_definitions()
+
+
 def test_a_start_date_before_the_fx_rates_stops_the_code_location(monkeypatch):
     # The days before the seed's rates would land and quarantine every order as bad_timestamp.
     first = first_priced_month()

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from ecom.config import Settings, data_path, project_dir, unpriced_start_problem
-from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
+from ecom.config import SettingError, Settings, data_path, env_number, project_dir, unpriced_start_problem
+from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
 
@@ -72,7 +72,7 @@ class EcomGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except WarehouseUnavailable as exc:
+        except (WarehouseUnavailable, SettingError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -100,11 +100,14 @@ class _Stderr(logging.Handler):
         click.echo(self.format(record), err=True)
 
 
-def _project_path(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+def _project_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
     """A path typed on the command line as given; one from the environment, or the default, is
-    the project's, as `ecom.config.data_path` reads it."""
+    the project's, as `ecom.config.data_path` reads it. An empty one is refused: as a Path it
+    is the working directory (a whole checkout written into, or landed from)."""
+    if not value.strip():
+        raise click.BadParameter("is empty: give a path, or leave the option out for the default")
     if ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE:
-        return value
+        return Path(value)
     return data_path(value)
 
 
@@ -122,7 +125,7 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
-@click.option("--out", type=click.Path(path_type=Path), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
+@click.option("--out", type=click.Path(), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate: float, out: Path,
@@ -190,7 +193,7 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 
 
 @main.command("load")
-@click.option("--raw-dir", type=click.Path(path_type=Path), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
+@click.option("--raw-dir", type=click.Path(), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--start", type=DATE, help="Only files of this day or later (and misnamed files, but for those "
               "in the folders of earlier days).")
@@ -312,6 +315,8 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     if problem := _dbt_folder_problem():
         click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+    # dbt reads it when it opens the warehouse: a bad value would stop the build after the load.
+    env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
     settings = _settings()
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
         code = _run_load(settings, start, end, wait, quiet)
@@ -346,6 +351,9 @@ def _dbt_folder_problem() -> str | None:
             above = next(path for path in (folder, *folder.parents) if path.exists())
             if not above.is_dir():
                 return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
+            if not os.access(above, os.W_OK | os.X_OK):
+                return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
+                        "you can write")
         except OSError as exc:  # a folder on the way that cannot be searched, a name too long
             return f"{variable} is {folder}, which cannot be used ({exc.strerror}): point {variable} at a folder"
     return None
@@ -481,7 +489,7 @@ def _one_read(client, query: str) -> tuple[str, str]:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), cls=_EnvOption, envvar="ECOM_REPORT_PATH",
+@click.option("--out", type=click.Path(dir_okay=False), cls=_EnvOption, envvar="ECOM_REPORT_PATH",
               default="data/report/index.html", callback=_project_path,
               help="HTML file to write [env ECOM_REPORT_PATH; default: data/report/index.html of the project].")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
@@ -513,7 +521,7 @@ def report(out: Path, wait: float) -> None:
               "history) in about two minutes: the smoke test.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), cls=_EnvOption, envvar="ECOM_BENCH_DIR",
+@click.option("--cache-dir", type=click.Path(file_okay=False), cls=_EnvOption, envvar="ECOM_BENCH_DIR",
               default="data/bench", callback=_project_path,
               help="Where generated datasets are cached and the runs work [env ECOM_BENCH_DIR; default: "
               "data/bench of the project].")

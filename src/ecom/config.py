@@ -17,10 +17,18 @@ from pathlib import Path
 TARGETS = ("dev", "server", "cluster")
 
 
+class SettingError(ValueError):
+    """A setting of the environment with a value it cannot have; the message names it."""
+
+
 def _project_around_cwd() -> Path | None:
     """ECOM_PROJECT_DIR, else the nearest folder at or above the cwd with a dbt_project.yml."""
     if env := os.environ.get("ECOM_PROJECT_DIR"):
-        return Path(env).resolve()
+        root = Path(env).resolve()
+        if not (root / "dbt_project.yml").is_file():
+            raise SettingError(f"ECOM_PROJECT_DIR={env} has no dbt_project.yml: set it to the project's root "
+                               "(the folder with dbt_project.yml), or unset it to use the checkout")
+        return root
     for candidate in (Path.cwd(), *Path.cwd().parents):
         if (candidate / "dbt_project.yml").is_file():
             return candidate
@@ -45,9 +53,8 @@ def project_dir() -> Path:
     source_checkout = Path(__file__).resolve().parents[2]
     if (source_checkout / "dbt_project.yml").is_file():
         return source_checkout
-    raise SystemExit(
-        "error: no dbt_project.yml in the current directory or above; "
-        "run from the repository root or set ECOM_PROJECT_DIR"
+    raise SettingError(
+        "no dbt_project.yml in the current directory or above; run from the repository root or set ECOM_PROJECT_DIR"
     )
 
 
@@ -106,10 +113,6 @@ def env_number(name: str, default: float, low: float, high: float, what: str,
     return number
 
 
-class SettingError(ValueError):
-    """A setting of the environment with a value it cannot have; the message names it."""
-
-
 def chdb_path_problem(path: str) -> str | None:
     """Why the embedded engine cannot open the absolute `path`, or None. chDB reads a `?` as the
     start of connection options and opens the path before it: another warehouse than the one
@@ -152,20 +155,17 @@ class Settings:
         env = os.environ if environ is None else environ
         target = env.get("DBT_TARGET", "dev").strip() or "dev"
         if target not in TARGETS:
-            raise SystemExit(f"error: DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+            raise SettingError(f"DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
         port = env.get("CLICKHOUSE_PORT", "").strip()
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise SystemExit(f"error: CLICKHOUSE_PORT={port!r} is not a port number (1-65535)")
-        try:
-            secure = env_flag("CLICKHOUSE_SECURE", False, env)
-        except SettingError as exc:
-            raise SystemExit(f"error: {exc}") from None
+            raise SettingError(f"CLICKHOUSE_PORT={port!r} is not a port number (1-65535)")
+        secure = env_flag("CLICKHOUSE_SECURE", False, env)
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
         if target == "dev" and (problem := chdb_path_problem(str(chdb_path.resolve()))):
-            raise SystemExit(f"error: {problem}")
+            raise SettingError(problem)
         raw_dir = data_path(env.get("ECOM_RAW_DIR") or "data/raw")
         if target == "dev" and (problem := shared_folder_problem(raw_dir.resolve(), chdb_path.resolve())):
-            raise SystemExit(f"error: {problem}")
+            raise SettingError(problem)
         return cls(
             raw_dir=raw_dir,
             chdb_path=chdb_path,
