@@ -284,3 +284,17 @@ def test_show_of_no_rows_keeps_the_header(tmp_path):
     show = dbt("show", "--inline", "select 1 as order_count, 'x' as label where 0", env=dbt_env(tmp_path))
     assert show.returncode == 0, show.output
     assert "| order_count | label |" in show.output, show.output
+
+
+def test_the_affinity_minimum_must_be_a_whole_number(tmp_path):
+    # `| int` alone read 2.5 as 2: the mart kept pairs its own test then failed.
+    for value in ("2.5", "abc", "0"):
+        result = dbt("parse", "--vars", f"{{affinity_min_orders_together: {value}}}", env=dbt_env(tmp_path))
+        assert result.returncode != 0, value
+        assert f"must be a whole number of 1 or more, got {value}" in result.output, value
+
+
+def test_an_empty_dbt_target_is_the_default_for_plain_dbt_too(tmp_path):
+    # As `ecom` reads it: set but empty, dev.
+    result = dbt("debug", env=dbt_env(tmp_path, DBT_TARGET=""))
+    assert result.returncode == 0 and "does not have a target named" not in result.output, result.output

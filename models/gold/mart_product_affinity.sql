@@ -9,8 +9,10 @@
     counts of each month. Only pairs bought together at least `affinity_min_orders_together`
     times (a dbt var, 2 by default) are kept, so the table stays small; rebuilt every run. -#}
 
-{%- set min_orders_together = var('affinity_min_orders_together') | int %}
-{%- if min_orders_together < 1 %}
+{#- Whole numbers only: `| int` alone reads 2.5 as 2 and `abc` as 0. #}
+{%- set given = var('affinity_min_orders_together') | string | trim %}
+{%- set min_orders_together = given | int %}
+{%- if not given.isdigit() or min_orders_together < 1 %}
     {{ exceptions.raise_compiler_error("var affinity_min_orders_together must be a whole number of 1 or more, got "
                                        ~ var('affinity_min_orders_together')) }}
 {%- endif %}
