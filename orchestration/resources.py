@@ -28,7 +28,7 @@ import dagster as dg
 from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource, DbtProject
 
-from ecom.config import Settings, project_dir
+from ecom.config import SettingError, Settings, dbt_folder_problem, project_dir
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 from ecom.warehouse import session
 
@@ -147,6 +147,8 @@ def dbt_project(root: Path | None = None) -> DbtProject:
     process at a time.
     """
     root = Path(root) if root else project_dir()
+    if problem := dbt_folder_problem(root):
+        raise SettingError(problem)
     target_path = Path(os.environ.get("DBT_TARGET_PATH") or "target")
     project = DbtProject(project_dir=root, target_path=target_path, profiles_dir=root)
     manifest = project.manifest_path

@@ -723,10 +723,15 @@ def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
         build_definitions()
 
 
-def test_a_bad_warehouse_setting_stops_the_code_location_with_its_sentence(monkeypatch):
+def test_a_bad_warehouse_setting_stops_the_code_location_with_its_sentence(monkeypatch, tmp_path):
     # Raised as SystemExit, it ended the code server: `dagster dev` never served the UI.
     monkeypatch.setenv("DBT_TARGET", "prod")
     with pytest.raises(SettingError, match=r"DBT_TARGET='prod' is not one of dev, server, cluster"):
+        build_definitions()
+    monkeypatch.delenv("DBT_TARGET")
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "afile" / "target"))  # a FileExistsError before
+    with pytest.raises(SettingError, match=r"DBT_TARGET_PATH is \S+, but \S+ is a file, not a folder"):
         build_definitions()
 
 

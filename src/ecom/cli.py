@@ -21,7 +21,15 @@ from pathlib import Path
 
 import click
 
-from ecom.config import SettingError, Settings, data_path, env_number, project_dir, unpriced_start_problem
+from ecom.config import (
+    SettingError,
+    Settings,
+    data_path,
+    dbt_folder_problem,
+    env_number,
+    project_dir,
+    unpriced_start_problem,
+)
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 DEMO_START = date(2026, 9, 1)
@@ -312,7 +320,7 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     if day:
         start = end = day
     _check_range(start, end)
-    if problem := _dbt_folder_problem():
+    if problem := dbt_folder_problem(project_dir()):
         click.echo(f"error: {problem}", err=True)
         sys.exit(1)
     # dbt reads it when it opens the warehouse: a bad value would stop the build after the load.
@@ -340,23 +348,6 @@ def _require_warehouse(settings: Settings) -> None:
         click.echo(f"error: no warehouse at {settings.chdb_path.resolve()} (ECOM_CHDB_PATH): run `ecom run` first, "
                    "or check the path", err=True)
         sys.exit(1)
-
-
-def _dbt_folder_problem() -> str | None:
-    """Why dbt could not make its artifacts' or logs' folder, found before anything lands: dbt
-    itself fails with a traceback after the load. dbt reads both against the project directory."""
-    for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
-        folder = project_dir() / (os.environ.get(variable) or default)
-        try:
-            above = next(path for path in (folder, *folder.parents) if path.exists())
-            if not above.is_dir():
-                return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
-            if not os.access(above, os.W_OK | os.X_OK):
-                return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
-                        "you can write")
-        except OSError as exc:  # a folder on the way that cannot be searched, a name too long
-            return f"{variable} is {folder}, which cannot be used ({exc.strerror}): point {variable} at a folder"
-    return None
 
 
 _CONTROL_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})

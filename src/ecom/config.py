@@ -58,6 +58,24 @@ def project_dir() -> Path:
     )
 
 
+def dbt_folder_problem(root: Path) -> str | None:
+    """Why dbt could not make its artifacts' or logs' folder, found before anything lands: dbt
+    itself fails with a traceback (after the load, in `ecom run`). dbt reads both against the project
+    directory, `root`."""
+    for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
+        folder = root / (os.environ.get(variable) or default)
+        try:
+            above = next(path for path in (folder, *folder.parents) if path.exists())
+            if not above.is_dir():
+                return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
+            if not os.access(above, os.W_OK | os.X_OK):
+                return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
+                        "you can write")
+        except OSError as exc:  # a folder on the way that cannot be searched, a name too long
+            return f"{variable} is {folder}, which cannot be used ({exc.strerror}): point {variable} at a folder"
+    return None
+
+
 FX_SEED = Path("seeds") / "fx_rates_monthly.csv"
 
 
