@@ -646,6 +646,16 @@ def test_every_file_gets_its_own_ingestion_time_so_it_and_the_row_number_name_a_
     assert len({per_file[0] for _, per_file in times}) == 3, times
 
 
+def test_parts_of_a_day_land_in_their_numbers_order(tmp_path):
+    # Ingestion order settles ties of updated_at in silver: part 10 is the later export, not part 2.
+    settings = settings_for(tmp_path)
+    for part in (1, 2, 10, 11):
+        write_csv(settings.raw_dir, "order_items", DAY, order_items(1, start=part), part=part)
+    land(settings)
+    landed = query(settings, "SELECT _source_file FROM bronze.order_items ORDER BY _ingested_at")
+    assert [Path(path).stem.rpartition("_")[2] for (path,) in landed] == ["20260301", "part2", "part10", "part11"]
+
+
 def test_a_load_lands_after_every_earlier_ingestion_time_even_one_ahead_of_the_clock(tmp_path):
     """Files of a load get `_ingested_at` 1 ms apart from the engine's clock, so a load of many
     small files runs ahead of it. Silver reads "newer than the newest `_ingested_at` it has": the

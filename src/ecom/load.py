@@ -319,7 +319,13 @@ def discover(raw_dir: Path, start: date | None = None, end: date | None = None) 
                 for filename in filenames:
                     if filename.lower().endswith(".csv") and not filename.startswith((".", "_")):
                         hidden(Path(dirpath, filename))
-    return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), f.relative))
+    return sorted(found, key=lambda f: (f.file_date or date.min, ENTITY_ORDER.get(f.entity, 99), _in_order(f.relative)))
+
+
+def _in_order(relative: str) -> list[str | int]:
+    """A path's sort key with its numbers read as numbers: `_part2` lands before `_part10`. Landing
+    order is ingestion order, which silver's latest version falls back on when `updated_at` ties."""
+    return [int(piece) if i % 2 else piece for i, piece in enumerate(re.split(r"(\d+)", relative))]
 
 
 def raw_dir_problem(raw_dir: Path) -> str | None:
