@@ -46,15 +46,33 @@ ecom_state.incremental_watermarks
                                    ~ "first with `ecom load` (or `ecom run`, `make demo`); until then every model "
                                    ~ "that reads it fails") -%}
         {%- endif -%}
+        {#- A warehouse with tables of incremental models but no record of any run was built by a
+            version of the project from before it kept them: every incremental model would take
+            its table for an unfinished first build and empty it, and the tables whose columns
+            changed since would stop the build. It stops here instead, whole. -#}
+        {%- if not flags.FULL_REFRESH
+               and run_query("select count() from system.databases where name = 'ecom_state'").columns[0].values()[0] == 0 -%}
+            {%- set built = [] -%}
+            {%- for node in graph.nodes.values() -%}
+                {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
+                    {%- do built.append("('" ~ node.schema ~ "', '" ~ node.alias ~ "')") -%}
+                {%- endif -%}
+            {%- endfor -%}
+            {%- set earlier = run_query("select database || '.' || name from system.tables where (database, name) in ("
+                                        ~ (built or ["('', '')"]) | join(', ') ~ ") order by 1").rows -%}
+            {%- if earlier | length > 0 -%}
+                {%- set named = earlier | map(attribute=0) | list -%}
+                {{ exceptions.raise_compiler_error(named[:3] | join(', ')
+                   ~ (" and " ~ (named | length - 3) ~ " more tables" if named | length > 3 else "") ~ " were built by an earlier "
+                   ~ "version of the project, which kept no record of its runs: build the warehouse anew once, with "
+                   ~ "`ecom run --full-refresh` or `dbt build --full-refresh`") }}
+            {%- endif -%}
+        {%- endif -%}
         {%- do run_query("create database if not exists ecom_state") -%}
         {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
         {%- do create_test_passes() -%}
-        {#- A table an incremental model had under an earlier materialization, without the
-            `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
-            UInt128 of the row_hash macro: dropped, with the records of its finished runs, so
-            this run builds it anew. -#}
         {%- set incremental, versions = [], [] -%}
         {%- for node in graph.nodes.values() -%}
             {%- if node.resource_type == 'model' and node.config.materialized == 'incremental' -%}
@@ -64,6 +82,30 @@ ecom_state.incremental_watermarks
                 {%- endif -%}
             {%- endif -%}
         {%- endfor -%}
+        {#- Versions tables built by earlier rules of silver (silver_rules): their verdicts decide
+            what every later table holds, and no incremental run revisits them.
+            Every run but a full refresh stops until they are built anew, before anything is
+            dropped or built: a warehouse of an earlier version of the project whose tables would
+            also be rebuilt below stops here, whole. A table with no comment and no finished run is
+            a first build that was stopped before its post-hook: the run redoes it
+            (rollback_unfinished_run). -#}
+        {%- if versions and not flags.FULL_REFRESH -%}
+            {%- set earlier_rule = run_query("select database || '.' || name as qualified_name from system.tables "
+                                             ~ "where (database, name) in (" ~ versions | join(', ') ~ ") "
+                                             ~ "and comment != '" ~ silver_rules() ~ "' and (comment != '' "
+                                             ~ "or qualified_name in (select model from " ~ incremental_state_table() ~ ")) "
+                                             ~ "order by qualified_name").rows -%}
+            {%- if earlier_rule | length > 0 -%}
+                {{ exceptions.raise_compiler_error(earlier_rule | map(attribute=0) | join(', ') ~ " were built by earlier "
+                   ~ "rules of silver (this version judges some rows otherwise: '" ~ silver_rules() ~ "'), and every "
+                   ~ "silver and gold table follows their verdicts: build the warehouse anew once, with "
+                   ~ "`ecom run --full-refresh` or `dbt build --full-refresh`") }}
+            {%- endif -%}
+        {%- endif -%}
+        {#- A table an incremental model had under an earlier materialization, without the
+            `_ingested_at` watermark column, or a versions table whose `_row_hash` is not the
+            UInt128 of the row_hash macro: dropped, with the records of its finished runs, so
+            this run builds it anew. -#}
         {%- if incremental -%}
             {%- set outdated = run_query("select database, name from system.tables where (database, name) in ("
                                          ~ incremental | join(', ') ~ ") and ((database, name) not in "
@@ -78,24 +120,6 @@ ecom_state.incremental_watermarks
                 {%- do run_query("delete from " ~ incremental_state_table() ~ " where model = '" ~ row[0] ~ "."
                                  ~ row[1] ~ "' settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- endfor -%}
-        {%- endif -%}
-        {#- Versions tables built by earlier rules of silver (silver_rules): their verdicts decide
-            what every later table holds, and no incremental run revisits them.
-            Every run but a full refresh stops until they are built anew. A table with no comment
-            and no finished run is a first build that was stopped before its post-hook: the run
-            redoes it (rollback_unfinished_run). -#}
-        {%- if versions and not flags.FULL_REFRESH -%}
-            {%- set earlier_rule = run_query("select database || '.' || name as qualified_name from system.tables "
-                                             ~ "where (database, name) in (" ~ versions | join(', ') ~ ") "
-                                             ~ "and comment != '" ~ silver_rules() ~ "' and (comment != '' "
-                                             ~ "or qualified_name in (select model from " ~ incremental_state_table() ~ ")) "
-                                             ~ "order by qualified_name").rows -%}
-            {%- if earlier_rule | length > 0 -%}
-                {{ exceptions.raise_compiler_error(earlier_rule | map(attribute=0) | join(', ') ~ " were built by earlier "
-                   ~ "rules of silver (this version judges some rows otherwise: '" ~ silver_rules() ~ "'), and every "
-                   ~ "silver and gold table follows their verdicts: build the warehouse anew once, with "
-                   ~ "`ecom run --full-refresh` or `dbt build --full-refresh`") }}
-            {%- endif -%}
         {%- endif -%}
         {%- if target.type == 'chdb' -%}
             {%- set stale = run_query("select database, name from system.tables where database in ('silver', 'gold') "

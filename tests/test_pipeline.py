@@ -362,6 +362,15 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert result.returncode != 0, result.stdout[-2000:]
     assert "silver.payments_versions were built by earlier rules of silver" in result.stdout, result.stdout[-2000:]
     assert "`ecom run --full-refresh`" in result.stdout, result.stdout[-2000:]
+    # One older still, from before runs were recorded: it stops as a whole too, emptying nothing
+    # (each model took its table for an unfinished first build).
+    payments = query(daily, "SELECT count() FROM silver.payments")
+    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+        client.command("DROP DATABASE ecom_state")
+    result = dbt("build", "-s", "payments", env=daily)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "more tables were built by an earlier version of the project" in result.stdout, result.stdout[-2000:]
+    assert query(daily, "SELECT count() FROM silver.payments") == payments
 
     # On a warehouse whose tests pass, the checksums of the tests that compare whole tables
     # agree, so their key-by-key checks read nothing.
