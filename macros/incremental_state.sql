@@ -32,8 +32,9 @@ ecom_state.incremental_watermarks
  ))
 {%- endmacro %}
 
-{#- on-run-start: the state table; the tables of incremental models built by an earlier version
-    of the project (no watermark column yet, or row fingerprints of another kind); and on the
+{#- on-run-start: a warehouse of a version of the project from before the state table stops; the
+    state table; the tables of incremental models built by an earlier version of the project (no
+    watermark column yet, or row fingerprints of another kind); and on the
     embedded target (one process at a time) the work tables of runs that were stopped: a
     delete+insert model’s `<model>__dbt_new_data_<invocation>`, a table model’s
     `<model>__dbt_tmp` and `<model>__dbt_backup`. Nothing else can be using them there, and
