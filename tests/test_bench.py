@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,36 @@ def test_targets_say_what_is_met_and_the_gap():
     assert targets["one more day on 10x history under 10% of its full refresh"].met is True
     assert targets["one more day grows less than 1.5x from 1x to 10x history"].measured == "2.00x (rows read 3.0x)"
     assert all(isinstance(t, Target) for t in targets.values())
+
+
+def test_a_killed_full_refresh_is_told_in_the_table_and_the_targets():
+    ran = {"order_lines": 5, "raw_files": 2, "load_seconds": 1.0, "dbt_seconds": 4.0, "peak_rss_gb": 0.5}
+    rows = [
+        Row("full_refresh.1x", "full_refresh", "fr 1x", 5.0, "s", detail=ran),
+        Row("one_more_day.1x", "one_more_day", "day 1x", 1.0, "s", detail=ran),
+        Row("full_refresh.10x", "full_refresh", "fr 10x", unit="s", error="full refresh 10x killed (signal 9)",
+            detail={"exit_code": -9}),
+        Row("one_more_day.10x", "one_more_day", "day 10x", unit="s", skipped="skipped: the 10x history did not build"),
+        Row("one_more_day.ratio", "one_more_day", "ratio", unit="x", skipped="skipped: a run is missing"),
+    ]
+    targets = {t.target.split(" [")[0]: t for t in evaluate_targets(rows, QUICK)}
+    assert targets["full refresh under 60 s"].measured == "step killed (signal 9)"
+    assert targets["full refresh under 60 s"].met is None
+    # Under 8 GB in the runs that finished says nothing of the one that did not.
+    assert targets["peak memory under 8 GB"].met is None
+    assert targets["peak memory under 8 GB"].measured == "0.50 GB in the 2 of 4 runs that finished"
+    figures = {
+        "scale": "quick", "date": "2026-01-01",
+        "machine": {"cores": 2, "cpu": "cpu", "memory_gb": 8, "load_average_at_start": [0.0]},
+        "versions": {},
+        "dataset": {"orders_per_day": 1, "origin": "2016-06-15", "days_1x": 7, "lines_1x": 5, "files_1x": 2,
+                    "days_10x": 70, "lines_10x": 50, "files_10x": 20},
+        "rows": [asdict(r) for r in rows],
+        "targets": [asdict(t) for t in targets.values()],
+    }
+    table = render(figures)
+    assert "fr 10x: error: full refresh 10x killed (signal 9)" in table
+    assert re.search(r"^fr 10x( +-){9}$", table, re.MULTILINE), table
 
 
 @pytest.fixture(scope="module")
