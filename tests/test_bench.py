@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, ecom_env, run_ecom
+from ecom import bench
 from ecom.bench import FULL, QUICK, Row, Target, evaluate_targets, render
 
 LANDING = ("ecom_load", "engine_ceiling", "duckdb")
@@ -92,6 +94,19 @@ def test_a_killed_full_refresh_is_told_in_the_table_and_the_targets():
     table = render(figures)
     assert "fr 10x: error: full refresh 10x killed (signal 9)" in table
     assert re.search(r"^fr 10x( +-){9}$", table, re.MULTILINE), table
+
+
+def test_a_postgres_that_does_not_start_says_why(monkeypatch):
+    """The server log's last line is "database system is shut down"; the cause comes before it."""
+    if bench._postgres_bindir() is None:
+        pytest.skip("no PostgreSQL binaries")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        monkeypatch.setattr(bench, "_free_port", lambda: busy.getsockname()[1])
+        with pytest.raises(bench.PostgresUnavailable) as failed, bench.postgres_cluster(lambda _: None):
+            pass
+    assert "Address already in use" in str(failed.value), failed.value
 
 
 @pytest.fixture(scope="module")

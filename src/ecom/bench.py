@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -596,7 +597,8 @@ def postgres_cluster(log: Callable[[str], None]) -> Iterator[tuple[str, str]]:
                   "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
         if step.returncode != 0:
             server_log = logfile.read_text(errors="replace") if logfile.exists() else ""
-            raise PostgresUnavailable(f"pg_ctl start failed: {_last_line(server_log or step.stderr or step.stdout)}")
+            why = _server_failure(server_log or step.stderr or step.stdout)
+            raise PostgresUnavailable(f"pg_ctl start failed: {why}")
         started = True
         version = pg(str(bindir / "postgres"), "--version").stdout.strip()
         log(f"PostgreSQL started on 127.0.0.1:{port} ({version})")
@@ -610,6 +612,20 @@ def postgres_cluster(log: Callable[[str], None]) -> Iterator[tuple[str, str]]:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no output"
+
+
+def _server_failure(server_log: str) -> str:
+    """Why the server stopped: the first FATAL, ERROR or PANIC line of its log, after the line that
+    says what it could not do when there is one. The last line is only "database system is shut
+    down", and the cause of a busy port is a LOG line ("could not bind ...: Address already in use")
+    before "FATAL: could not create any TCP/IP sockets"."""
+    # Without the "2026-01-01 00:00:00.000 UTC [pid] " prefix, spaces squeezed.
+    lines = [" ".join(re.sub(r"^.*?\[\d+\]\s*", "", line).split()) for line in server_log.splitlines()]
+    fatal = next((i for i, line in enumerate(lines) if re.match(r"(FATAL|ERROR|PANIC):", line)), None)
+    if fatal is None:
+        return _last_line(server_log)
+    cause = next((line for line in lines[:fatal] if "could not" in line), None)
+    return "; ".join(line for line in (cause, lines[fatal]) if line)[:300]
 
 
 # ---------------------------------------------------------------------------------------------
