@@ -109,6 +109,21 @@ def test_a_postgres_that_does_not_start_says_why(monkeypatch):
     assert "Address already in use" in str(failed.value), failed.value
 
 
+@pytest.mark.parametrize("option", ["--json", "--cache-dir"])
+def test_an_unusable_path_is_refused_before_the_run(tmp_path, option):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    paths = {"--json": str(tmp_path / "figures.json"), "--cache-dir": str(tmp_path / "cache")}
+    paths[option] = str(blocker / "below")
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+    done = run_ecom("bench", "--quick", "--json", paths["--json"], "--cache-dir", paths["--cache-dir"], env=env,
+                    check=False, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: cannot use {option}{' (or ECOM_BENCH_DIR)' * (option == '--cache-dir')} " \
+        f"{blocker / 'below'}: {blocker} is a file, not a folder; choose another path"
+    assert not list(tmp_path.glob("cache/world-*"))  # refused before generating anything
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> tuple[dict, str, Path]:
     tmp = tmp_path_factory.mktemp("bench")

@@ -1084,16 +1084,42 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _unusable(option: str, path: Path, folder: Path) -> str | None:
+    """Why `folder` (made if missing) cannot hold `path` of `option`, in one line; None if it can.
+    (click already refuses a --json that is a folder and a --cache-dir that is a file.)"""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # mkdir says "File exists" or "Not a directory" of a file where a folder of the path should be.
+        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"cannot use {option} {path}: {blocker} is a file, not a folder; choose another path"
+        return f"cannot use {option} {path}: {exc.strerror or exc}; choose another path or check its permissions"
+    return None
+
+
 def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, keep: bool,
          out: TextIO | None = None) -> int:
     # A plain `kill` ends the measurement running in a child too (Runner.run stops it on the way out).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    figures = run_bench(scale, cache_dir, postgres=postgres, keep=keep)
+    # Both paths are checked before the run, which takes minutes, rather than after it.
+    problem = _unusable("--cache-dir (or ECOM_BENCH_DIR)", cache_dir, cache_dir)
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    print(render(figures), file=out or sys.stdout)
-    return 1 if any(r["error"] for r in figures["rows"]) else 0
+        problem = problem or _unusable("--json", json_path, json_path.parent)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    figures = run_bench(scale, cache_dir, postgres=postgres, keep=keep)
+    print(render(figures), file=out or sys.stdout, flush=True)  # first: a JSON that cannot be written loses nothing
+    failed = any(r["error"] for r in figures["rows"])
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        except OSError as exc:
+            print(f"error: cannot write --json {json_path}: {exc.strerror or exc}; the table above holds the figures",
+                  file=sys.stderr)
+            return 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
