@@ -6,6 +6,7 @@ skipped; the figures themselves are for BENCHMARKS.md, not for assertions (the m
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import socket
@@ -122,6 +123,21 @@ def test_an_unusable_path_is_refused_before_the_run(tmp_path, option):
     assert done.stderr.strip() == f"error: cannot use {option}{' (or ECOM_BENCH_DIR)' * (option == '--cache-dir')} " \
         f"{blocker / 'below'}: {blocker} is a file, not a folder; choose another path"
     assert not list(tmp_path.glob("cache/world-*"))  # refused before generating anything
+
+
+def test_a_second_bench_on_the_same_cache_folder_is_refused(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+    with open(cache / bench.LOCK_FILE, "w") as held:  # as a running bench holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4321\n")
+        held.flush()
+        done = run_ecom("bench", "--quick", "--cache-dir", str(cache), env=env, check=False, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"error: another ecom bench (process 4321) is using {cache}; wait for it to "
+                                   "finish or give this run another --cache-dir")
+    assert [p.name for p in cache.iterdir()] == [bench.LOCK_FILE]
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ every model read.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -57,6 +58,7 @@ FACTOR = 10
 # lines per order, capped at 9, times the mean weekday and month demand.
 LINES_PER_ORDER_DAY = 2.6
 GB = 1 << 30
+LOCK_FILE = "bench.lock"  # in the cache folder, held by the run that uses it
 LAYER_ORDER = ["seeds", "bronze", "silver", "gold", "data_tests"]
 
 # chDB keeps no query log unless its configuration names one.
@@ -1109,7 +1111,21 @@ def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, 
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
-    figures = run_bench(scale, cache_dir, postgres=postgres, keep=keep)
+    # One run per cache folder: a second would delete the first's run/ folder under it. The lock
+    # goes with the file's descriptor: released when the run ends, however it ends.
+    with open(cache_dir / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            print(f"error: another ecom bench{f' (process {holder})' if holder.isdigit() else ''} is using "
+                  f"{cache_dir}; wait for it to finish or give this run another --cache-dir", file=sys.stderr)
+            return 1
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        figures = run_bench(scale, cache_dir, postgres=postgres, keep=keep)
     print(render(figures), file=out or sys.stdout, flush=True)  # first: a JSON that cannot be written loses nothing
     failed = any(r["error"] for r in figures["rows"])
     if json_path is not None:
