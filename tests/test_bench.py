@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+import shutil
 import socket
 import subprocess
 from dataclasses import asdict
@@ -18,7 +19,7 @@ import pytest
 
 from conftest import BIN, ecom_env, run_ecom
 from ecom import bench
-from ecom.bench import FULL, QUICK, Row, Target, evaluate_targets, render
+from ecom.bench import FULL, ORDER_ITEMS, QUICK, Row, Target, evaluate_targets, landing_dir, prepare_dataset, render
 
 LANDING = ("ecom_load", "engine_ceiling", "duckdb")
 EXPECTED_ROWS = (
@@ -217,3 +218,29 @@ def test_keep_leaves_every_warehouse_of_the_run_to_inspect(quick_run):
         orders = count_rows(run_dir / f"warehouse-{size}", f"gold.fct_orders WHERE order_date = '{day}'")
         assert orders > 0, f"no orders of {day} in the kept {size} warehouse"
     assert not (run_dir / "warehouse").exists()
+
+
+def test_a_damaged_cached_world_is_made_again_before_measuring(quick_run, tmp_path):
+    _, _, run_dir = quick_run
+    world = next(run_dir.parent.glob("world-*"))
+    copy = tmp_path / "cache" / world.name
+    shutil.copytree(world, copy)  # the run's world stays as it was for the other tests
+    items = sorted((copy / "raw" / ORDER_ITEMS).rglob("*.csv"))
+    items[0].unlink()
+    items[1].write_bytes(items[1].read_bytes()[:200])  # cut short, as by a full disk
+    told: list[str] = []
+    dataset = prepare_dataset(QUICK, tmp_path / "cache", told.append)
+    assert told[0] == (f"the cached world in {copy} differs from its dataset.json in 2 of {len(dataset.sizes)} "
+                       f"files (missing, added or resized: {items[0].relative_to(copy / 'raw')}, ...): "
+                       "generating it again")
+    assert items[0].is_file() and bench._differing(dataset.raw_dir, dataset.sizes) == []
+
+    # A landing set that lost a file but kept its .complete mark is made again.
+    landing = landing_dir(dataset, 10)
+    files = dataset.item_files(dataset.origin, dataset.history_end(10))
+    (landing / files[-1]).unlink()
+    told.clear()
+    prepare_dataset(QUICK, tmp_path / "cache", told.append)
+    assert told == [f"the landing set {landing} differs from the dataset (1 of {len(files)} files missing, added "
+                    "or resized): making it again"]
+    assert (landing / files[-1]).is_file()

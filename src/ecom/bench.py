@@ -122,6 +122,7 @@ class Dataset:
     lines_by_day: dict[str, int]  # YYYY-MM-DD -> order lines in well-formed files
     files_by_day: dict[str, int]  # YYYY-MM-DD -> raw files (all entities, malformed included)
     order_item_files: dict[str, list[str]]  # YYYY-MM-DD -> well-formed order_items files (relative)
+    sizes: dict[str, int]  # relative path -> bytes, of every raw file
     generated_seconds: float | None = None
 
     def day(self, index: int) -> date:
@@ -172,7 +173,10 @@ def prepare_dataset(scale: Scale, cache_dir: Path, log: Callable[[str], None]) -
     raw_dir = root / "raw"
     info_path = root / "dataset.json"
     generated_seconds = None
-    if not info_path.is_file():
+    info, problem = _cached_world(info_path, raw_dir)
+    if problem:
+        if info_path.is_file():
+            log(f"the cached world in {root} {problem}: generating it again")
         shutil.rmtree(root, ignore_errors=True)
         partial = root / "raw.partial"
         partial.mkdir(parents=True)
@@ -184,28 +188,56 @@ def prepare_dataset(scale: Scale, cache_dir: Path, log: Callable[[str], None]) -
                      dirty_rate=DIRTY_RATE, progress=True)
         generated_seconds = time.perf_counter() - started
         partial.rename(raw_dir)
-        lines, files, items = _read_manifests(raw_dir)
-        info_path.write_text(json.dumps({
+        lines, files, items, paths = _read_manifests(raw_dir)
+        info = {
             "origin": ORIGIN.isoformat(), "days_1x": scale.days_1x, "orders_per_day": opd,
             "flat_volume": flat, "generated_seconds": round(generated_seconds, 1),
             "lines_by_day": lines, "files_by_day": files, "order_item_files": items,
-        }))
+            "sizes": {relative: (raw_dir / relative).stat().st_size for relative in paths},
+        }
+        info_path.write_text(json.dumps(info))
         log(f"generated {sum(lines.values()):,} order lines in {generated_seconds:.0f} s")
-    info = json.loads(info_path.read_text())
     dataset = Dataset(raw_dir=raw_dir, root=root, origin=date.fromisoformat(info["origin"]),
                       days_1x=info["days_1x"], orders_per_day=info["orders_per_day"],
                       lines_by_day=info["lines_by_day"], files_by_day=info["files_by_day"],
-                      order_item_files=info["order_item_files"],
+                      order_item_files=info["order_item_files"], sizes=info["sizes"],
                       generated_seconds=generated_seconds or info.get("generated_seconds"))
     for factor in (1, FACTOR):
-        _landing_set(dataset, factor)
+        _landing_set(dataset, factor, log)
     return dataset
 
 
-def _read_manifests(raw_dir: Path) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]]]:
+def _cached_world(info_path: Path, raw_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The cached world's dataset.json, and why it cannot be used as it is (None when it can).
+
+    A cheap check, file sizes rather than contents, so a world deleted, cut short or added to
+    since it was generated is caught before it gives wrong figures.
+    """
+    try:
+        info = json.loads(info_path.read_text())
+        sizes = info["sizes"]
+    except FileNotFoundError:
+        return {}, "is not there"
+    except (OSError, ValueError, KeyError):
+        return {}, f"has an unreadable or older {info_path.name}"
+    if differ := _differing(raw_dir, sizes):
+        return info, (f"differs from its {info_path.name} in {len(differ):,} of {len(sizes):,} files "
+                      f"(missing, added or resized: {differ[0]}{', ...' if len(differ) > 1 else ''})")
+    return info, None
+
+
+def _differing(folder: Path, sizes: dict[str, int]) -> list[str]:
+    """The CSV files under `folder` missing, added or of another size than `sizes` (relative path ->
+    bytes) says."""
+    found = {path.relative_to(folder).as_posix(): path.stat().st_size for path in folder.rglob("*.csv")}
+    return sorted(r for r in found.keys() | sizes.keys() if found.get(r) != sizes.get(r))
+
+
+def _read_manifests(raw_dir: Path) -> tuple[dict[str, int], dict[str, int], dict[str, list[str]], list[str]]:
     lines: dict[str, int] = {}
     files: dict[str, int] = {}
     items: dict[str, list[str]] = {}
+    paths: list[str] = []
     for path in sorted((raw_dir / "_manifest").glob("manifest_*.json")):
         manifest = json.loads(path.read_text(encoding="utf-8"))
         day = manifest["date"]
@@ -213,23 +245,29 @@ def _read_manifests(raw_dir: Path) -> tuple[dict[str, int], dict[str, int], dict
         lines[day] = sum(f["rows"] for _, f in good)
         files[day] = len(manifest["files"])
         items[day] = sorted(name for name, _ in good)
-    return lines, files, items
+        paths += manifest["files"]
+    return lines, files, items, paths
 
 
 def landing_dir(dataset: Dataset, factor: int) -> Path:
     return dataset.root / f"landing-{factor}x"
 
 
-def _landing_set(dataset: Dataset, factor: int) -> Path:
+def _landing_set(dataset: Dataset, factor: int, log: Callable[[str], None]) -> Path:
     """Hard links to the well-formed order_items files of the `factor`x history, laid out like a raw
     directory: every contender reads exactly these files (one glob), and the loader logs the same
     relative paths as on the real raw directory."""
     target = landing_dir(dataset, factor)
     done = target / ".complete"
+    relatives = dataset.item_files(dataset.origin, dataset.history_end(factor))
     if done.is_file():
-        return target
+        # The glob reads whatever is there: a file deleted or added since would change the figures.
+        if not (differ := _differing(target, {r: dataset.sizes[r] for r in relatives})):
+            return target
+        log(f"the landing set {target} differs from the dataset ({len(differ):,} of {len(relatives):,} files missing, "
+            "added or resized): making it again")
     shutil.rmtree(target, ignore_errors=True)
-    for relative in dataset.item_files(dataset.origin, dataset.history_end(factor)):
+    for relative in relatives:
         link = target / relative
         link.parent.mkdir(parents=True, exist_ok=True)
         try:
