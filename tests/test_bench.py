@@ -244,3 +244,19 @@ def test_a_damaged_cached_world_is_made_again_before_measuring(quick_run, tmp_pa
     assert told == [f"the landing set {landing} differs from the dataset (1 of {len(files)} files missing, added "
                     "or resized): making it again"]
     assert (landing / files[-1]).is_file()
+
+
+def test_a_landing_of_other_files_than_the_dataset_lists_is_an_error(quick_run, tmp_path):
+    _, _, run_dir = quick_run
+    world = next(run_dir.parent.glob("world-*"))
+    shutil.copytree(world, tmp_path / "cache" / world.name)
+    dataset = prepare_dataset(QUICK, tmp_path / "cache", lambda _: None)
+    files = dataset.item_files(dataset.origin, dataset.history_end(1))
+    (landing_dir(dataset, 1) / files[0]).unlink()  # after the check: as if during the run
+    runner = bench.Runner(tmp_path / "run", lambda _: None)
+    rows = bench._landing_rows(runner, dataset, 1, {"engine_version": None}, keep=False)
+    lines = dataset.lines(dataset.origin, dataset.history_end(1))
+    for row in rows:
+        assert row.value is None, row
+        assert row.error.startswith(f"read {len(files) - 1} files and landed {row.detail['lines']:,} order lines "
+                                    f"where {dataset.root / 'dataset.json'} lists {len(files)} and {lines:,}"), row
