@@ -245,6 +245,15 @@ def test_a_damaged_cached_world_is_made_again_before_measuring(quick_run, tmp_pa
                     "or resized): making it again"]
     assert (landing / files[-1]).is_file()
 
+    # A world of another generator (its code changed since) is generated again.
+    info = json.loads((copy / "dataset.json").read_text())
+    (copy / "dataset.json").write_text(json.dumps({**info, "generator": "an older one"}))
+    told.clear()
+    prepare_dataset(QUICK, tmp_path / "cache", told.append)
+    assert told[0] == (f"the cached world in {copy} was written by another version of the generator "
+                       "(generate.py, world.py, contract.py or numpy): generating it again")
+    assert json.loads((copy / "dataset.json").read_text())["generator"] == info["generator"]
+
 
 def test_a_landing_of_other_files_than_the_dataset_lists_is_an_error(quick_run, tmp_path):
     _, _, run_dir = quick_run
