@@ -39,7 +39,17 @@ def test_scales_keep_the_added_day_the_same_size():
         # 10x history is 10x the days at the same orders per day: the lines follow.
         expected = scale.orders_per_day * 10 * scale.days_1x * 2.6
         assert 0.9 * scale.lines < expected < 1.1 * scale.lines
-    assert FULL.days_1x % 7 == 0  # both added days fall on the same weekday
+        assert scale.days_1x % 7 == 0  # both added days fall on the same weekday
+
+
+def test_days_that_move_the_added_day_to_another_weekday_are_refused(tmp_path):
+    env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
+    done = run_ecom("bench", "--quick", "--days", "5", "--cache-dir", str(tmp_path / "cache"), env=env, check=False,
+                    timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("Error: Invalid value for '--days': 5 is not a multiple of 7, so the days "
+                                        "added to the 1x and 10x histories would fall on different weekdays")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_targets_say_what_is_met_and_the_gap():

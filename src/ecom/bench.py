@@ -93,7 +93,7 @@ class Scale:
 
 
 FULL = Scale("full", lines=10_000_000, days_1x=364, pg_sample_lines=200_000)
-QUICK = Scale("quick", lines=50_000, days_1x=5, pg_sample_lines=20_000)
+QUICK = Scale("quick", lines=50_000, days_1x=7, pg_sample_lines=20_000)
 
 
 class StepFailed(RuntimeError):
@@ -1181,8 +1181,13 @@ def _unusable(option: str, path: Path, folder: Path) -> str | None:
 
 def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, keep: bool,
          out: TextIO | None = None) -> int:
+    import click
+
     # A plain `kill` ends the measurement running in a child too (Runner.run stops it on the way out).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if scale.days_1x % 7:  # weekday demand differs by up to 40%: the ratio would compare two kinds of day
+        raise click.BadParameter(f"{scale.days_1x} is not a multiple of 7, so the days added to the 1x and 10x "
+                                 "histories would fall on different weekdays", param_hint="'--days'")
     # Both paths are checked before the run, which takes minutes, rather than after it.
     problem = _unusable("--cache-dir (or ECOM_BENCH_DIR)", cache_dir, cache_dir)
     if json_path is not None:
