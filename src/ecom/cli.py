@@ -508,7 +508,7 @@ def report(out: Path, wait: float) -> None:
 
 
 @main.command()
-@click.option("--quick", is_flag=True, help="A small run (50,000 order lines, 5 and 50 days of "
+@click.option("--quick", is_flag=True, help="A small run (50,000 order lines, 7 and 70 days of "
               "history) in about two minutes: the smoke test.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the figures to this JSON file.")
@@ -518,8 +518,8 @@ def report(out: Path, wait: float) -> None:
               "data/bench of the project].")
 @click.option("--lines", type=click.IntRange(min=1000), help="Order lines of the 10x history "
               "[default: 10,000,000; 50,000 with --quick].")
-@click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history; 10x has ten times as "
-              "many at the same daily volume [default: 364; 5 with --quick].")
+@click.option("--days", type=click.IntRange(min=1), help="Days of the 1x history, whole weeks; 10x has ten "
+              "times as many at the same daily volume [default: 364; 7 with --quick].")
 @click.option("--no-postgres", is_flag=True, help="Leave out the pandas to_sql into PostgreSQL peer.")
 @click.option("--keep", is_flag=True, help="Keep the run's warehouses in <cache-dir>/run: the landing "
               "contenders' in landing/, and each history's after its one more day in warehouse-1x and "
