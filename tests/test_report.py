@@ -15,6 +15,7 @@ import re
 import stat
 import time
 from collections import defaultdict
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def test_headline_cards_are_the_totals_of_the_mart(report, gold):
     html = page.read_text(encoding="utf-8")
     assert f'id="kpi-net-revenue" data-value="{kpis["net_revenue_usd"]}">${revenue:,}<' in html
     assert f'id="kpi-revenue-orders" data-value="{orders}">{orders:,}<' in html
+    # Cancelled orders over the orders placed in the period, not an average of the days' rates.
+    [(rate,)] = gold("select sum(cancelled_orders) / sum(orders_placed) from gold.mart_daily_sales")
+    assert f'<span id="kpi-cancellation">{rate:.2%}</span>' in html
 
 
 def test_countries_add_up_to_the_daily_mart(report, gold):
@@ -200,6 +204,11 @@ def test_a_first_day_without_revenue_shows_empty_charts_that_say_so(tmp_path):
     assert data["kpis"]["revenue_orders"] == 0 and data["kpis"]["days"] == 1
     page = out.read_text(encoding="utf-8")
     assert page.count("No revenue order yet") >= 7 and "No data in gold yet" not in page
+    # Nothing to pick a range or a country of: no buttons, no dropdown over the empty chart.
+    daily = page[page.index('Plotly.newPlot(') : page.index('"chart-aov"')]
+    assert '"chart-daily-revenue"' in daily and '"updatemenus"' not in daily
+    assert '"rangeslider":{"visible":false' in daily
+    assert re.search(r'"rangeselector":\{"buttons":\[(\{[^{}]*\},?)*\][^{}]*"visible":false', daily), daily[-3000:]
 
 
 def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):
@@ -232,7 +241,7 @@ return document.getElementById('chart-daily-revenue').data
 
 def pick_country(driver, index: int) -> None:
     """Open the dropdown of the daily chart and click its `index`-th entry (0 = all countries)."""
-    from selenium.common.exceptions import ElementClickInterceptedException
+    from selenium.common.exceptions import ElementClickInterceptedException, ElementNotInteractableException
     from selenium.webdriver.common.by import By
 
     driver.find_element(By.CSS_SELECTOR, "#chart-daily-revenue .updatemenu-header-group").click()
@@ -240,8 +249,9 @@ def pick_country(driver, index: int) -> None:
     entry = driver.find_elements(By.CSS_SELECTOR, "#chart-daily-revenue .updatemenu-dropdown-button")[index]
     try:
         entry.click()
-    except ElementClickInterceptedException:
-        # The open list scrolls to the active entry; entries above it sit under the header.
+    except (ElementClickInterceptedException, ElementNotInteractableException):
+        # The open list scrolls to the active entry; entries above it sit under the header, entries
+        # far below it out of the list's view.
         driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}));", entry)
     time.sleep(0.3)
 
@@ -249,6 +259,8 @@ def pick_country(driver, index: int) -> None:
 @pytest.mark.browser
 @needs_chromium
 def test_dashboard_in_a_browser(report):
+    from selenium.webdriver.common.by import By
+
     page, data = report
     with chrome(width=1400, height=1000) as driver:
         driver.set_script_timeout(20)
@@ -289,6 +301,25 @@ def test_dashboard_in_a_browser(report):
         assert revenue_text == f"${sum(cents(data['daily']['net_revenue_usd'][i]) for i in inside):,}"
         assert [bound[:10] for bound in aov_range] == [start, end]
         driver.execute_script("Plotly.relayout('chart-daily-revenue', {'xaxis.autorange': true});")
+        time.sleep(0.5)
+        assert driver.find_element(By.ID, "range-text").text == f"{days[0]} to {days[-1]} ({len(days)} days)"
+        # Every day from noon to noon: Plotly's own autorange pads the axis by its own measure.
+        axis = driver.execute_script("return document.getElementById('chart-daily-revenue')._fullLayout.xaxis.range")
+        assert [bound[:16] for bound in axis] == [
+            f"{date.fromisoformat(days[0]) - timedelta(days=1)} 12:00", f"{days[-1]} 12:00"], axis
+
+        # "7d" is the last seven days (Plotly's padding of the axis made it five), and a country
+        # keeps the axis of every day.
+        [button] = [b for b in driver.find_elements(By.CSS_SELECTOR, "#chart-daily-revenue .rangeselector .button")
+                    if b.text == "7d"]
+        button.click()
+        time.sleep(0.5)
+        assert driver.find_element(By.ID, "range-text").text == f"{days[-7]} to {days[-1]} (7 days)"
+        pick_country(driver, len(data["revenue_by_country"]["country_code"]))  # the smallest
+        axis = driver.execute_script("return document.getElementById('chart-daily-revenue')._fullLayout.xaxis.range")
+        assert [bound[:10] for bound in axis] == [(date.fromisoformat(days[-7]) - timedelta(days=1)).isoformat(),
+                                                  days[-1]]
+        pick_country(driver, 0)
 
         problems = severe_console_errors(driver)
         outside = outside_requests(driver)

@@ -18,7 +18,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -262,9 +262,10 @@ def _missing(client: Client) -> list[str]:
 
 def _kpis(client: Client) -> dict[str, Any]:
     """Headline figures over every day of gold.mart_daily_sales, summed exactly in the engine."""
-    start, end, days, revenue, orders, new, returned, items = client.query("""
+    start, end, days, revenue, orders, new, returned, items, placed, cancelled = client.query("""
         select min(order_date), max(order_date), count(), sum(net_revenue_usd), sum(revenue_orders),
-            sum(new_customers), sum(returned_revenue_usd), sum(items_sold)
+            sum(new_customers), sum(returned_revenue_usd), sum(items_sold), sum(orders_placed),
+            sum(cancelled_orders)
         from gold.mart_daily_sales
     """).result_rows[0]
     aov = (Decimal(revenue) / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else None
@@ -278,6 +279,10 @@ def _kpis(client: Client) -> dict[str, Any]:
         "new_customers": int(new),
         "returned_revenue_usd": float(returned),
         "items_sold": int(items),
+        "orders_placed": int(placed),
+        "cancelled_orders": int(cancelled),
+        # Over the period, cancelled orders / orders placed (SPEC 7), not an average of the days' rates.
+        "cancellation_rate": int(cancelled) / int(placed) if placed else None,
     }
 
 
@@ -342,6 +347,26 @@ RANGE_BUTTONS = [
 ]
 
 
+# A day's bar in milliseconds of the date axis: Plotly sizes bars by the gap between the dates of a
+# trace, and one date alone (a country with one day of revenue) got a bar too thin to see.
+BAR_WIDTH = 0.75 * 24 * 3600 * 1000
+
+
+def _day_axis(days: list[str]) -> dict[str, Any]:
+    """A date axis over whole days: from noon before the first to noon of the last, so every bar
+    shows whole, the range buttons count back whole days from the end (Plotly's own padding put
+    "7d" over 5 of them), and picking a country keeps the axis (one day alone drew a millisecond
+    wide). Ticks a day apart at most on a short history, not hours."""
+    if not days:
+        return {"type": "date"}
+    first, last = date.fromisoformat(min(days)[:10]), date.fromisoformat(max(days)[:10])
+    axis: dict[str, Any] = {"type": "date", "autorange": False,
+                            "range": [f"{first - timedelta(days=1)} 12:00:00", f"{last} 12:00:00"]}
+    if (last - first).days < 14:
+        axis.update(dtick=24 * 3600 * 1000, tick0=first.isoformat())
+    return axis
+
+
 def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
     """Revenue bars and revenue-order line; the dropdown swaps in one country's pair of traces."""
     daily, by_country = data["daily"], data["country_daily"]
@@ -362,7 +387,7 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
         series.append((f"{names.get(code, code)} ({code})", days, revenue, orders))
     for index, (label, days, revenue, orders) in enumerate(series):
         visible = index == 0
-        fig.add_bar(x=days, y=revenue, name="Net revenue USD", legendgroup="revenue", visible=visible,
+        fig.add_bar(x=days, y=revenue, name="Net revenue USD", legendgroup="revenue", visible=visible, width=BAR_WIDTH,
                     marker_color=PALETTE["revenue"], meta=label,
                     hovertemplate="%{x|%a %d %b %Y}<br>net revenue USD %{y:,.2f}<extra>%{meta}</extra>")
         fig.add_scatter(x=days, y=orders, name="Revenue orders", legendgroup="orders", yaxis="y2",
@@ -374,22 +399,27 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
         visible = [False] * (2 * len(series))
         visible[2 * index] = visible[2 * index + 1] = True
         buttons.append({"label": label, "method": "restyle", "args": [{"visible": visible}]})
-    _layout(fig, height=430, margin={"l": 10, "r": 10, "t": 70, "b": 10}, bargap=0.25,
-            legend={"orientation": "h", "yanchor": "bottom", "y": 1.1, "xanchor": "center", "x": 0.5})
+    # The legend on a row of its own under the buttons and the dropdown: beside them it ran under
+    # the dropdown in a narrow window.
+    _layout(fig, height=450, margin={"l": 10, "r": 10, "t": 90, "b": 10}, bargap=0.25,
+            legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left", "x": 0})
     fig.update_layout(
         yaxis={"title": {"text": "net revenue USD"}, "tickformat": ",.0f", "rangemode": "tozero"},
         yaxis2={"title": {"text": "revenue orders"}, "overlaying": "y", "side": "right",
-                "rangemode": "tozero", "showgrid": False, "tickformat": ",d", "tickmode": "auto",
+                "rangemode": "tozero", "showgrid": False, "tickformat": ",~f", "tickmode": "auto",
                 "nticks": 6},
-        xaxis={"type": "date", "rangeslider": {"visible": True, "thickness": 0.08},
-               "rangeselector": {"buttons": RANGE_BUTTONS, "x": 0, "y": 1.1, "yanchor": "bottom",
+        xaxis={**_day_axis(daily["order_date"]), "rangeslider": {"visible": True, "thickness": 0.08},
+               "rangeselector": {"buttons": RANGE_BUTTONS, "x": 0, "y": 1.16, "yanchor": "bottom",
                                  "bgcolor": "#eef1f5", "activecolor": "#c9d6ee"}},
         updatemenus=[{"type": "dropdown", "buttons": buttons, "active": 0, "x": 1, "xanchor": "right",
-                      "y": 1.1, "yanchor": "bottom", "bgcolor": "#ffffff", "bordercolor": "#c9ced6",
+                      "y": 1.16, "yanchor": "bottom", "bgcolor": "#ffffff", "bordercolor": "#c9ced6",
                       "showactive": True}],
     )
     if message := _nothing_to_show(data, daily["order_date"]):
         _empty(fig, message)
+        # Nothing to pick a range or a country of.
+        fig.layout.updatemenus = ()
+        fig.update_layout(xaxis={"rangeselector": {"visible": False}, "rangeslider": {"visible": False}})
     return fig
 
 
@@ -404,7 +434,7 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
                       annotation_text=f"period AOV {kpis['aov_usd']:,.2f}",
                       annotation_position="top left", annotation_font_color="#52606d")
     _layout(fig, showlegend=False)
-    fig.update_layout(xaxis={"type": "date"}, yaxis={"title": {"text": "USD"}, "tickformat": ",.0f"})
+    fig.update_layout(xaxis=_day_axis(daily["order_date"]), yaxis={"title": {"text": "USD"}, "tickformat": ",.0f"})
     if message := _nothing_to_show(data, daily["order_date"]):
         _empty(fig, message)
     return fig
@@ -413,17 +443,18 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
 def fig_new_returning(data: dict[str, Any]) -> go.Figure:
     rows = data["new_vs_returning"]
     fig = go.Figure()
-    fig.add_bar(x=rows["order_date"], y=rows["new_customers"], name="New customers",
+    fig.add_bar(x=rows["order_date"], y=rows["new_customers"], name="New customers", width=BAR_WIDTH,
                 marker_color=PALETTE["new"],
                 hovertemplate="%{x|%a %d %b %Y}<br>new customers %{y:,}<extra></extra>")
-    fig.add_bar(x=rows["order_date"], y=rows["returning_customers"], name="Returning customers",
+    fig.add_bar(x=rows["order_date"], y=rows["returning_customers"], name="Returning customers", width=BAR_WIDTH,
                 marker_color=PALETTE["returning"],
                 hovertemplate="%{x|%a %d %b %Y}<br>returning customers %{y:,}<extra></extra>")
     fig.add_scatter(x=rows["order_date"], y=rows["guest_orders"], name="Guest orders", mode="lines",
                     line={"color": PALETTE["guest"], "width": 1.5, "dash": "dot"},
                     hovertemplate="%{x|%a %d %b %Y}<br>guest revenue orders %{y:,}<extra></extra>")
     _layout(fig, barmode="stack", bargap=0.25)
-    fig.update_layout(xaxis={"type": "date"}, yaxis={"title": {"text": "customers"}, "tickformat": ",d"})
+    fig.update_layout(xaxis=_day_axis(data["daily"]["order_date"]),
+                      yaxis={"title": {"text": "customers"}, "tickformat": ",d"})
     if message := _nothing_to_show(data, rows["order_date"]):
         _empty(fig, message)
     return fig
@@ -588,6 +619,10 @@ def _money(value: float | None) -> str:
     return "–" if value is None else f"${value:,.2f}"
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
+
+
 def _card(card_id: str, label: str, value: str, raw: Any, note: str) -> str:
     return (f'<div class="card kpi"><div class="kpi-label">{html.escape(label)}</div>'
             f'<div class="kpi-value" id="{card_id}" data-value="{raw if raw is not None else ""}">'
@@ -600,7 +635,9 @@ def _kpi_cards(kpis: dict[str, Any]) -> str:
               'of revenue orders; returned: <span id="kpi-returned">'
               f'{html.escape(_money(kpis["returned_revenue_usd"]))}</span>'),
         _card("kpi-revenue-orders", "Revenue orders", f"{kpis['revenue_orders']:,}", kpis["revenue_orders"],
-              f'paid, shipped or delivered; <span id="kpi-items">{kpis["items_sold"]:,}</span> items sold'),
+              f'paid, shipped or delivered; <span id="kpi-items">{kpis["items_sold"]:,}</span> items sold; '
+              f'<span id="kpi-cancellation">{_share(kpis["cancellation_rate"])}</span> of the orders placed '
+              'cancelled'),
         _card("kpi-aov", "Average order value", _money(kpis["aov_usd"]), kpis["aov_usd"],
               "net revenue USD / revenue orders"),
         _card("kpi-new-customers", "New customers", f"{kpis['new_customers']:,}", kpis["new_customers"],
@@ -709,12 +746,14 @@ SCRIPT = """
   }
   function update(range) {
     var d = data.daily, lo = range ? toTime(range[0]) : -Infinity, hi = range ? toTime(range[1]) : Infinity;
-    var revenue = 0, orders = 0, fresh = 0, returned = 0, items = 0, first = null, last = null, days = 0;
+    var revenue = 0, orders = 0, fresh = 0, returned = 0, items = 0, placed = 0, cancelled = 0;
+    var first = null, last = null, days = 0;
     for (var i = 0; i < d.order_date.length; i++) {
       var t = toTime(d.order_date[i]);
       if (t < lo || t > hi) continue;
       revenue += d.net_revenue_usd[i]; orders += d.revenue_orders[i]; fresh += d.new_customers[i];
       returned += d.returned_revenue_usd[i]; items += d.items_sold[i]; days += 1;
+      placed += d.orders_placed[i]; cancelled += d.cancelled_orders[i];
       if (first === null) first = d.order_date[i];
       last = d.order_date[i];
     }
@@ -726,9 +765,17 @@ SCRIPT = """
     document.getElementById('kpi-new-customers').textContent = count(fresh);
     document.getElementById('kpi-returned').textContent = money(Math.round(returned * 100) / 100);
     document.getElementById('kpi-items').textContent = count(items);
+    document.getElementById('kpi-cancellation').textContent = placed ?
+      (cancelled / placed * 100).toFixed(2) + '%' : '\u2013';
     document.getElementById('range-text').textContent = days ? first + ' to ' + last + ' (' + days +
       (days === 1 ? ' day)' : ' days)') : 'no day in the selected range';
   }
+  // Every day of the mart, noon to noon, as the page draws it: "all" and a reset of the axis
+  // (autorange, which would pad it otherwise, or shrink it to one country's days) come back to it.
+  function noon(day, offset) {
+    return new Date(toTime(day) + (offset + 0.5) * 86400000).toISOString().slice(0, 19).replace('T', ' ');
+  }
+  var full = data.kpis.days ? [noon(data.kpis.start, -1), noon(data.kpis.end, 0)] : null;
   window.addEventListener('load', function () {
     var main = document.getElementById('chart-daily-revenue');
     if (!main || !main.on) return;
@@ -736,6 +783,7 @@ SCRIPT = """
       var range;
       if (event['xaxis.range']) range = event['xaxis.range'];
       else if (event['xaxis.range[0]'] !== undefined) range = [event['xaxis.range[0]'], event['xaxis.range[1]']];
+      else if (event['xaxis.autorange'] && full) { Plotly.relayout(main, {'xaxis.range': full}); return; }
       else if (event['xaxis.autorange']) range = null;
       else return;
       followers.forEach(function (id) {
