@@ -320,6 +320,7 @@ def test_dashboard_in_a_browser(report):
         assert [bound[:10] for bound in axis] == [(date.fromisoformat(days[-7]) - timedelta(days=1)).isoformat(),
                                                   days[-1]]
         pick_country(driver, 0)
+        driver.execute_script("Plotly.relayout('chart-daily-revenue', {'xaxis.autorange': true});")  # every day
 
         problems = severe_console_errors(driver)
         outside = outside_requests(driver)
