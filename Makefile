@@ -10,8 +10,11 @@ export ECOM_RAW_DIR ?= data/raw
 export ECOM_CHDB_PATH ?= data/warehouse
 export DBT_TARGET ?= dev
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
-# Dagster refuses a relative DAGSTER_HOME with a traceback; one given relative is read from here.
-override DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
+# Dagster refuses a relative DAGSTER_HOME with a traceback; one given relative is read from here
+# (not with $(abspath), which splits a path with a space in it).
+ifneq ($(patsubst /%,,$(firstword $(DAGSTER_HOME))),)
+override DAGSTER_HOME := $(CURDIR)/$(DAGSTER_HOME)
+endif
 
 .PHONY: help install browser demo test screenshots lint dev docs soak bench clean
 
