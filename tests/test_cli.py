@@ -235,6 +235,8 @@ def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path):
         assert result.returncode == 1
         assert told in one_error_line(result.stderr), result.stderr
         assert not Path(env["ECOM_CHDB_PATH"]).exists(), "nothing landed"
+    # With --wait, dbt gets the wait from ecom: the variable is not read, so not refused.
+    run_ecom("run", "--wait", "1", "--quiet", env={**env, "ECOM_LOCK_WAIT_SECONDS": "abc"})
 
 
 @pytest.mark.parametrize("command", [("generate", "--out"), ("load", "--raw-dir"), ("report", "--out")])

@@ -323,9 +323,11 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     if problem := dbt_folder_problem(project_dir()):
         click.echo(f"error: {problem}", err=True)
         sys.exit(1)
-    # dbt reads it when it opens the warehouse: a bad value would stop the build after the load.
-    env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
     settings = _settings()
+    if settings.embedded and not wait:
+        # dbt reads it when it opens the warehouse (--wait replaces it): a bad value would stop the
+        # build after the load.
+        env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
         code = _run_load(settings, start, end, wait, quiet)
         if code == 1:
