@@ -77,6 +77,17 @@ def test_quarantine_and_duplicates_match_the_injected_dirt_reason_by_reason(worl
     assert duplicates == {entity: count for entity, count in injected_duplicates.items()}
 
 
+def test_the_demo_summary_counts_the_quarantined_rows_by_entity_and_reason(world: World):
+    from ecom.demo import summary
+
+    injected, _ = manifest_counts(world.raw_dir)
+    with session(Settings(chdb_path=Path(world.env["ECOM_CHDB_PATH"]))) as client:
+        text = summary(client)
+    assert f"Quarantined rows: {sum(injected.values()):,} " in text, text
+    for (entity, reason), count in injected.items():
+        assert re.search(rf"^{entity} +\| {reason} +\| +{count}$", text, re.MULTILINE), (entity, reason, text)
+
+
 def test_every_exported_birth_date_reads_back_as_the_same_day(world: World):
     """A birth date is optional and never quarantines its row, so nothing else would notice it
     read wrong: each one exported is the same day in silver, 1970 and before included (a Date

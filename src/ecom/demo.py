@@ -1,4 +1,4 @@
-"""What `make demo` prints at the end: what landed, what was rejected, headline figures, where to look."""
+"""What `make demo` prints at the end: what landed, was rejected or quarantined, headline figures, where to look."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def summary(client: Client) -> str:
     rejected = [(r.path, r.reason, r.error) for r in latest_rejections(client)]
     lines += ["", f"Rejected files: {len(rejected)} (kept in the raw directory; reasons in bronze.ingest_log)"]
     lines += [f"  {path}: {reason}: {error}" for path, reason, error in rejected]
+    if all(_exists(client, "silver", f"quarantine_{entity}") for entity in ENTITIES):
+        quarantined = client.query("SELECT entity, reason, rows FROM (" + " UNION ALL ".join(
+            f"SELECT {position} AS position, '{entity}' AS entity, reason, count() AS rows "
+            f"FROM silver.`quarantine_{entity}` GROUP BY reason"
+            for position, entity in enumerate(ENTITIES)
+        ) + ") ORDER BY position, rows DESC, reason").result_rows
+        lines += ["", f"Quarantined rows: {sum(row[2] for row in quarantined):,} "
+                      "(kept in silver.quarantine_<entity> with their reason code)"]
+        if quarantined:
+            lines.append(format_table(["entity", "reason", "rows"], quarantined))
     if _exists(client, "gold", "mart_daily_sales"):
         head = client.query(
             "SELECT min(order_date), max(order_date), sum(revenue_orders), round(sum(net_revenue_usd), 2), "
