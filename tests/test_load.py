@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import clickhouse_connect
 import pytest
+import yaml
 from clickhouse_connect.driver.client import Client
 
 from ecom.config import Settings
@@ -873,3 +877,82 @@ def test_the_cluster_shards_each_bronze_table_by_a_column_it_has(warehouse):
         assert set(sharded) == {*COLUMNS, "ingest_log"}
         for name, key in sharded.items():
             client.query(f"SELECT {key} FROM bronze.{name}_local")
+
+
+TWO_SHARDS = """<clickhouse><tcp_port>9000</tcp_port><remote_servers><two_shards>
+<shard><replica><host>127.0.0.1</host><port>9000</port></replica></shard>
+<shard><replica><host>127.0.0.2</host><port>9000</port></replica></shard>
+</two_shards></remote_servers></clickhouse>"""
+
+# One engine per process: a warehouse opened with a cluster in its configuration needs a process
+# of its own. The statements of the loader and of silver that read one Distributed table
+# filtered by a subquery of another, with the settings given.
+SHARDED_READS = r"""
+import json, re, sys
+import clickhouse_connect
+from ecom.load import bronze_ddl, latest_rejections
+settings = {"skip_unavailable_shards": 1, **json.loads(sys.argv[3])}  # no server behind the second shard
+client = clickhouse_connect.get_client(interface="chdb", path=f"file:{sys.argv[1]}?config-file={sys.argv[2]}",
+                                       settings=settings)
+for statement in bronze_ddl("two_shards"):
+    statement = statement.replace(" ON CLUSTER `two_shards`", "")
+    client.command(re.sub(r"ReplicatedMergeTree\('[^']*', '[^']*'\)", "MergeTree", statement))
+for read in (lambda: latest_rejections(client),
+             lambda: client.query("SELECT count() FROM bronze.orders WHERE _batch_id IN "
+                                  "(SELECT batch_id FROM bronze.ingest_log WHERE status = 'landed')").result_rows):
+    try:
+        print(read())
+    except Exception as exc:
+        print(str(exc).splitlines()[0])
+client.close()
+"""
+
+
+def test_the_cluster_target_reads_bronze_through_distributed_tables_of_several_shards(tmp_path):
+    # A cluster of several shards refuses a Distributed table filtered by a subquery of another
+    # under the engine's default; the settings of the cluster target, ecom's and dbt's
+    # (profiles.yml), make such subqueries global.
+    from ecom.warehouse import CLUSTER_SETTINGS
+
+    profile = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles.yml").read_text())
+    assert CLUSTER_SETTINGS.items() <= profile["ecom"]["outputs"]["cluster"]["custom_settings"].items()
+    config = tmp_path / "config.xml"
+    config.write_text(TWO_SHARDS)
+
+    def reads(path: Path, settings: dict) -> list[str]:
+        run = subprocess.run([sys.executable, "-c", SHARDED_READS, str(path), str(config), json.dumps(settings)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.splitlines()
+
+    assert ["DISTRIBUTED_IN_JOIN_SUBQUERY_DENIED" in line for line in reads(tmp_path / "default", {})] == [True, True]
+    assert reads(tmp_path / "cluster", CLUSTER_SETTINGS) == ["[]", "[(0,)]"]
+
+
+def test_on_a_server_the_ingest_log_of_a_long_commit_goes_in_inserts_a_server_accepts(tmp_path):
+    # A server reads bound parameters from the URL and refuses one over `http_max_field_value_size`
+    # (131,072 bytes by default); a commit of a year of five entities' files is about 2,000 rows.
+    from ecom.load import LOG_BYTES_PER_INSERT_ON_A_SERVER, _log, _log_entry, ensure_bronze
+
+    started = "2026-03-01 00:00:00.000"
+    entries = [_log_entry(RawFile(Path("x"), str(relative_path("order_items", DAY + timedelta(days=i))),
+                                  "order_items", DAY + timedelta(days=i)),
+                          sha256=f"{i:064x}", size=1000 + i, rows=i, status="landed", reason="", error="",
+                          batch_id=f"batch-{i:05d}", version=1, started=started) for i in range(2000)]
+    sent: list[int] = []
+
+    class Recording:  # the real client, with the size of each bound `entries` noted
+        def __init__(self, client: Client):
+            self.client = client
+
+        def command(self, sql: str, parameters: dict) -> None:
+            sent.append(len(parameters["entries"].encode()))
+            self.client.command(sql, parameters=parameters)
+
+    with session(settings_for(tmp_path)) as client:
+        ensure_bronze(client)
+        _log(Recording(client), entries, LOG_BYTES_PER_INSERT_ON_A_SERVER)
+        logged = client.query("SELECT count(), uniqExact(batch_id), sum(rows) FROM bronze.ingest_log").result_rows
+
+    assert sum(sent) > 131_072 and len(sent) > 1 and max(sent) <= 131_072, sent
+    assert logged == [(2000, 2000, sum(range(2000)))]

@@ -20,6 +20,11 @@ from ecom.lock import WarehouseUnavailable, open_when_free
 # HANDSHAKE_SECONDS, not after the read timeout of a query (clickhouse-connect's 300 s).
 HANDSHAKE_SECONDS = 30
 QUERY_SECONDS = 300
+# On a cluster bronze is read through Distributed tables, and a query that filters one by a
+# subquery of another (the loader's rejected files, silver's landed batches) is refused on
+# several shards under the engine's default `deny`; `global` sends the subquery's result to
+# every shard. The cluster target of profiles.yml sets the same for dbt.
+CLUSTER_SETTINGS = {"distributed_product_mode": "global"}
 
 
 def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Client:
@@ -44,6 +49,7 @@ def connect(settings: Settings | None = None, wait_seconds: float = 0.0) -> Clie
             password=settings.password,
             secure=settings.secure,
             send_receive_timeout=HANDSHAKE_SECONDS,
+            settings=CLUSTER_SETTINGS if settings.cluster else None,
         )
     except (OperationalError, DatabaseError) as exc:
         raise WarehouseUnavailable(
