@@ -155,7 +155,10 @@ ecom_state.incremental_watermarks
                 {%- do run_query("delete from " ~ test_passes_table() ~ " where relation_uuid = "
                                  ~ relation_uuid(this) ~ " settings lightweight_deletes_sync = 2, mutations_sync = 2") -%}
             {%- else -%}
-                {%- set above = "_ingested_at > " ~ finished_watermark() -%}
+                {#- The watermark as a literal: on a cluster each replica runs a mutation’s
+                    subqueries itself, and `ecom_state` is on one host. -#}
+                {%- set watermark = run_query("select toString(" ~ finished_watermark() ~ ")").rows[0][0] -%}
+                {%- set above = "_ingested_at > toDateTime64('" ~ watermark ~ "', 3, 'UTC')" -%}
                 {%- set left_over = run_query("select count() from " ~ this ~ " where " ~ above).rows[0][0] -%}
                 {%- if left_over > 0 -%}
                     {{ log("removing " ~ left_over ~ " rows of an unfinished run from " ~ name, info=true) }}
