@@ -203,6 +203,15 @@ def test_generate_into_a_file_is_one_error_line(env, tmp_path):
     assert "give ECOM_RAW_DIR a directory" in one_error_line(result.stderr)
 
 
+@pytest.mark.parametrize("options", [("--days", "1", "--orders-per-day", str(10**21)),
+                                     ("--start", "2015-01-01", "--days", "49000", "--orders-per-day", "1")])
+def test_generate_refuses_a_world_too_large_for_memory_in_one_line(env, tmp_path, options):
+    result = run_ecom("generate", *options, "--quiet", "--out", str(tmp_path / "big"), env=env, check=False)
+    assert result.returncode == 1
+    assert "use fewer --orders-per-day or --days" in one_error_line(result.stderr)
+    assert not (tmp_path / "big").exists()
+
+
 def test_a_bad_path_from_the_environment_names_the_variable(env, tmp_path):
     result = run_ecom("report", env={**env, "ECOM_REPORT_PATH": str(tmp_path)}, check=False)
     assert result.returncode == 2

@@ -348,9 +348,12 @@ def test_later_days_continue_the_same_world(tmp_path):
 
 def test_continuing_with_other_options_is_refused(tmp_path):
     generate(tmp_path, date(2026, 1, 1), 2, orders_per_day=50, seed=1, progress=False)
-    with pytest.raises(ValueError, match="another world"):
+    # The message names what differs and how to continue.
+    with pytest.raises(ValueError, match=r"another world \(--orders-per-day 51 here, 50 there\); continue it with "
+                                         r"--seed 1 --orders-per-day 50 --dirty-rate 0.02,"):
         generate(tmp_path, date(2026, 1, 3), 1, orders_per_day=51, seed=1, progress=False)
-    with pytest.raises(ValueError, match="another world"):
+    with pytest.raises(ValueError, match="first day is 2026-01-01, and --start 2025-12-20 would make 2025-12-20 the "
+                                         "first; generate days after 2026-01-01 into it"):
         generate(tmp_path, date(2025, 12, 20), 1, orders_per_day=50, seed=1, progress=False)
     # A manifest cut short names no world: refused, not a traceback nor a guess.
     (tmp_path / "_manifest" / "manifest_20260102.json").write_text('{"da', encoding="utf-8")
@@ -473,7 +476,7 @@ def test_manifest_counts_match_the_files(dirty):
 
 def test_malformed_files_of_every_kind(tmp_path):
     """At a high dirty rate every day gets a malformed extra file; the checker still agrees."""
-    generate(tmp_path, date(2026, 6, 1), 16, orders_per_day=40, seed=2, dirty_rate=0.5, progress=False)
+    generate(tmp_path, date(2026, 6, 1), 16, orders_per_day=40, seed=13, dirty_rate=0.5, progress=False)
     check_world(tmp_path)
     reasons = Counter(item["reason"] for manifest in manifests(tmp_path).values()
                       for item in manifest["malformed_files"])
@@ -482,6 +485,14 @@ def test_malformed_files_of_every_kind(tmp_path):
         for item in manifest["malformed_files"]:
             assert item["path"].endswith("_part2.csv")
             assert manifest["files"][item["path"]]["malformed"] == item["reason"]
+    # Each row carries one quarantine defect at most: at 0.5 for each kind, an entity with four
+    # kinds would have every row quarantined (no payment, no revenue). They stay under half.
+    rows, quarantined = Counter(), Counter()
+    for manifest in manifests(tmp_path).values():
+        for entity, figures in manifest["entities"].items():
+            rows[entity] += figures["rows"]
+            quarantined[entity] += sum(n for reason, n in figures["quarantine"].items() if reason != "test_order")
+    assert all(0 < quarantined[entity] <= rows[entity] / 2 for entity in ENTITIES), (quarantined, rows)
 
 
 @pytest.mark.parametrize(("orders_per_day", "seed"), [(1, 1), (6, 4)])  # seed 4: no order on 2026-01-30

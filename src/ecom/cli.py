@@ -132,7 +132,8 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
               help="Average orders on an ordinary day (weekdays and Q4 vary around it).")
 @click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
-              help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...).")
+              help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...); the rows "
+                   "sent to quarantine stay under half of an entity's.")
 @click.option("--out", type=click.Path(), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -145,7 +146,7 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     world's days, are refused: nothing is overwritten but its own files.
     """
     from ecom.contract import unloadable_days
-    from ecom.generate import ForeignFiles, WorldMismatch
+    from ecom.generate import ForeignFiles, WorldMismatch, WorldTooLarge
     from ecom.generate import generate as run_generator
 
     # the days ClickHouse's Date can hold: the loader rejects a file of any other day
@@ -156,7 +157,7 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     try:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
                                  dirty_rate=dirty_rate, progress=not quiet)
-    except (WorldMismatch, ForeignFiles) as exc:
+    except (WorldMismatch, ForeignFiles, WorldTooLarge) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:  # --out is a file, cannot be written, or its disk is full

@@ -32,9 +32,11 @@ Dirt, at `dirty_rate` per row and per kind (none at all when it is 0):
 
 * Quarantine defects (silver sends the row to quarantine with this reason): `missing_key`,
   `bad_timestamp`, `future_timestamp`, `bad_currency`, `test_order`, `non_positive_quantity`,
-  `non_positive_price`, `bad_discount`. Each defective row carries exactly one defect, clean
-  rows break no rule, and the first version of an order or a product is never defective
-  (so late headers and late products can be counted exactly).
+  `non_positive_price`, `bad_discount`. Each defective row carries exactly one defect, so an
+  entity's kinds take together at most half of its rows (`MAX_QUARANTINED_SHARE`: each kind
+  at most 0.5 / kinds, whatever the rate); clean rows break no rule, and the first version of
+  an order or a product is never defective (so late headers and late products can be counted
+  exactly). A non-positive quantity is 0 or the quantity negated.
 * Cosmetic dirt (silver keeps the row and cleans it, but for `price_off_100x`: silver has no
   rule for a wrong price, so the line counts at that price; docs/metrics.md), see
   `COSMETIC_KINDS`.
@@ -1484,8 +1486,15 @@ def _mixed_case(value: str, variant: int) -> str:
     return value[:1].upper() + value[1:]
 
 
+# The quarantine defects of an entity take together at most this share of its eligible rows: a
+# row carries one defect at most, so at a dirty rate of 0.25 an entity with four kinds would have
+# no valid row left (no payment, no revenue in gold).
+MAX_QUARANTINED_SHARE = 0.5
+
+
 def _apply_quarantine(rows: _Rows, rng: np.random.Generator, rate: float, day: int) -> np.ndarray:
-    """Give `rate` of the eligible rows one quarantine defect each.
+    """Give `rate` of the eligible rows one quarantine defect of each kind, each kind at most
+    MAX_QUARANTINED_SHARE / kinds of them.
 
     Returns the index of each row's reason in QUARANTINE_REASONS, -1 for a clean row.
     """
@@ -1498,7 +1507,7 @@ def _apply_quarantine(rows: _Rows, rng: np.random.Generator, rate: float, day: i
     eligible = ~rows.is_test
     if entity in ("products", "orders"):
         eligible &= ~rows.first  # first versions stay clean: late headers and late products stay exact
-    width = min(rate, 1.0 / len(kinds))
+    width = min(rate, MAX_QUARANTINED_SHARE / len(kinds))
     band = (rng.random(n) / width).astype(np.int64)
     pick = eligible & (band < len(kinds))
     reason[pick] = [reasons.index(kinds[b]) for b in band[pick].tolist()]
@@ -1531,8 +1540,9 @@ def _apply_quarantine(rows: _Rows, rng: np.random.Generator, rate: float, day: i
                     cols[column][rows_at] = _format_ts(moments, NATIVE_TIMESTAMP[entity])
         elif name == "bad_currency":
             cols[CURRENCY_COLUMN[entity]][index] = np.array(BAD_CURRENCIES, dtype=object)[v % len(BAD_CURRENCIES)]
-        elif name == "non_positive_quantity":
-            cols["quantity"][index] = "0"
+        elif name == "non_positive_quantity":  # zero, or the quantity negated
+            cols["quantity"][index] = np.where(v % 2 == 1, np.char.add("-", rows.extra["quantity"][index].astype(str)),
+                                               "0").astype(object)
             cols["line_discount"][index] = ""
         elif name == "non_positive_price":
             cols["unit_price"][index] = np.array(["0.00", "0"], dtype=object)[v % 2]
@@ -1678,9 +1688,13 @@ def _csv_text(header: list[str], cols: list[np.ndarray], extra_field_row: int | 
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Written under a temporary name, then renamed: a file cut short (a full disk, a kill) is never
+    there under an export's name for the loader to land, only as a `*.csv.partial` it passes over."""
     if not path.parent.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
 
 
 def _has_non_ascii(rows: _Rows, i: int) -> bool:
@@ -1906,15 +1920,40 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
         previous = neighbours[0]
         origin = date.fromisoformat(previous.get("origin", previous["date"]))
     for manifest in neighbours:
-        if _world_of(manifest) != (seed, orders_per_day, dirty_rate, origin.isoformat()):
-            raise WorldMismatch(
-                f"{out_dir} already holds {manifest.get('date')} from another world "
-                f"(seed {manifest.get('seed')}, orders per day {manifest.get('orders_per_day')}, "
-                f"dirty rate {manifest.get('dirty_rate')}, first day {manifest.get('origin')}); "
-                "continue it with the same options and from a day after its first one, "
-                "or write to another directory"
-            )
+        if _world_of(manifest) == (seed, orders_per_day, dirty_rate, origin.isoformat()):
+            continue
+        theirs = dict(zip(("--seed", "--orders-per-day", "--dirty-rate"), _world_of(manifest), strict=False))
+        ours = {"--seed": seed, "--orders-per-day": orders_per_day, "--dirty-rate": dirty_rate}
+        differ = [f"{option} {ours[option]} here, {theirs[option]} there" for option in ours
+                  if ours[option] != theirs[option]]
+        held = f"{out_dir} already holds {manifest.get('date')}"
+        if differ:
+            options = " ".join(f"{option} {value}" for option, value in theirs.items())
+            raise WorldMismatch(f"{held} of another world ({'; '.join(differ)}); continue it with {options}, "
+                                "or write to another directory")
+        raise WorldMismatch(f"{held} of a world whose first day is {manifest.get('origin')}, and --start {start} "
+                            f"would make {origin} the first; generate days after {manifest.get('origin')} into it, "
+                            "or write to another directory")
     return origin
+
+
+class WorldTooLarge(ValueError):
+    """The world, from its first day to the last day asked for, would hold more orders than fit in memory."""
+
+
+# Orders of a whole world, from its first day on, at most: the generator keeps every customer of
+# the world in memory (about a third as many as orders), and 100 million orders are about 26 times
+# the largest world `ecom bench` generates.
+MAX_WORLD_ORDERS = 100_000_000
+
+
+def _world_orders(orders_per_day: int, origin: date, end: date) -> float:
+    """Orders a world places from its first day to `end`, at its yearly growth, about."""
+    days = (end - origin).days + 1
+    if YEARLY_GROWTH <= 0:
+        return float(orders_per_day) * days
+    daily = (1 + YEARLY_GROWTH) ** (1 / 365.0)
+    return orders_per_day * (daily ** days - 1) / (daily - 1)
 
 
 class ForeignFiles(ValueError):
@@ -2094,6 +2133,12 @@ def generate(out_dir: Path, start: date, days: int, orders_per_day: int = 1000, 
     end = start + timedelta(days=days - 1)
     origin = _resolve_origin(out_dir, start, end, seed, orders_per_day, dirty_rate)
     _check_days_to_write(out_dir, start, days, (seed, orders_per_day, dirty_rate, origin.isoformat()))
+    if (orders := _world_orders(orders_per_day, origin, end)) > MAX_WORLD_ORDERS:
+        growth = f", growing {YEARLY_GROWTH:.0%} a year," if YEARLY_GROWTH > 0 else ""
+        raise WorldTooLarge(
+            f"a world from {origin} to {end} at {orders_per_day:,} order{'s' if orders_per_day > 1 else ''} a day"
+            f"{growth} places about {orders:,.0f} orders, more than the {MAX_WORLD_ORDERS:,} a world can hold in "
+            "memory; use fewer --orders-per-day or --days")
     workers = _auto_workers(days, orders_per_day) if workers is None else max(1, min(workers, days))
     first, last = _day_num(start), _day_num(end)
     pool = None
