@@ -406,8 +406,9 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     [lost_payment] = query(full, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
     [(dearer_order, dearer_line)] = query(full, "SELECT order_id, line_number FROM gold.fct_order_items "
                                                 f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
-    [gone_order] = query(full, "SELECT order_id FROM silver.orders WHERE order_id NOT IN "
-                               f"('{lost_order}', '{dearer_order}') ORDER BY order_id LIMIT 1")[0]
+    [gone_order, stale_order, moved_order, unmapped_order] = [row[0] for row in query(
+        full, "SELECT order_id FROM silver.orders WHERE order_id IN (SELECT order_id FROM gold.fct_order_items WHERE "
+              f"product_id != '-1') AND order_id NOT IN ('{lost_order}', '{dearer_order}') ORDER BY order_id LIMIT 4")]
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
@@ -415,23 +416,36 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         client.command("ALTER TABLE gold.fct_order_items UPDATE line_amount = line_amount + toDecimal64('0.01', 2) "
                        f"WHERE order_id = '{dearer_order}' AND line_number = {dearer_line} SETTINGS mutations_sync = 2")
         client.command(f"DELETE FROM silver.orders WHERE order_id = '{gone_order}'")
+        # Stale values, the ids all there: an order's status, a line's product, a line left on
+        # the unknown product although its product is in dim_products.
+        client.command("ALTER TABLE gold.fct_orders UPDATE order_status = if(order_status = 'placed', 'paid', "
+                       f"'placed') WHERE order_id = '{stale_order}' SETTINGS mutations_sync = 2")
+        client.command("ALTER TABLE gold.fct_order_items UPDATE source_product_id = 'P-elsewhere' "
+                       f"WHERE order_id = '{moved_order}' AND product_id != '-1' SETTINGS mutations_sync = 2")
+        client.command("ALTER TABLE gold.fct_order_items UPDATE product_id = '-1' "
+                       f"WHERE order_id = '{unmapped_order}' SETTINGS mutations_sync = 2")
     # Each fails its gold test: the tests of lines against their orders and of payments against
     # silver, which compare checksums of the whole tables first and then group by a hash of the
-    # id, name the orders and the payment; the test of the orders the order; the relationships
-    # test, which compares hashes of the keys, the key.
+    # id, name the orders and the payment; the test of the orders the orders; the relationships
+    # test, which compares hashes of the keys, the key; the test of late members the lines.
     lines_test, payments_test = "gold_fct_order_items_match_orders", "gold_fct_payments_match_silver"
-    orders_test = "gold_fct_orders_match_silver"
+    orders_test, late_test = "gold_fct_orders_match_silver", "gold_late_members_resolved"
     keys_test = "relationships_present_fct_order_items_customer_key__customer_key__ref_dim_customers_"
-    result = dbt("test", "-s", lines_test, payments_test, orders_test, keys_test, env=full)
+    result = dbt("test", "-s", lines_test, payments_test, orders_test, keys_test, late_test, env=full)
     assert result.returncode != 0, result.stdout[-2000:]
-    assert f"FAIL 2 {lines_test}" in result.stdout, result.stdout[-2000:]
-    for test in (payments_test, orders_test, keys_test):
+    assert f"FAIL 3 {lines_test}" in result.stdout, result.stdout[-2000:]
+    assert f"FAIL 2 {orders_test}" in result.stdout, result.stdout[-2000:]
+    for test in (payments_test, keys_test):
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
     assert sorted(query(full, (compiled / f"{lines_test}.sql").read_text())) == sorted([
         (lost_order, "lines differ between silver.order_items and fct_order_items"),
         (dearer_order, "order totals differ from its lines"),
+        (moved_order, "lines differ between silver.order_items and fct_order_items"),
     ])
-    assert query(full, (compiled / f"{orders_test}.sql").read_text()) == [(gone_order, "not in silver.orders")]
+    assert sorted(query(full, (compiled / f"{orders_test}.sql").read_text())) == sorted([
+        (gone_order, "not in silver.orders"), (stale_order, "differs from silver.orders (a stale version?)")])
+    unmapped = query(full, (compiled / f"{late_test}.sql").read_text())
+    assert unmapped and {row[1].split(" line ")[0] for row in unmapped} == {unmapped_order}, unmapped
     assert query(full, (compiled / f"{payments_test}.sql").read_text()) == \
         [(lost_payment, "not in silver.payments")]
 

@@ -4,7 +4,8 @@
     fct_order_items.
 
     First the three tables as a whole (`tables_agree`), by checksums that need no grouping:
-    the count and the sum of a hash of (order_id, line_number) of both line tables, and, for
+    the count and the sum of a hash of each line (order_id, line_number and the columns taken
+    from silver: a stale version of a line differs) of both line tables, and, for
     the totals, each order’s line count, quantity and gross amount in cents weighed by an odd
     hash of its order_id, summed over fct_orders and over fct_order_items’ lines (sums and
     products of UInt64 wrap around; an odd weight keeps every difference, so one shows unless
@@ -14,7 +15,7 @@
     between them, the checksums differ and the check order by order finds nothing: the test
     passes, as it did before the checksums.
 
-    Order by order: line count and a sum of line number hashes (both line tables are unique on
+    Order by order: line count and a sum of line hashes (both line tables are unique on
     order_id, line_number by their own tests) in one aggregation over the three tables, grouped
     by a 64-bit hash of order_id (carrying the strings through it cost half as much CPU again);
     the ids of the failing orders are looked up after it, by their hash (`failing_ids`). Two
@@ -25,12 +26,17 @@
 {#- Shown in Dagster as a check of fct_order_items (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_order_items'}}}) }}
 
+{#- A line as silver holds it, on both sides: fct_order_items keeps silver’s product_id as
+    source_product_id (its product_id is the unknown member’s until the product arrives). -#}
+{%- set silver_line = ['line_number', 'product_id', 'quantity', 'unit_price', 'line_discount'] -%}
+{%- set fct_line = ['line_number', 'source_product_id', 'quantity', 'unit_price', 'line_discount'] -%}
+
 with
 
 silver_lines_with_header as (
     select
         count() as lines,
-        sum(cityHash64(order_id, line_number)) as line_checksum
+        sum(cityHash64(order_id, {{ silver_line | join(', ') }})) as line_checksum
     from {{ ref('order_items') }}
     where cityHash64(order_id) in (select cityHash64(order_id) from {{ ref('fct_orders') }})
 ),
@@ -38,7 +44,7 @@ silver_lines_with_header as (
 fct_lines as (
     select
         count() as lines,
-        sum(cityHash64(order_id, line_number)) as line_checksum,
+        sum(cityHash64(order_id, {{ fct_line | join(', ') }})) as line_checksum,
         sum(bitOr(cityHash64(order_id), 1)) as weighted_lines,
         sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(quantity))) as weighted_quantity,
         sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(line_amount * 100))) as weighted_amount
@@ -71,9 +77,9 @@ order_rows as (
     select
         cityHash64(order_id) as hashed_key,
         'silver_line' as side,
-        cityHash64(line_number) as line_hash,
-        toInt64(0) as quantity,
-        toDecimal128(0, 2) as amount
+        cityHash64({{ silver_line | join(', ') }}) as line_hash,
+        toInt64(0) as signed_quantity,
+        toDecimal128(0, 2) as signed_amount
     from {{ ref('order_items') }}
     where not (select tables_agree.agree from tables_agree)
 
@@ -82,9 +88,9 @@ order_rows as (
     select
         cityHash64(order_id) as hashed_key,
         'fct_line' as side,
-        cityHash64(line_number) as line_hash,
-        toInt64(quantity) as quantity,
-        toDecimal128(line_amount, 2) as amount
+        cityHash64({{ fct_line | join(', ') }}) as line_hash,
+        toInt64(quantity) as signed_quantity,
+        toDecimal128(line_amount, 2) as signed_amount
     from {{ ref('fct_order_items') }}
     where not (select tables_agree.agree from tables_agree)
 
@@ -95,8 +101,8 @@ order_rows as (
         cityHash64(order_id) as hashed_key,
         'fct_order' as side,
         toUInt64(line_count) as line_hash,
-        -item_quantity as quantity,
-        -toDecimal128(gross_line_amount, 2) as amount
+        -item_quantity as signed_quantity,
+        -toDecimal128(gross_line_amount, 2) as signed_amount
     from {{ ref('fct_orders') }}
     where not (select tables_agree.agree from tables_agree)
 ),
@@ -110,8 +116,8 @@ orders as (
         countIf(side = 'fct_line') as fct_lines,
         sumIf(line_hash, side = 'fct_line') as fct_line_numbers,
         sumIf(line_hash, side = 'fct_order') as header_line_count,
-        sum(quantity) as quantity_difference,
-        sum(amount) as amount_difference
+        sum(signed_quantity) as quantity_difference,
+        sum(signed_amount) as amount_difference
     from order_rows
     group by hashed_key
 ),
