@@ -1,6 +1,6 @@
 {#- mart_daily_sales and mart_new_vs_returning agree with fct_orders, with
-    int_customer_first_revenue_orders and with each other: per day, revenue orders, new
-    customers and net revenue (within a cent per figure for rounding). -#}
+    int_customer_first_revenue_orders and with each other: the same days, and per day, revenue
+    orders, new customers and net revenue (within a cent per figure for rounding). -#}
 
 {#- Shown in Dagster as a check of mart_daily_sales (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'mart_daily_sales'}}}) }}
@@ -37,6 +37,18 @@ from daily_sales
 inner join orders_by_day on daily_sales.order_date = orders_by_day.order_date
 where daily_sales.revenue_orders != orders_by_day.revenue_orders
     or abs(daily_sales.net_revenue_usd - orders_by_day.net_revenue_usd) > 0.005
+
+union all
+
+select order_date, 'day of fct_orders missing from daily sales' as problem
+from orders_by_day
+where order_date not in (select order_date from daily_sales)
+
+union all
+
+select order_date, 'day of daily sales not in fct_orders' as problem
+from daily_sales
+where order_date not in (select order_date from orders_by_day)
 
 union all
 

@@ -28,9 +28,9 @@ reconciliation as (
 select
     reconciliation.entity,
     reconciliation.file_date,
-    reconciliation.quarantined_rows as expected_quarantined,
+    reconciliation.quarantined_rows as reconciliation_quarantined,
     mart.quarantined_rows as mart_quarantined,
-    reconciliation.duplicate_rows as expected_duplicates,
+    reconciliation.duplicate_rows as reconciliation_duplicates,
     mart.duplicate_rows as mart_duplicates
 from reconciliation
 left join mart

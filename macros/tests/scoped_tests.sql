@@ -9,7 +9,11 @@
     column’s values), so a new row repeating an old key still fails. `_block_number` is the
     number of the INSERT that wrote a row, kept through merges, and every INSERT gets a higher
     one, so a row rewritten with old values (a customer’s closed version, an order recomputed
-    for a new customer version) or written behind dbt’s back counts as new. Every other test
+    for a new customer version) or inserted behind dbt’s back counts as new. A row changed in
+    place (ALTER TABLE ... UPDATE, or a lightweight UPDATE) keeps its block number: a key made a
+    duplicate that way is not seen until the table is read whole (a full refresh, or the test
+    edited). The engine refuses to update a column of the sorting key, so of the scoped keys
+    only `dim_customers.customer_key` can change so. Every other test
     reads the whole relation: tests that check rows one by one read a narrow column or two,
     which costs little (scoped, they cost more: every row’s block number is read too),
     relationships can break when a parent loses a key, and the singular tests compare whole
