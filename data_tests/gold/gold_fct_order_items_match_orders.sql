@@ -26,10 +26,12 @@
 {#- Shown in Dagster as a check of fct_order_items (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_order_items'}}}) }}
 
-{#- A line as silver holds it, on both sides: fct_order_items keeps silver’s product_id as
-    source_product_id (its product_id is the unknown member’s until the product arrives). -#}
-{%- set silver_line = ['line_number', 'product_id', 'quantity', 'unit_price', 'line_discount'] -%}
-{%- set fct_line = ['line_number', 'source_product_id', 'quantity', 'unit_price', 'line_discount'] -%}
+{#- A line as silver holds it, on both sides: its product, quantity and amount (fct_order_items
+    keeps silver’s product_id as source_product_id; its product_id is the unknown member’s until
+    the product arrives). The checksums: 0.51 CPU s on the 10x history’s tables against 0.22 s
+    for line_number alone, 0.69 s with unit price and discount too. -#}
+{%- set silver_line = ['line_number', 'product_id', 'quantity', 'line_amount'] -%}
+{%- set fct_line = ['line_number', 'source_product_id', 'quantity', 'line_amount'] -%}
 
 with
 

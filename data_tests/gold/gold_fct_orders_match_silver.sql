@@ -1,19 +1,20 @@
 {#- fct_orders holds every order header of silver exactly once, as silver holds it, and
     nothing else: the incremental runs miss no order and keep no stale version of one (its
-    status, customer, time, amounts and codes are silver’s).
+    status, customer, discount and shipping fee are silver’s).
 
     First both tables as a whole (`same_rows`): the count and the sum of a hash of each row’s
-    columns from silver, with no grouping (an order_id twice in both tables is left to the
-    unique tests of both). The 10x day: 0.11-0.15 CPU seconds and 9 MiB (order_id alone)
-    against 0.62-0.71 s and 430 MiB for the check order by order, one aggregation over both
-    tables, which now runs only when the checksums differ, to name the orders. -#}
+    columns below, with no grouping (an order_id twice in both tables is left to the unique
+    tests of both). The 10x day: 0.11-0.15 CPU seconds and 9 MiB (order_id alone) against
+    0.62-0.71 s and 430 MiB for the check order by order, one aggregation over both tables,
+    which now runs only when the checksums differ, to name the orders. -#}
 
 {#- Shown in Dagster as a check of fct_orders (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'fct_orders'}}}) }}
 
-{#- The columns fct_orders takes from silver.orders as they are (a NULL hashes to NULL: as ''). -#}
-{%- set columns = ['order_id', "ifNull(customer_id, '')", 'order_ts', 'order_status', 'channel', 'currency_code',
-                   'shipping_fee', 'order_discount', "ifNull(coupon_code, '')", 'shipping_country_code'] -%}
+{#- Of the columns fct_orders takes from silver.orders, those that decide whether an order counts
+    and for how much, and for whom (a NULL hashes to NULL: as ''). All ten such columns: 0.66
+    CPU s on the 10x history’s tables, against 0.28 s for these and 0.08 s for order_id alone. -#}
+{%- set columns = ['order_id', 'order_status', "ifNull(customer_id, '')", 'order_discount', 'shipping_fee'] -%}
 
 with
 
