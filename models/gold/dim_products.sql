@@ -21,6 +21,16 @@ product_categories as (
     select * from {{ ref('product_categories') }}
 ),
 
+{#- A category’s name does not depend on the subcategory: a product whose subcategory is not in
+    the taxonomy still gets its category’s name. -#}
+category_names as (
+    select
+        category,
+        any(category_name) as category_name
+    from product_categories
+    group by category
+),
+
 known_products as (
     select
         products.product_id as product_id,
@@ -28,9 +38,9 @@ known_products as (
         products.product_name as product_name,
         products.category as category,
         if(
-            product_categories.category_name = '',
+            category_names.category_name = '',
             toString(products.category),
-            toString(product_categories.category_name)
+            toString(category_names.category_name)
         ) as category_name,
         products.subcategory as subcategory,
         if(
@@ -46,6 +56,8 @@ known_products as (
         products.updated_at as updated_at,
         false as is_unknown
     from products
+    left join category_names
+        on products.category = category_names.category
     left join product_categories
         on products.category = product_categories.category
         and products.subcategory = product_categories.subcategory
