@@ -353,7 +353,7 @@ def test_continuing_with_other_options_is_refused(tmp_path):
                                          r"--seed 1 --orders-per-day 50 --dirty-rate 0.02,"):
         generate(tmp_path, date(2026, 1, 3), 1, orders_per_day=51, seed=1, progress=False)
     with pytest.raises(ValueError, match="first day is 2026-01-01, and --start 2025-12-20 would make 2025-12-20 the "
-                                         "first; generate days after 2026-01-01 into it"):
+                                         "first; give --start 2026-01-01 or later"):
         generate(tmp_path, date(2025, 12, 20), 1, orders_per_day=50, seed=1, progress=False)
     # A manifest cut short names no world: refused, not a traceback nor a guess.
     (tmp_path / "_manifest" / "manifest_20260102.json").write_text('{"da', encoding="utf-8")
@@ -385,10 +385,13 @@ def test_only_its_own_world_is_written_again(tmp_path):
     generate(tmp_path, start, 3, orders_per_day=30, seed=3, progress=False)
     generate(tmp_path, start + timedelta(days=1), 1, orders_per_day=30, seed=3, progress=False)
     assert file_digest(tmp_path) == before
-    with pytest.raises(WorldMismatch, match=r"2026-03-01 and 2 more days from another world .*--out"):
+    with pytest.raises(WorldMismatch, match=r"2026-03-01 and 2 more days of another world \(--seed 4 here, 3 there\); "
+                                            r"nothing was written: continue it with --seed 3 .*--out"):
         generate(tmp_path, start, 3, orders_per_day=30, seed=4, progress=False)
     # the same options from an earlier first day make another world too
-    with pytest.raises(WorldMismatch, match="2026-03-01 and 2 more days from another world"):
+    with pytest.raises(WorldMismatch, match="2026-03-01 and 2 more days of a world whose first day is 2026-03-01, and "
+                                            "--start 2026-02-28 would make 2026-02-28 the first; nothing was written: "
+                                            "give --start 2026-03-01 or later"):
         generate(tmp_path, start - timedelta(days=1), 4, orders_per_day=30, seed=3, progress=False)
     assert file_digest(tmp_path) == before
     late = tmp_path / relative_path("payments", start + timedelta(days=1), part=9)
@@ -716,7 +719,7 @@ def test_a_run_stopped_midway_can_be_run_again(tmp_path, monkeypatch):
         with pytest.raises(KeyboardInterrupt):
             generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=5, progress=False, workers=1)
     assert list(stopped.rglob("*.csv")), "the stopped run left files without a manifest"
-    with pytest.raises(WorldMismatch, match="from another world"):
+    with pytest.raises(WorldMismatch, match="of another world"):
         generate(stopped, date(2026, 3, 1), 2, orders_per_day=30, seed=6, progress=False, workers=1)
     # A file put there since is not one the stopped run wrote: refused, and kept.
     added = stopped / "orders" / "2026" / "03" / "01" / "orders_20260301_part7.csv"

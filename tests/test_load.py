@@ -930,8 +930,11 @@ def test_the_cluster_target_reads_bronze_through_distributed_tables_of_several_s
 
 
 def test_on_a_server_the_ingest_log_of_a_long_commit_goes_in_inserts_a_server_accepts(tmp_path):
-    # A server reads bound parameters from the URL and refuses one over `http_max_field_value_size`
-    # (131,072 bytes by default); a commit of a year of five entities' files is about 2,000 rows.
+    # A command's bound parameters go in the URL, and a server refuses one over
+    # `http_max_field_value_size` (131,072 bytes by default); a commit of a year of five entities'
+    # files is about 2,000 rows.
+    from urllib.parse import quote
+
     from ecom.load import LOG_BYTES_PER_INSERT_ON_A_SERVER, _log, _log_entry, ensure_bronze
 
     started = "2026-03-01 00:00:00.000"
@@ -946,7 +949,7 @@ def test_on_a_server_the_ingest_log_of_a_long_commit_goes_in_inserts_a_server_ac
             self.client = client
 
         def command(self, sql: str, parameters: dict) -> None:
-            sent.append(len(parameters["entries"].encode()))
+            sent.append(len(quote(parameters["entries"])))  # as in the URL
             self.client.command(sql, parameters=parameters)
 
     with session(settings_for(tmp_path)) as client:

@@ -406,9 +406,10 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     [lost_payment] = query(full, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
     [(dearer_order, dearer_line)] = query(full, "SELECT order_id, line_number FROM gold.fct_order_items "
                                                 f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
-    [gone_order, stale_order, moved_order, unmapped_order] = [row[0] for row in query(
-        full, "SELECT order_id FROM silver.orders WHERE order_id IN (SELECT order_id FROM gold.fct_order_items WHERE "
-              f"product_id != '-1') AND order_id NOT IN ('{lost_order}', '{dearer_order}') ORDER BY order_id LIMIT 4")]
+    [gone_order, stale_order, moved_order, unmapped_order, orphaned_order] = [row[0] for row in query(
+        full, "SELECT order_id FROM gold.fct_orders WHERE customer_key != '-1' AND order_id IN (SELECT order_id FROM "
+              f"gold.fct_order_items WHERE product_id != '-1') AND order_id NOT IN ('{lost_order}', '{dearer_order}') "
+              "ORDER BY order_id LIMIT 5")]
     with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
@@ -417,13 +418,16 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                        f"WHERE order_id = '{dearer_order}' AND line_number = {dearer_line} SETTINGS mutations_sync = 2")
         client.command(f"DELETE FROM silver.orders WHERE order_id = '{gone_order}'")
         # Stale values, the ids all there: an order's status, a line's product, a line left on
-        # the unknown product although its product is in dim_products.
+        # the unknown product although its product is in dim_products, an order on the unknown
+        # customer although its customer is in dim_customers.
         client.command("ALTER TABLE gold.fct_orders UPDATE order_status = if(order_status = 'placed', 'paid', "
                        f"'placed') WHERE order_id = '{stale_order}' SETTINGS mutations_sync = 2")
         client.command("ALTER TABLE gold.fct_order_items UPDATE source_product_id = 'P-elsewhere' "
                        f"WHERE order_id = '{moved_order}' AND product_id != '-1' SETTINGS mutations_sync = 2")
         client.command("ALTER TABLE gold.fct_order_items UPDATE product_id = '-1' "
                        f"WHERE order_id = '{unmapped_order}' SETTINGS mutations_sync = 2")
+        client.command("ALTER TABLE gold.fct_orders UPDATE customer_key = '-1' "
+                       f"WHERE order_id = '{orphaned_order}' SETTINGS mutations_sync = 2")
     # Each fails its gold test: the tests of lines against their orders and of payments against
     # silver, which compare checksums of the whole tables first and then group by a hash of the
     # id, name the orders and the payment; the test of the orders the orders; the relationships
@@ -446,7 +450,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert sorted(query(full, (compiled / f"{orders_test}.sql").read_text())) == sorted([
         (gone_order, "not in silver.orders"), (stale_order, "differs from silver.orders (a stale version?)")])
     unmapped = query(full, (compiled / f"{late_test}.sql").read_text())
-    assert unmapped and {row[1].split(" line ")[0] for row in unmapped} == {unmapped_order}, unmapped
+    assert {(row[0], row[1].split(" line ")[0]) for row in unmapped} == {
+        ("fct_order_items", unmapped_order), ("fct_orders", orphaned_order)}, unmapped
     assert query(full, (compiled / f"{payments_test}.sql").read_text()) == \
         [(lost_payment, "not in silver.payments")]
 

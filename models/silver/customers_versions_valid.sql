@@ -1,6 +1,8 @@
 {{ config(materialized='view') }}
-{#- Every valid, distinct version of every customer over time: the input of the slowly
-    changing dimension in gold. Same columns as `customers`. -#}
+{#- Every valid version of every customer over time, as landed (exact copies within a file
+    removed; a version sent again in a later file is here again): the input of the slowly
+    changing dimension in gold, which keeps one row per customer and `updated_at`. Same columns
+    as `customers`. -#}
 
 with
 

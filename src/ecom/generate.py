@@ -1919,22 +1919,26 @@ def _resolve_origin(out_dir: Path, start: date, end: date, seed: int, orders_per
     if earlier:
         previous = neighbours[0]
         origin = date.fromisoformat(previous.get("origin", previous["date"]))
+    world_key = (seed, orders_per_day, dirty_rate, origin.isoformat())
     for manifest in neighbours:
-        if _world_of(manifest) == (seed, orders_per_day, dirty_rate, origin.isoformat()):
-            continue
-        theirs = dict(zip(("--seed", "--orders-per-day", "--dirty-rate"), _world_of(manifest), strict=False))
-        ours = {"--seed": seed, "--orders-per-day": orders_per_day, "--dirty-rate": dirty_rate}
-        differ = [f"{option} {ours[option]} here, {theirs[option]} there" for option in ours
-                  if ours[option] != theirs[option]]
-        held = f"{out_dir} already holds {manifest.get('date')}"
-        if differ:
-            options = " ".join(f"{option} {value}" for option, value in theirs.items())
-            raise WorldMismatch(f"{held} of another world ({'; '.join(differ)}); continue it with {options}, "
+        if _world_of(manifest) != world_key:
+            which, remedy = _other_world(manifest, world_key, start)
+            raise WorldMismatch(f"{out_dir} already holds {manifest.get('date')} {which}; {remedy}, "
                                 "or write to another directory")
-        raise WorldMismatch(f"{held} of a world whose first day is {manifest.get('origin')}, and --start {start} "
-                            f"would make {origin} the first; generate days after {manifest.get('origin')} into it, "
-                            "or write to another directory")
     return origin
+
+
+def _other_world(manifest: dict, world_key: tuple, start: date) -> tuple[str, str]:
+    """What sets the world of a day's manifest apart from this run's (the options that differ, or
+    its first day), and how to write into it."""
+    names = ("--seed", "--orders-per-day", "--dirty-rate")
+    theirs, ours = dict(zip(names, _world_of(manifest), strict=False)), dict(zip(names, world_key, strict=False))
+    differ = [f"{name} {ours[name]} here, {theirs[name]} there" for name in names if ours[name] != theirs[name]]
+    if differ:
+        return (f"of another world ({'; '.join(differ)})",
+                "continue it with " + " ".join(f"{name} {theirs[name]}" for name in names))
+    return (f"of a world whose first day is {manifest.get('origin')}, and --start {start} would make "
+            f"{world_key[3]} the first", f"give --start {manifest.get('origin')} or later")
 
 
 class WorldTooLarge(ValueError):
@@ -1987,11 +1991,10 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     if foreign:
         first = foreign[0]
         more = f" and {len(foreign) - 1} more day{'s' if len(foreign) > 2 else ''}" if len(foreign) > 1 else ""
+        which, remedy = _other_world(first, world_key, start)
         raise WorldMismatch(
-            f"{out_dir} already holds {first.get('date')}{more} from another world "
-            f"(seed {first.get('seed')}, orders per day {first.get('orders_per_day')}, "
-            f"dirty rate {first.get('dirty_rate')}, first day {first.get('origin')}); nothing was written: "
-            f"choose another output directory (--out) or remove those days' files and manifests (and claims, "
+            f"{out_dir} already holds {first.get('date')}{more} {which}; nothing was written: {remedy}, choose "
+            f"another output directory (--out), or remove those days' files and manifests (and claims, "
             f"{MANIFEST_DIR}/writing_*.json)"
         )
     if unknown:

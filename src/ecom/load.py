@@ -751,10 +751,11 @@ _LOG_ENTRY_FIELDS = tuple(_LOG_ENTRY_TYPES)
 _LOG_ENTRY_STRUCTURE = ", ".join(f"{name} {kind}" for name, kind in _LOG_ENTRY_TYPES.items())
 
 
-# A server reads a bound parameter from the request's URL, and refuses one longer than its
-# `http_max_field_value_size` (128 KiB by default): on a server the ingest-log rows of a commit
-# go in INSERTs of at most this many bytes each (a year of files is about 230 bytes a file).
-LOG_BYTES_PER_INSERT_ON_A_SERVER = 64 * 1024
+# clickhouse-connect sends a command's bound parameters in the request's URL, and a server
+# refuses one longer than its `http_max_field_value_size` (128 KiB by default): on a server the
+# ingest-log rows of a commit go in INSERTs of at most this many bytes each (about 230 bytes a
+# file), under the limit even URL-encoded (quotes, slashes and brackets take three bytes each).
+LOG_BYTES_PER_INSERT_ON_A_SERVER = 32 * 1024
 
 
 def _log(client: Client, entries: list[dict], max_bytes: int | None = None) -> None:
