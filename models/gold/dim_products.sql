@@ -21,7 +21,7 @@ product_categories as (
     select * from {{ ref('product_categories') }}
 ),
 
-{#- A category’s name does not depend on the subcategory: a product whose subcategory is not in
+{# A category’s name does not depend on the subcategory: a product whose subcategory is not in
     the taxonomy still gets its category’s name. -#}
 category_names as (
     select
