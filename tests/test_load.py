@@ -444,16 +444,28 @@ def feeding_if_opened(fifo: Path) -> Iterator[None]:
         thread.join()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: a permission-denied file cannot be made")
 def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path):
+    # `ecom load` as a user would run it; as root, without the capabilities that let root read
+    # any file (setpriv), so that the file's permissions apply.
+    from conftest import BIN, ecom_env
+    from ecom.soak import unprivileged_prefix
+
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root reads any file, and setpriv is not there to drop that: no permission-denied file")
     settings = settings_for(tmp_path)
     path = write_csv(settings.raw_dir, "orders", DAY, TRICKY_ORDERS)
     path.chmod(0)
     try:
-        (outcome,) = land(settings).outcomes
+        loaded = subprocess.run([*prefix, str(BIN / "ecom"), "load", "--quiet"], capture_output=True, text=True,
+                                env=ecom_env(settings.raw_dir, settings.chdb_path), timeout=300)
     finally:
         path.chmod(0o644)
-    assert (outcome.status, outcome.reason) == ("rejected", "unreadable")
+    assert loaded.returncode == 3, loaded.stdout + loaded.stderr  # 3: a file was rejected
+    logged = query(settings, "SELECT status, reason, error FROM bronze.ingest_log WHERE file_path = {p:String}",
+                   p=relative(path, settings.raw_dir))
+    assert [(status, reason) for status, reason, _ in logged] == [("rejected", "unreadable")], logged
+    assert "fix its permissions" in logged[0][2]
 
 
 @contextmanager
