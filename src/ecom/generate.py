@@ -1493,8 +1493,8 @@ MAX_QUARANTINED_SHARE = 0.5
 
 
 def _apply_quarantine(rows: _Rows, rng: np.random.Generator, rate: float, day: int) -> np.ndarray:
-    """Give `rate` of the eligible rows one quarantine defect of each kind, each kind at most
-    MAX_QUARANTINED_SHARE / kinds of them.
+    """Give each quarantine kind `rate` of the eligible rows (at most MAX_QUARANTINED_SHARE / kinds),
+    one defect per row.
 
     Returns the index of each row's reason in QUARANTINE_REASONS, -1 for a clean row.
     """
