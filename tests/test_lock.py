@@ -172,12 +172,15 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.parametrize(("signum", "exit_status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)])
-def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, signum, exit_status):
+def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum, exit_status):
     # `kill`, `timeout` or a CI cancel signal ecom alone. Its dbt child must end before ecom
     # does: otherwise the pipeline lock is gone while that dbt goes on building. (A SIGINT ends
-    # ecom as click ends on Ctrl-C: "Aborted!", status 1.)
-    run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    # ecom as click ends on Ctrl-C: "Aborted!", status 1.) SIGINT as a terminal has it: a test
+    # run started in the background of a shell inherits it ignored.
+    output = tmp_path / "ecom-run.log"
+    with output.open("wb") as log:
+        run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children: list[int] = []
     try:
         deadline = time.monotonic() + 300
@@ -188,7 +191,7 @@ def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, signum, exit_sta
         assert children, "ecom run started no dbt"
         time.sleep(2)  # into the build
         run.send_signal(signum)
-        assert run.wait(timeout=120) == exit_status
+        assert run.wait(timeout=120) == exit_status, output.read_text(errors="replace")[-3000:]
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "dbt outlived ecom"
         settings = Settings.from_env(env)
         with pipeline_lock(settings.chdb_path):
