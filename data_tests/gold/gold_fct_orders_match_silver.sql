@@ -12,8 +12,9 @@
 {{ config(meta={'dagster': {'ref': {'name': 'fct_orders'}}}) }}
 
 {#- Of the columns fct_orders takes from silver.orders, those that decide whether an order counts
-    and for how much, and for whom (a NULL hashes to NULL: as ''). All ten such columns: 0.66
-    CPU s on the 10x history’s tables, against 0.28 s for these and 0.08 s for order_id alone. -#}
+    and for how much, and for whom (a NULL hashes to NULL: as ''). On the 10x history’s tables
+    the test takes 0.34 CPU s against 0.08 s with order_id alone; the checksums of all ten such
+    columns took 0.66 s. -#}
 {%- set columns = ['order_id', 'order_status', "ifNull(customer_id, '')", 'order_discount', 'shipping_fee'] -%}
 
 with
