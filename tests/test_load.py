@@ -27,6 +27,7 @@ import pytest
 import yaml
 from clickhouse_connect.driver.client import Client
 
+from conftest import BIN, ROOT, ecom_env
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
 from ecom.load import LoadResult, RawFile, bronze_ddl, discover, inspect, latest_rejections, load
@@ -447,7 +448,6 @@ def feeding_if_opened(fifo: Path) -> Iterator[None]:
 def test_a_file_without_read_permission_is_rejected_as_unreadable(tmp_path):
     # `ecom load` as a user would run it; as root, without the capabilities that let root read
     # any file (setpriv), so that the file's permissions apply.
-    from conftest import BIN, ecom_env
     from ecom.soak import unprivileged_prefix
 
     prefix = unprivileged_prefix()
@@ -926,7 +926,7 @@ def test_the_cluster_target_reads_bronze_through_distributed_tables_of_several_s
     # (profiles.yml), make such subqueries global.
     from ecom.warehouse import CLUSTER_SETTINGS
 
-    profile = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles.yml").read_text())
+    profile = yaml.safe_load((ROOT / "profiles.yml").read_text())
     assert CLUSTER_SETTINGS.items() <= profile["ecom"]["outputs"]["cluster"]["custom_settings"].items()
     config = tmp_path / "config.xml"
     config.write_text(TWO_SHARDS)
