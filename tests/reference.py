@@ -25,6 +25,7 @@ _PLAIN = re.compile(r"^\d{4}-\d{2}-\d{2} ([01]\d|2[0-3]):[0-5]\d:[0-5]\d$")
 _DAY_FIRST = re.compile(r"^\d{2}/\d{2}/\d{4} ([01]\d|2[0-3]):[0-5]\d$")
 _MONEY = re.compile(r"[+-]?(\d{1,9}|\d{0,9}\.\d{1,2}0*)")  # cents at most, below a billion
 CENT = Decimal("0.01")
+SPACE = " \t\n\r\x0b\x0c\xa0"  # what silver trims (trim_space)
 
 
 def seed(name: str) -> list[dict[str, str]]:
@@ -33,7 +34,7 @@ def seed(name: str) -> list[dict[str, str]]:
 
 
 def parse_ts(raw: str) -> datetime | None:
-    text = raw.strip(" ")
+    text = raw.strip(SPACE)
     try:
         if _ISO.match(text):
             parsed = datetime.fromisoformat(text)
@@ -52,19 +53,19 @@ def parse_ts(raw: str) -> datetime | None:
 
 
 def parse_decimal(raw: str) -> Decimal | None:
-    text = raw.strip(" ")
+    text = raw.strip(SPACE)
     return Decimal(text) if _MONEY.fullmatch(text) else None
 
 
 def parse_int(raw: str, low: int = -2**31, high: int = 2**31) -> int | None:
     """A whole number in [low, high): Int32 by default, as the warehouse reads it."""
-    text = raw.strip(" ")
+    text = raw.strip(SPACE)
     value = int(text) if re.fullmatch(r"[+-]?\d+", text) else None
     return value if value is not None and low <= value < high else None
 
 
 def parse_bool(raw: str) -> bool | None:
-    text = raw.strip(" ").lower()
+    text = raw.strip(SPACE).lower()
     if text in {"true", "1", "yes", "t", "y"}:
         return True
     if text in {"false", "0", "no", "f", "n"}:
@@ -73,7 +74,7 @@ def parse_bool(raw: str) -> bool | None:
 
 
 def clean_code(raw: str) -> str:
-    return re.sub(r"[ -]+", "_", raw.strip(" ").lower())
+    return re.sub(r"[ -]+", "_", raw.strip(SPACE).lower())
 
 
 @dataclass
@@ -121,12 +122,12 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
     latest: dict[str, tuple] = {}
     for row in without_duplicates(read_entity(raw_dir, "orders")):
         v = row.values
-        order_id = v["order_id"].strip(" ")
+        order_id = v["order_id"].strip(SPACE)
         order_ts, updated_at = parse_ts(v["order_ts"]), parse_ts(v["updated_at"])
-        currency = currencies.get(v["currency"].strip(" ").upper(), "")
-        fee = v["shipping_fee"].strip(" ")
-        discount = parse_decimal(v["order_discount"]) if v["order_discount"].strip(" ") else Decimal(0)
-        is_test = False if not v["is_test"].strip(" ") else parse_bool(v["is_test"])
+        currency = currencies.get(v["currency"].strip(SPACE).upper(), "")
+        fee = v["shipping_fee"].strip(SPACE)
+        discount = parse_decimal(v["order_discount"]) if v["order_discount"].strip(SPACE) else Decimal(0)
+        is_test = False if not v["is_test"].strip(SPACE) else parse_bool(v["is_test"])
         if (
             not order_id or order_ts is None or updated_at is None
             or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
@@ -139,7 +140,7 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
             continue
         candidate = (updated_at, row.order, {
             "order_id": order_id,
-            "customer_id": v["customer_id"].strip(" ") or None,
+            "customer_id": v["customer_id"].strip(SPACE) or None,
             "order_ts": order_ts,
             "status": clean_code(v["status"]),
             "currency": currency,
@@ -155,13 +156,13 @@ def valid_lines(raw_dir: Path) -> dict[tuple[str, int], dict]:
     latest: dict[tuple[str, int], tuple] = {}
     for row in without_duplicates(read_entity(raw_dir, "order_items")):
         v = row.values
-        order_id, product_id = v["order_id"].strip(" "), v["product_id"].strip(" ")
+        order_id, product_id = v["order_id"].strip(SPACE), v["product_id"].strip(SPACE)
         line_number, quantity = parse_int(v["line_number"], 0, 2**32), parse_int(v["quantity"])  # UInt32, Int32
         unit_price = parse_decimal(v["unit_price"])
-        discount_raw = v["line_discount"].strip(" ")
+        discount_raw = v["line_discount"].strip(SPACE)
         discount = parse_decimal(discount_raw) if discount_raw else Decimal(0)
         if (
-            not order_id or not product_id or not v["line_number"].strip(" ")
+            not order_id or not product_id or not v["line_number"].strip(SPACE)
             or line_number is None or line_number < 0 or quantity is None or unit_price is None
             or discount is None or quantity <= 0 or unit_price <= 0
             or quantity * unit_price >= 10**9 or discount < 0 or discount > quantity * unit_price

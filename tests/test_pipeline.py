@@ -22,9 +22,10 @@ from ecom.contract import COLUMNS, relative_path
 from ecom.warehouse import session
 from reference import daily_sales
 
-SILVER_RULES = ("silver rules 4: exact duplicates are the copies of a row further up the same file; "  # silver_rules()
+SILVER_RULES = ("silver rules 5: exact duplicates are the copies of a row further up the same file; "  # silver_rules()
                 "ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; "
-                "an apostrophe in an email; an order before its currency has FX rates")
+                "an apostrophe in an email; an order before its currency has FX rates; "
+                "tabs and no-break spaces trimmed")
 
 
 def query(world_env: dict[str, str], sql: str) -> list[tuple]:

@@ -101,9 +101,11 @@ cityHash64({{ columns | join(', ') }})
     3: an ISO 8601 timestamp without seconds or with an hours-only offset is read (it was
        bad_timestamp), and an apostrophe before an email’s @ is valid (the email was NULL).
     4: an order’s order_ts before the first month of its currency’s FX rates is bad_timestamp
-       (it was valid, and gold’s FX tests failed the build). -#}
+       (it was valid, and gold’s FX tests failed the build).
+    5: values are trimmed of tabs, line breaks and no-break spaces too, not spaces alone (a key
+       of white space only was a key, a padded code or number was quarantined). -#}
 {% macro silver_rules() -%}
-silver rules 4: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates
+silver rules 5: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates; tabs and no-break spaces trimmed
 {%- endmacro %}
 
 {#- The order of a key’s versions, latest last (SPEC section 5): `updated_at`, ties by

@@ -241,12 +241,12 @@ lines_to_count as (
 {# The latest reason each quarantined order key was quarantined for. -#}
 quarantined_orders as (
     select
-        trimBoth(order_id) as order_id,
+        {{ trim_space('order_id') }} as order_id,
         argMax(toString(reason), {{ version_order(has_updated_at=false) }}) as reason
     from quarantine_orders
-    where trimBoth(order_id) != ''
+    where {{ trim_space('order_id') }} != ''
         {%- if days is not none %}
-        and trimBoth(order_id) in (select lines_to_count.order_id from lines_to_count)
+        and {{ trim_space('order_id') }} in (select lines_to_count.order_id from lines_to_count)
         {%- endif %}
     group by order_id
 ),

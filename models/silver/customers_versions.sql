@@ -21,20 +21,20 @@ bronze_rows as (
 typed as (
     select
         *,
-        trimBoth(raw_customer_id) as customer_id,
-        trimBoth(raw_first_name) as first_name,
-        trimBoth(raw_last_name) as last_name,
-        lowerUTF8(trimBoth(raw_email)) as email_clean,
+        {{ trim_space('raw_customer_id') }} as customer_id,
+        {{ trim_space('raw_first_name') }} as first_name,
+        {{ trim_space('raw_last_name') }} as last_name,
+        lowerUTF8({{ trim_space('raw_email') }}) as email_clean,
         {{ valid_email('email_clean') }} as is_email_valid,
         if(is_email_valid, email_clean, null) as email,
         {{ nullif_blank('raw_phone') }} as phone,
         {{ parse_date('raw_birth_date') }} as birth_date,
         {{ parse_timestamp('raw_signup_at') }} as signup_at,
         {{ to_country('raw_country') }} as country_code,
-        trimBoth(raw_city) as city,
-        trimBoth(raw_postal_code) as postal_code,
+        {{ trim_space('raw_city') }} as city,
+        {{ trim_space('raw_postal_code') }} as postal_code,
         {{ clean_code('raw_segment') }} as segment,
-        if(trimBoth(raw_marketing_opt_in) = '', false, {{ parse_bool('raw_marketing_opt_in') }})
+        if({{ trim_space('raw_marketing_opt_in') }} = '', false, {{ parse_bool('raw_marketing_opt_in') }})
             as is_marketing_opt_in,
         {{ parse_timestamp('raw_updated_at') }} as updated_at
     from bronze_rows

@@ -20,13 +20,13 @@ bronze_rows as (
 typed as (
     select
         *,
-        trimBoth(raw_order_id) as order_id,
-        toUInt32OrNull(trimBoth(raw_line_number)) as line_number,
-        trimBoth(raw_product_id) as product_id,
+        {{ trim_space('raw_order_id') }} as order_id,
+        toUInt32OrNull({{ trim_space('raw_line_number') }}) as line_number,
+        {{ trim_space('raw_product_id') }} as product_id,
         {{ parse_integer('raw_quantity') }} as quantity,
         {{ parse_decimal('raw_unit_price') }} as unit_price,
         coalesce({{ parse_decimal('raw_line_discount') }}, toDecimal64(0, 2)) as line_discount,
-        trimBoth(raw_line_discount) != '' and {{ parse_decimal('raw_line_discount') }} is null
+        {{ trim_space('raw_line_discount') }} != '' and {{ parse_decimal('raw_line_discount') }} is null
             as has_bad_discount_number
     from bronze_rows
 ),
@@ -35,7 +35,7 @@ checked as (
     select
         * except (has_bad_discount_number),
         multiIf(
-            order_id = '' or product_id = '' or trimBoth(raw_line_number) = '', 'missing_key',
+            order_id = '' or product_id = '' or {{ trim_space('raw_line_number') }} = '', 'missing_key',
             line_number is null or quantity is null or unit_price is null or has_bad_discount_number,
             'bad_number',
             quantity <= 0, 'non_positive_quantity',

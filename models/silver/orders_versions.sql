@@ -24,7 +24,7 @@ bronze_rows as (
 typed as (
     select
         *,
-        trimBoth(raw_order_id) as order_id,
+        {{ trim_space('raw_order_id') }} as order_id,
         {{ nullif_blank('raw_customer_id') }} as customer_id,
         {{ parse_timestamp('raw_order_ts') }} as order_ts,
         {{ clean_code('raw_status') }} as order_status,
@@ -36,8 +36,8 @@ typed as (
         {{ to_country('raw_shipping_country') }} as shipping_country_code,
         {{ parse_bool('raw_is_test') }} as is_test,
         {{ parse_timestamp('raw_updated_at') }} as updated_at,
-        trimBoth(raw_shipping_fee) != '' and {{ parse_decimal('raw_shipping_fee') }} is null
-            or trimBoth(raw_order_discount) != '' and {{ parse_decimal('raw_order_discount') }} is null
+        {{ trim_space('raw_shipping_fee') }} != '' and {{ parse_decimal('raw_shipping_fee') }} is null
+            or {{ trim_space('raw_order_discount') }} != '' and {{ parse_decimal('raw_order_discount') }} is null
             as has_bad_number
     from bronze_rows
 ),

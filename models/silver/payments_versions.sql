@@ -21,8 +21,8 @@ bronze_rows as (
 typed as (
     select
         *,
-        trimBoth(raw_payment_id) as payment_id,
-        trimBoth(raw_order_id) as order_id,
+        {{ trim_space('raw_payment_id') }} as payment_id,
+        {{ trim_space('raw_order_id') }} as order_id,
         {{ parse_timestamp('raw_payment_ts') }} as payment_ts,
         {{ clean_code('raw_method') }} as payment_method,
         {{ parse_decimal('raw_amount') }} as amount,

@@ -21,16 +21,16 @@ bronze_rows as (
 typed as (
     select
         *,
-        trimBoth(raw_product_id) as product_id,
-        trimBoth(raw_sku) as sku,
-        trimBoth(raw_product_name) as product_name,
+        {{ trim_space('raw_product_id') }} as product_id,
+        {{ trim_space('raw_sku') }} as sku,
+        {{ trim_space('raw_product_name') }} as product_name,
         {{ clean_code('raw_category') }} as category,
         {{ clean_code('raw_subcategory') }} as subcategory,
-        trimBoth(raw_brand) as brand,
+        {{ trim_space('raw_brand') }} as brand,
         {{ parse_decimal('raw_unit_cost_usd') }} as unit_cost_usd,
         {{ parse_decimal('raw_list_price') }} as list_price,
         {{ to_currency('raw_currency') }} as currency_code,
-        if(trimBoth(raw_is_active) = '', true, {{ parse_bool('raw_is_active') }}) as is_active,
+        if({{ trim_space('raw_is_active') }} = '', true, {{ parse_bool('raw_is_active') }}) as is_active,
         {{ parse_timestamp('raw_updated_at') }} as updated_at
     from bronze_rows
 ),
