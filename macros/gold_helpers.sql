@@ -40,7 +40,7 @@ from {{ ref('fx_rates_monthly') }}
     late product repoints a line without one). A full refresh builds every month; an
     incremental run the months whose count or fingerprint differs from the one the month was
     built from (kept in its marker row, `marker_filter`), new months, and months that lost all
-    their lines. -#}
+    their lines (as a marker with no line, whose partition drop_months_without_lines drops). -#}
 {% macro months_to_build(relation, marker_filter) -%}
     {%- set source_months -%}
         select
@@ -108,6 +108,20 @@ from (
         cast([{{ months | join(', ') }}], 'Array(Tuple(Date, UInt64, UInt64, DateTime64(3, \'UTC\')))')
     ) as month
 )
+{%- endmacro %}
+
+{#- Post-hook of the models kept by month: drops the partition of every month that lost all its
+    lines. months_to_build lists such a month, and the run swaps in its marker alone
+    (insert_overwrite replaces only the partitions it writes, so a month without rows would
+    keep its old ones), a row a full refresh would not hold. Every run drops what is left of
+    them, so one stopped between the swap and the drop is mended by the next. -#}
+{% macro drop_months_without_lines(marker_filter) -%}
+    {%- if execute and load_relation(this) is not none -%}
+        {%- for row in run_query("select distinct toYYYYMM(order_month) from " ~ this ~ " where "
+                                 ~ marker_filter ~ " and source_lines = 0").rows -%}
+            {%- do run_query("alter table " ~ this ~ " drop partition " ~ row[0]) -%}
+        {%- endfor -%}
+    {%- endif -%}
 {%- endmacro %}
 
 {#- The incremental models mart_data_quality reads, as `schema.name` (their names in the

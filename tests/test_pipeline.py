@@ -239,7 +239,18 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     for day, rows in reverted.items():
         (raw_dir / relative_path("order_items", day, part=9)).write_text(
             "\n".join([",".join(COLUMNS["order_items"]), *rows]) + "\n", encoding="utf-8")
+    # The one order of October, moved into November by a later version on the first daily run:
+    # the models kept by month drop October, as a full refresh never builds it.
+    moved = start + timedelta(days=history)
+    for day, order_ts in ((start, "2026-10-15 10:00:00"), (moved, f"{start} 10:00:00")):
+        (raw_dir / relative_path("orders", day, part=9)).write_text(
+            ",".join(COLUMNS["orders"]) + f"\nO-MOVED,,{order_ts},paid,web,EUR,0,0,,DE,false,{day} 08:00:00\n",
+            encoding="utf-8")
+    (raw_dir / relative_path("order_items", start, part=9)).write_text(
+        ",".join(COLUMNS["order_items"]) + "\nO-MOVED,1,P-MOVED,2,10.00,\n", encoding="utf-8")
     run_ecom("run", "--end", (start + timedelta(days=history - 1)).isoformat(), "--quiet", env=daily)
+    months = "SELECT DISTINCT order_month FROM gold.int_product_{} ORDER BY order_month"
+    assert query(daily, months.format("sales_by_month"))[0] == (date(2026, 10, 1),)
     for offset in range(days):
         if offset == 1:
             # A warehouse built by earlier versions of the models: reconciliation before it was
@@ -303,6 +314,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         (first + timedelta(days=2), 2, 4, False), (first + timedelta(days=3), 1, 1, True),
         (first + timedelta(days=3), 2, 5, False), (first + timedelta(days=3), 3, 1, False)]
     assert query(daily, "SELECT item_quantity FROM gold.fct_orders WHERE order_id = 'O-REVERT'") == [(7,)]
+    for model in ("sales_by_month", "pairs_by_month"):
+        assert query(daily, months.format(model)) == [(date(2026, 11, 1),), (date(2026, 12, 1),)]
 
     # A product seen for the first time after mart_data_quality was built: the days on which the
     # mart counted its lines as unknown are counted again, though no file landed to reach them.

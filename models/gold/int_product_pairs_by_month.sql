@@ -6,6 +6,7 @@
         order_by='(order_month, product_a_id, product_b_id)',
         partition_by='toYYYYMM(order_month)',
         query_settings={'join_use_nulls': 0},
+        post_hook="{{ drop_months_without_lines(\"product_a_id = ''\") }}",
     )
 }}
 {#- Market baskets per month of order date, the input of mart_product_affinity: for each pair
