@@ -353,13 +353,15 @@ def _require_warehouse(settings: Settings) -> None:
         sys.exit(1)
 
 
-_CONTROL_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+# Control characters shown escaped: printed raw, line ends and tabs would break the rows of the
+# table, and an escape sequence in a value (ESC [2J) would drive the terminal.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0xa0))} | {
+    ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
     """A plain-text table, numbers right-aligned; `more`: the rows are the first of a longer result."""
     shown = rows if limit is None else rows[:limit]
-    # Line ends and tabs shown as \n, \r and \t: printed raw, they would break the rows of the table.
     cells = [["NULL" if v is None else str(v).translate(_CONTROL_ESCAPES) for v in row] for row in shown]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
