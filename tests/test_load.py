@@ -701,14 +701,19 @@ def test_a_header_message_shows_what_cannot_be_seen(tmp_path):
     write_bytes(settings.raw_dir, "order_items", NEXT_DAY, b"\n" + header + b"\nO-2,1,P-1,1,2.00,0\n")
     padded = ", ".join(COLUMNS["order_items"]).encode()
     write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=2), padded + b"\nO-3,1,P-1,1,2.00,0\n")
+    twice = ",".join(["order_id", *COLUMNS["order_items"][:-1]]).encode()  # line_discount's place taken
+    write_bytes(settings.raw_dir, "order_items", DAY + timedelta(days=3), twice + b"\nO-4,O-4,1,P-1,1,2.00\n")
 
-    first, second, third = land(settings).outcomes
+    first, second, third, fourth = land(settings).outcomes
 
     # A second byte-order mark is named escaped, not as the order_id it looks like.
     assert first.reason == "wrong_header" and "unexpected '\\ufefforder_id'" in first.detail, first.detail
     assert second.reason == "wrong_header" and "the first line is empty" in second.detail, second.detail
     # A space after the comma is quoted: printed as it is, ` line_number` reads as the missing name.
     assert third.reason == "wrong_header" and "unexpected ' line_number'" in third.detail, third.detail
+    # A name given twice is named beside the one its place was taken from.
+    assert fourth.reason == "wrong_header" and "(missing line_discount; repeated order_id)" in fourth.detail, \
+        fourth.detail
 
 
 def test_a_row_with_a_comma_at_its_end_and_cr_line_ends_are_named(tmp_path):

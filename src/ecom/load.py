@@ -611,12 +611,13 @@ def _check_header(entity: str, head: str) -> Rejected | None:
     # names reported missing.
     extra = [(c if c.isprintable() and c == c.strip() else repr(c) if c.isprintable() else ascii(c)) if c.strip()
              else "an empty name (a comma at the end of the header?)" for c in header if c not in expected]
+    repeated = sorted({c for c in header if c in expected and header.count(c) > 1})
     what = "; ".join(
         part
         for part in (
             f"missing {', '.join(missing)}" if missing else "",
             f"unexpected {', '.join(extra[:5])}" if extra else "",
-            "repeated columns" if not missing and not extra else "",
+            f"repeated {', '.join(repeated)}" if repeated else "",
             "the first line is empty" if not line.strip() else "",
         )
         if part
