@@ -391,6 +391,7 @@ def sql(query: str, limit: int, wait: float) -> None:
     DROP, TRUNCATE, INTO OUTFILE, ...) are refused, since bronze is append-only and the loader's
     ingest log must match it. The engine stops a SELECT at --limit rows, so a look at a large
     table costs little (a server user who may change no setting gets the whole result, cut here).
+    Control characters in a value are shown escaped (\\n, \\t, \\x1b).
 
     A query that starts with a `--` comment goes after `--`, or the comment reads as an option:
     `ecom sql -- "$(cat query.sql)"`."""
