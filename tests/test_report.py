@@ -24,7 +24,7 @@ import pytest
 from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
 from conftest import SCREENSHOTS, World, ecom_env, run_ecom
 from ecom.config import Settings
-from ecom.report import CHARTS, range_buttons, write_report
+from ecom.report import CHARTS, write_report
 from ecom.warehouse import session
 
 SCREENSHOT = SCREENSHOTS / "dashboard.png"
@@ -257,19 +257,6 @@ def pick_country(driver, index: int) -> None:
 
 
 @pytest.mark.browser
-def test_month_buttons_count_back_calendar_months_from_the_last_day():
-    """ "1m" from 31 March is the whole of March: Plotly's own month step, by JavaScript's calendar,
-    went back to "31 February", 3 March, and left out the first three days."""
-    def days_of(last: str) -> dict[str, int]:
-        return {b["label"]: b["count"] for b in range_buttons(["2023-06-01", last]) if "count" in b}
-
-    assert days_of("2025-03-31") == {"7d": 7, "14d": 14, "1m": 31, "3m": 31 + 28 + 31}
-    assert days_of("2024-03-31")["3m"] == 31 + 29 + 31  # a leap year
-    assert days_of("2025-05-31")["1m"] == 31  # from 30 April: 1-31 May
-    assert days_of("2025-03-15")["1m"] == 28  # 16 February to 15 March
-    assert days_of("2025-01-31")["3m"] == 30 + 31 + 31  # from 31 October: November to January
-
-
 @needs_chromium
 def test_dashboard_in_a_browser(report):
     from selenium.webdriver.common.by import By
@@ -333,12 +320,18 @@ def test_dashboard_in_a_browser(report):
         assert [bound[:10] for bound in axis] == [(date.fromisoformat(days[-7]) - timedelta(days=1)).isoformat(),
                                                   days[-1]]
         pick_country(driver, 0)
-        # "1m" reaches back past the first of the 14 days.
-        [button] = [b for b in driver.find_elements(By.CSS_SELECTOR, "#chart-daily-revenue .rangeselector .button")
-                    if b.text == "1m"]
-        button.click()
-        time.sleep(0.5)
-        assert driver.find_element(By.ID, "range-text").text == f"{days[0]} to {days[-1]} ({len(days)} days)"
+        # The buttons count days back from the end of the range shown: "7d" of a range ending two
+        # days early, then "30d", which reaches past the first of the 14 days. (Months would be
+        # counted by JavaScript's calendar, in which 31 March less a month is 3 March.)
+        buttons = {b.text: b
+                   for b in driver.find_elements(By.CSS_SELECTOR, "#chart-daily-revenue .rangeselector .button")}
+        assert list(buttons) == ["7d", "14d", "30d", "90d", "all"]
+        driver.execute_async_script(SET_RANGE, f"{days[0]} 00:00:00", f"{days[-3]} 12:00:00")
+        for label, first in (("7d", days[-9]), ("30d", days[0])):
+            buttons[label].click()
+            time.sleep(0.5)
+            shown = days[days.index(first):len(days) - 2]
+            assert driver.find_element(By.ID, "range-text").text == f"{first} to {days[-3]} ({len(shown)} days)"
         driver.execute_script("Plotly.relayout('chart-daily-revenue', {'xaxis.autorange': true});")  # every day
 
         problems = severe_console_errors(driver)

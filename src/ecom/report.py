@@ -13,7 +13,6 @@ cover the whole period in gold.
 
 from __future__ import annotations
 
-import calendar
 import html
 import json
 import math
@@ -339,28 +338,15 @@ def _short(text: str, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _months_before(day: date, months: int) -> date:
-    """The same day of the month `months` earlier, or that month's last day when it is shorter."""
-    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
-
-
-def range_buttons(days: list[str]) -> list[dict[str, Any]]:
-    """The daily chart's range buttons, counting back whole days from the last. A month is counted
-    in days here: Plotly steps a month back by the calendar of JavaScript, where 31 March less a
-    month is "31 February", 3 March, so "1m" left out the first three days of March."""
-    last = date.fromisoformat(max(days)[:10]) if days else date.today()
-
-    def back(months: int) -> int:
-        return (last - _months_before(last, months)).days
-
-    return [
-        {"count": 7, "label": "7d", "step": "day", "stepmode": "backward"},
-        {"count": 14, "label": "14d", "step": "day", "stepmode": "backward"},
-        {"count": back(1), "label": "1m", "step": "day", "stepmode": "backward"},
-        {"count": back(3), "label": "3m", "step": "day", "stepmode": "backward"},
-        {"step": "all", "label": "all"},
-    ]
+# Days, not months: Plotly steps a month back by JavaScript's calendar, where 31 March less a month
+# is "31 February", 3 March, so a "1m" from a month's end left out the first days of the month.
+RANGE_BUTTONS = [
+    {"count": 7, "label": "7d", "step": "day", "stepmode": "backward"},
+    {"count": 14, "label": "14d", "step": "day", "stepmode": "backward"},
+    {"count": 30, "label": "30d", "step": "day", "stepmode": "backward"},
+    {"count": 90, "label": "90d", "step": "day", "stepmode": "backward"},
+    {"step": "all", "label": "all"},
+]
 
 
 # A day's bar in milliseconds of the date axis: Plotly sizes bars by the gap between the dates of a
@@ -425,7 +411,7 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
                 "rangemode": "tozero", "showgrid": False, "tickformat": ",~f", "tickmode": "auto",
                 "nticks": 6},
         xaxis={**_day_axis(daily["order_date"]), "rangeslider": {"visible": True, "thickness": 0.08},
-               "rangeselector": {"buttons": range_buttons(daily["order_date"]), "x": 0, "y": 1.16,
+               "rangeselector": {"buttons": RANGE_BUTTONS, "x": 0, "y": 1.16,
                                  "yanchor": "bottom", "bgcolor": "#eef1f5", "activecolor": "#c9d6ee"}},
         updatemenus=[{"type": "dropdown", "buttons": buttons, "active": 0, "x": 1, "xanchor": "right",
                       "y": 1.16, "yanchor": "bottom", "bgcolor": "#ffffff", "bordercolor": "#c9ced6",
