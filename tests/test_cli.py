@@ -131,7 +131,9 @@ def test_sql_runs_one_statement_and_prints_a_table(sql_env):
     named = run_ecom("sql", "select number as FORMAT, 'a\\nb\\tc' as text from numbers(2)", env=sql_env).stdout
     assert named.splitlines()[2:] == ["     0 | a\\nb\\tc", "     1 | a\\nb\\tc", "(2 rows)"], named
     # Nor does any other control character reach the terminal: not an escape sequence of a value.
-    controls = run_ecom("sql", "select 'A\\x1b[2J\\x00\\x0b\\xc2\\x85\\xe2\\x80\\xa8B' as text", env=sql_env).stdout
+    controls = run_ecom("sql", "select 'A\\x1b[2J\\x00\\x0b\\xc2\\x85\\xe2\\x80\\xa8B' as `t\\x1b[2J`",
+                        env=sql_env).stdout
+    assert controls.splitlines()[0] == "t\\x1b[2J", controls  # nor of a column's name
     assert controls.splitlines()[2] == "A\\x1b[2J\\x00\\x0b\\x85\\u2028B", controls
     # No rows: the header still says what the columns are.
     empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=sql_env).stdout.splitlines()

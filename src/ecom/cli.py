@@ -362,8 +362,9 @@ _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
     """A plain-text table, numbers right-aligned; `more`: the rows are the first of a longer result."""
     shown = rows if limit is None else rows[:limit]
+    names = [name.translate(_CONTROL_ESCAPES) for name in columns]
     cells = [["NULL" if v is None else str(v).translate(_CONTROL_ESCAPES) for v in row] for row in shown]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(names)]
     numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
                for i in range(len(columns))]
 
@@ -371,7 +372,7 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
         return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric,
                                                                                   strict=True)).rstrip()
 
-    out = [line(columns), "-+-".join("-" * w for w in widths), *(line(r) for r in cells)]
+    out = [line(names), "-+-".join("-" * w for w in widths), *(line(r) for r in cells)]
     if more:
         out.append(f"(first {len(shown)} rows shown; the query returns more: raise --limit or narrow it)")
     else:
