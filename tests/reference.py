@@ -127,7 +127,7 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
         currency = currencies.get(v["currency"].strip(SPACE).upper(), "")
         fee = v["shipping_fee"].strip(SPACE)
         discount = parse_decimal(v["order_discount"]) if v["order_discount"].strip(SPACE) else Decimal(0)
-        is_test = False if not v["is_test"].strip(SPACE) else parse_bool(v["is_test"])
+        is_test = parse_bool(v["is_test"])  # an empty one too is bad_value
         if (
             not order_id or order_ts is None or updated_at is None
             or _future(order_ts, row.file_date) or _future(updated_at, row.file_date)
