@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 
-from conftest import ecom_env, run_ecom
+from conftest import BIN, ROOT, ecom_env, run_ecom
 from ecom import warehouse
 from ecom.cli import main
 from ecom.config import SettingError, Settings
@@ -293,6 +294,29 @@ def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
                              "group by status order by status", env=env)
     assert [line.split("|")[0].strip() for line in counts.stdout.splitlines()[2:4]] == ["landed", "rejected"]
     assert [line.split("|")[2].strip() for line in counts.stdout.splitlines()[2:4]] == ["3", "0"]
+
+
+def test_a_reader_gone_from_stdout_stops_no_work(env):
+    # `ecom run | head -1`: the load's counts go out before dbt's build, which must still run;
+    # the command then says why it exits 1. A full disk under stdout is one line too.
+    run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet", env=env)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=600)
+    finally:
+        os.close(write)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == ("error: could not write the results to stdout (Broken pipe); the "
+                                              "command's work was done"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert run_ecom("sql", "select count() > 0 from gold.fct_orders", env=env).stdout.splitlines()[2].strip() == "1"
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([str(BIN / "ecom"), "sql", "select 1"], env=env, cwd=ROOT, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "(No space left on device)" in one_error_line(result.stderr)
 
 
 def test_load_without_a_raw_directory(env):

@@ -7,6 +7,7 @@ stderr.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -74,15 +75,67 @@ def _settings(raw_dir: Path | None = None) -> Settings:
     return settings
 
 
+# The errors of a write to stdout that stop no work but the writing: a reader gone (`| head -1`)
+# or a full disk.
+_OUTPUT_ERRORS = (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+class _Results:
+    """stdout for the results a command prints before it goes on working (the load's counts,
+    ahead of dbt's build): a failed write does not stop the work. The rest of the output is
+    dropped, and the command ends with status 1 and says so."""
+
+    failure: OSError | None = None
+
+    def write(self, text: str) -> None:
+        if _Results.failure is None:
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError as exc:
+                if exc.errno not in _OUTPUT_ERRORS:
+                    raise
+                _Results.failure = exc
+                _silence_stdout()
+
+    def flush(self) -> None:
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after a failed write: Python flushing it at exit would fail again."""
+    with suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _result(text: str) -> None:
+    print(text, file=_Results())
+
+
 class EcomGroup(click.Group):
     """Turns the expected failures into one plain line on stderr instead of a traceback."""
 
     def invoke(self, ctx):
+        code = 0
         try:
-            return super().invoke(ctx)
+            outcome = super().invoke(ctx)
         except (WarehouseUnavailable, SettingError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # a last write to stdout; one the work goes on after is a _Results
+            if exc.errno not in _OUTPUT_ERRORS or exc.filename is not None:
+                raise
+            _Results.failure = exc
+            _silence_stdout()
+        except SystemExit as done:
+            if _Results.failure is None:
+                raise
+            code = done.code
+        if _Results.failure is not None:
+            click.echo(f"error: could not write the results to stdout ({_Results.failure.strerror}); the "
+                       "command's work was done", err=True)
+            sys.exit(code if isinstance(code, int) and code else 1)
+        return outcome
 
 
 @click.group(cls=EcomGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -197,7 +250,7 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
                 bar.write(f"rejected {outcome.file.relative}: {outcome.reason}: {outcome.detail}", file=sys.stderr)
 
         result = load(settings, client, start, end, on_file=on_file, files=files)
-    print_summary(result)
+    print_summary(result, out=_Results())
     return result.exit_code
 
 
@@ -340,7 +393,7 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
             results = project_dir() / (os.environ.get("DBT_TARGET_PATH") or "target") / "run_results.json"
             click.echo(f"error: dbt build failed; see the log above and {results}", err=True)
             sys.exit(1)
-    click.echo(f"built bronze -> silver -> gold on {settings.describe()}")
+    _result(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
 
 
