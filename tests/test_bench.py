@@ -136,6 +136,27 @@ def test_an_unusable_path_is_refused_before_the_run(tmp_path, option):
     assert not list(tmp_path.glob("cache/world-*"))  # refused before generating anything
 
 
+@pytest.mark.parametrize("option", ["--json", "--cache-dir"])
+def test_a_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, option):
+    # As root without the capabilities that let root write anywhere (setpriv), so that the
+    # folder's permissions apply: it is there, so making it succeeds, and writing in it fails.
+    from ecom.soak import unprivileged_prefix
+
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root writes anywhere, and setpriv is not there to drop that: no unwritable folder")
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    paths = {"--json": str(tmp_path / "figures.json"), "--cache-dir": str(tmp_path / "cache")}
+    paths[option] = str(folder / "figures.json") if option == "--json" else str(folder)
+    done = subprocess.run([*prefix, str(BIN / "ecom"), "bench", "--quick", "--json", paths["--json"], "--cache-dir",
+                           paths["--cache-dir"]], env=ecom_env(tmp_path / "raw", tmp_path / "warehouse"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"error: cannot use {option}{' (or ECOM_BENCH_DIR)' * (option == '--cache-dir')} " \
+        f"{paths[option]}: Permission denied in {folder}; choose another path or check its permissions"
+
+
 def test_a_second_bench_on_the_same_cache_folder_is_refused(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -1176,6 +1176,11 @@ def _unusable(option: str, path: Path, folder: Path) -> str | None:
         if blocker is not None and not blocker.is_dir():
             return f"cannot use {option} {path}: {blocker} is a file, not a folder; choose another path"
         return f"cannot use {option} {path}: {exc.strerror or exc}; choose another path or check its permissions"
+    try:  # a folder that is there but cannot be written (its permissions, a read-only file system)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        return f"cannot use {option} {path}: {exc.strerror or exc} in {folder}; choose another path or check its " \
+               "permissions"
     return None
 
 
