@@ -311,6 +311,7 @@ def test_a_reader_gone_from_stdout_stops_no_work(env):
     assert result.stderr.splitlines()[-1] == ("error: could not write the results to stdout (Broken pipe); the "
                                               "command's work was done"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+    assert "\x1b" not in result.stderr  # dbt's colours are for a terminal, not for a log
     assert run_ecom("sql", "select count() > 0 from gold.fct_orders", env=env).stdout.splitlines()[2].strip() == "1"
     with open("/dev/full", "w") as full:
         result = subprocess.run([str(BIN / "ecom"), "sql", "select 1"], env=env, cwd=ROOT, stdout=full,

@@ -294,6 +294,9 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
             command += ["--target", settings.target]
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)
+    if env.get("NO_COLOR") or not sys.stderr.isatty():
+        # dbt colours its lines wherever they go: a CI log or a file got the escape codes.
+        env.setdefault("DBT_USE_COLORS", "false")
     return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
 
 
