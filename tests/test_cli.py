@@ -136,6 +136,9 @@ def test_sql_runs_one_statement_and_prints_a_table(sql_env):
                         env=sql_env).stdout
     assert controls.splitlines()[0] == "t\\x1b[2J", controls  # nor of a column's name
     assert controls.splitlines()[2] == "A\\x1b[2J\\x00\\x0b\\x85\\u2028B", controls
+    # A wide character takes two columns of the terminal, a combining accent none.
+    wide = run_ecom("sql", "select arrayJoin(['日本語', 'abc', 'e\u0301te']) as name, 1 as n", env=sql_env).stdout
+    assert wide.splitlines()[2:5] == ["日本語 | 1", "abc    | 1", "e\u0301te    | 1"], wide
     # No rows: the header still says what the columns are.
     empty = run_ecom("sql", "select 1 as order_count, 'x' as label where 0", env=sql_env).stdout.splitlines()
     assert [cell.strip() for cell in empty[0].split("|")] == ["order_count", "label"] and empty[-1] == "(0 rows)"

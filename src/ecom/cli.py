@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import unicodedata
 from contextlib import nullcontext, suppress
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -415,18 +416,24 @@ _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7
     ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
+def _width(text: str) -> int:
+    """Columns `text` takes on a terminal: two for a wide character (CJK), none for a combining one."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
     """A plain-text table, numbers right-aligned; `more`: the rows are the first of a longer result."""
     shown = rows if limit is None else rows[:limit]
     names = [name.translate(_CONTROL_ESCAPES) for name in columns]
     cells = [["NULL" if v is None else str(v).translate(_CONTROL_ESCAPES) for v in row] for row in shown]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(names)]
+    widths = [max([_width(c), *(_width(r[i]) for r in cells)]) for i, c in enumerate(names)]
     numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
                for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
-        return " | ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric,
-                                                                                  strict=True)).rstrip()
+        padded = (" " * (w - _width(v)) + v if num else v + " " * (w - _width(v))
+                  for v, w, num in zip(values, widths, numeric, strict=True))
+        return " | ".join(padded).rstrip()
 
     out = [line(names), "-+-".join("-" * w for w in widths), *(line(r) for r in cells)]
     if more:
