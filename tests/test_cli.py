@@ -321,6 +321,11 @@ def test_a_reader_gone_from_stdout_stops_no_work(env):
                                 stderr=subprocess.PIPE, text=True, timeout=60)
     assert result.returncode == 1
     assert "(No space left on device)" in one_error_line(result.stderr)
+    # Started with stdout closed (`>&-`): nothing to write, nothing went wrong.
+    run_ecom("generate", "--start", "2026-09-02", "--days", "1", "--orders-per-day", "20", "--quiet", env=env)
+    result = subprocess.run([str(BIN / "ecom"), "load", "--quiet"], env=env, cwd=ROOT, preexec_fn=lambda: os.close(1),
+                            stderr=subprocess.PIPE, text=True, timeout=300)
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_load_without_a_raw_directory(env):

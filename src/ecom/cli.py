@@ -89,7 +89,7 @@ class _Results:
     failure: OSError | None = None
 
     def write(self, text: str) -> None:
-        if _Results.failure is None:
+        if _Results.failure is None and sys.stdout is not None:  # None: started with stdout closed (>&-)
             try:
                 sys.stdout.write(text)
                 sys.stdout.flush()
@@ -117,7 +117,7 @@ class EcomGroup(click.Group):
     """Turns the expected failures into one plain line on stderr instead of a traceback."""
 
     def invoke(self, ctx):
-        code = 0
+        code, _Results.failure = 0, None
         try:
             outcome = super().invoke(ctx)
         except (WarehouseUnavailable, SettingError) as exc:
