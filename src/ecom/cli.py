@@ -7,7 +7,6 @@ stderr.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
@@ -19,6 +18,7 @@ import threading
 import unicodedata
 from contextlib import nullcontext, suppress
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -76,15 +76,11 @@ def _settings(raw_dir: Path | None = None) -> Settings:
     return settings
 
 
-# The errors of a write to stdout that stop no work but the writing: a reader gone (`| head -1`)
-# or a full disk.
-_OUTPUT_ERRORS = (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EIO)
-
-
 class _Results:
-    """stdout for the results a command prints before it goes on working (the load's counts,
-    ahead of dbt's build): a failed write does not stop the work. The rest of the output is
-    dropped, and the command ends with status 1 and says so."""
+    """stdout for a command's results: a failed write (a reader gone, `ecom run | head -1`; a full
+    disk) stops no work, such as the build after the load's counts or the JSON after the bench's
+    table. The rest of the results are dropped, and the command ends by saying so, with status 1
+    unless it failed otherwise."""
 
     failure: OSError | None = None
 
@@ -94,19 +90,12 @@ class _Results:
                 sys.stdout.write(text)
                 sys.stdout.flush()
             except OSError as exc:
-                if exc.errno not in _OUTPUT_ERRORS:
-                    raise
                 _Results.failure = exc
-                _silence_stdout()
+                with suppress(OSError, ValueError):  # Python flushing stdout at exit would fail again
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
     def flush(self) -> None:
         pass
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null after a failed write: Python flushing it at exit would fail again."""
-    with suppress(OSError, ValueError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _result(text: str) -> None:
@@ -117,26 +106,23 @@ class EcomGroup(click.Group):
     """Turns the expected failures into one plain line on stderr instead of a traceback."""
 
     def invoke(self, ctx):
-        code, _Results.failure = 0, None
+        _Results.failure = None
         try:
             outcome = super().invoke(ctx)
         except (WarehouseUnavailable, SettingError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except OSError as exc:  # a last write to stdout; one the work goes on after is a _Results
-            if exc.errno not in _OUTPUT_ERRORS or exc.filename is not None:
-                raise
-            _Results.failure = exc
-            _silence_stdout()
         except SystemExit as done:
-            if _Results.failure is None:
-                raise
-            code = done.code
-        if _Results.failure is not None:
-            click.echo(f"error: could not write the results to stdout ({_Results.failure.strerror}); the "
-                       "command's work was done", err=True)
-            sys.exit(code if isinstance(code, int) and code else 1)
+            _tell_lost_results(done.code)
+            raise
+        _tell_lost_results(0)
         return outcome
+
+
+def _tell_lost_results(code: int | str | None) -> None:
+    if _Results.failure is not None:
+        click.echo(f"error: could not write the results to stdout ({_Results.failure.strerror})", err=True)
+        sys.exit(code if isinstance(code, int) and code else 1)
 
 
 @click.group(cls=EcomGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,9 +208,9 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
         click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; {remedy}", err=True)
         sys.exit(1)
     end = start + timedelta(days=days - 1)
-    click.echo(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
+    _result(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
     if isinstance(manifest, dict) and manifest.get("summary"):
-        click.echo(manifest["summary"])
+        _result(manifest["summary"])
 
 
 def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool) -> int:
@@ -295,9 +281,9 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
             command += ["--target", settings.target]
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)
-    if env.get("NO_COLOR") or not sys.stderr.isatty():
+    if not env.get("DBT_USE_COLORS") and (env.get("NO_COLOR") or not (sys.stderr and sys.stderr.isatty())):
         # dbt colours its lines wherever they go: a CI log or a file got the escape codes.
-        env.setdefault("DBT_USE_COLORS", "false")
+        env["DBT_USE_COLORS"] = "false"
     return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
 
 
@@ -417,8 +403,10 @@ _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7
 
 
 def _width(text: str) -> int:
-    """Columns `text` takes on a terminal: two for a wide character (CJK), none for a combining one."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """Columns `text` takes on a terminal: two for a wide character (CJK), none for a combining mark
+    or a format character (a zero-width joiner)."""
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me", "Cf") else 2 if unicodedata.east_asian_width(c) in "WF"
+               else 1 for c in text)
 
 
 def format_table(columns: list[str], rows: list[tuple], limit: int | None = None, more: bool = False) -> str:
@@ -427,7 +415,7 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
     names = [name.translate(_CONTROL_ESCAPES) for name in columns]
     cells = [["NULL" if v is None else str(v).translate(_CONTROL_ESCAPES) for v in row] for row in shown]
     widths = [max([_width(c), *(_width(r[i]) for r in cells)]) for i, c in enumerate(names)]
-    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in shown) and bool(shown)
+    numeric = [all(isinstance(row[i], int | float | Decimal) or row[i] is None for row in shown) and bool(shown)
                for i in range(len(columns))]
 
     def line(values: list[str]) -> str:
@@ -505,7 +493,7 @@ def sql(query: str, limit: int, wait: float) -> None:
             sys.exit(1)
         rows = list(result.result_rows)
         columns = result.column_names or (described_columns(client, statement) if kind == "select" else ())
-    click.echo(format_table(list(columns), rows, limit, more=len(rows) > limit))
+    _result(format_table(list(columns), rows, limit, more=len(rows) > limit))
 
 
 READ_ONLY = "; `ecom sql` only reads: write through `ecom load`, `ecom run` or dbt"
@@ -574,7 +562,7 @@ def report(out: Path, wait: float) -> None:
     except ReportError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(str(written.resolve()))
+    _result(str(written.resolve()))
 
 
 @main.command()
@@ -614,7 +602,7 @@ def bench(quick: bool, json_path: Path | None, cache_dir: Path, lines: int | Non
 
     scale = QUICK if quick else FULL
     scale = replace(scale, lines=lines or scale.lines, days_1x=days or scale.days_1x)
-    sys.exit(run_bench(scale, cache_dir, json_path, postgres=not no_postgres, keep=keep))
+    sys.exit(run_bench(scale, cache_dir, json_path, postgres=not no_postgres, keep=keep, out=_Results()))
 
 
 if __name__ == "__main__":

@@ -1374,7 +1374,7 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     if not result.outcomes:
         # A day whose exports have not arrived is worth a look: said on stderr, beside the counts.
         print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and the days asked for)",
-              file=sys.stderr if out is sys.stdout else out)
+              file=sys.stderr)
     elif not landed and not rejected:
         print(f"nothing new to land: {_files(len(already))} already landed (same sha256 in bronze.ingest_log)",
               file=out)
