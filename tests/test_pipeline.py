@@ -151,12 +151,26 @@ def test_rejected_files_are_counted_in_the_data_quality_mart_until_they_land_or_
     ((logged,),) = query(env, "SELECT count() FROM bronze.ingest_log WHERE status = 'rejected'")
     assert logged == 3
 
+    # An order discounted to nothing: a revenue order no payment is ever captured for, which the
+    # mart does not count as waiting for one.
+    uncaptured = ("SELECT sum(value) FROM gold.mart_data_quality WHERE metric = 'uncaptured_revenue_orders' "
+                  f"AND file_date = '{second}'")
+    waiting = query(env, uncaptured)
+    (raw_dir / relative_path("orders", second, part=4)).write_text(
+        ",".join(COLUMNS["orders"])
+        + f"\nO-FREE,,{second} 10:00:00,delivered,web,EUR,0,20.00,,DE,false,{second} 11:00:00\n")
+    (raw_dir / relative_path("order_items", second, part=4)).write_text(
+        ",".join(COLUMNS["order_items"]) + "\nO-FREE,1,P-FREE,2,10.00,\n")
+
     # Fixed (the contract's header, no row): it lands, and the mart no longer counts it.
     broken.write_text(",".join(COLUMNS["payments"]) + "\n")
     crm.with_name(crm.name.replace("part2", "part3")).write_text(
         ",".join(COLUMNS["customers"]) + "\n" + customer.format("vip", "2026-05-02 10:00:00"))
     run_ecom("run", "--date", second.isoformat(), "--quiet", env=env)
     assert query(env, landing) == [("orders", first, "rejected_files", "duplicate_content", 1)]
+    assert query(env, "SELECT is_revenue_order, order_total FROM gold.fct_orders WHERE order_id = 'O-FREE'") == [
+        (True, Decimal(0))]
+    assert query(env, uncaptured) == waiting
     assert [r["status"] for r in json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
             if r["unique_id"].startswith(segment_test)] == ["pass"], "the corrected version is current"
     assert query(env, "SELECT segment, is_current FROM gold.dim_customers WHERE customer_id = 'C-NEW' "

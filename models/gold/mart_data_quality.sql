@@ -351,11 +351,12 @@ payment_mismatches as (
 ),
 
 {# Revenue orders without any captured payment yet: cash on delivery on its way, or a payment
-    export that has not arrived. -#}
+    export that has not arrived. An order with nothing to pay (discounted to 0) never gets one. -#}
 uncaptured_revenue_orders as (
     select _file_date as file_date
     from revenue_orders
-    where order_id not in (select captured_payments.order_id from captured_payments)
+    where order_total > 0
+        and order_id not in (select captured_payments.order_id from captured_payments)
 ),
 
 payments_to_count as (

@@ -612,7 +612,7 @@ CHECK_LABELS = {
     "payment_mismatch_orders": ("revenue orders whose captured payments differ from the order total, such as "
                                 "those with a line priced 100 times too high, which counts in revenue as "
                                 "exported (docs/metrics.md lists them)"),
-    "uncaptured_revenue_orders": "revenue orders with no captured payment yet",
+    "uncaptured_revenue_orders": "revenue orders with something to pay and no captured payment yet",
     "rejected_files": "raw files rejected whole: their rows are not in bronze (bronze.ingest_log says why)",
 }
 
