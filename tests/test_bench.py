@@ -155,6 +155,16 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, opt
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"error: cannot use {option}{' (or ECOM_BENCH_DIR)' * (option == '--cache-dir')} " \
         f"{paths[option]}: Permission denied in {folder}; choose another path or check its permissions"
+    if option == "--json":  # a file there that cannot be written, in a folder that can
+        kept = tmp_path / "kept.json"
+        kept.write_text("{}")
+        kept.chmod(0o444)
+        done = subprocess.run([*prefix, str(BIN / "ecom"), "bench", "--quick", "--json", str(kept), "--cache-dir",
+                               paths["--cache-dir"]], env=ecom_env(tmp_path / "raw", tmp_path / "warehouse"),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == f"error: cannot use --json {kept}: Permission denied; choose another path " \
+            "or check its permissions"
 
 
 def test_a_second_bench_on_the_same_cache_folder_is_refused(tmp_path):

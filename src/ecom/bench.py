@@ -1178,8 +1178,11 @@ def _unusable(option: str, path: Path, folder: Path) -> str | None:
         return f"cannot use {option} {path}: {exc.strerror or exc}; choose another path or check its permissions"
     try:  # a folder that is there but cannot be written (its permissions, a read-only file system)
         tempfile.TemporaryFile(dir=folder).close()
+        if path != folder and path.exists():  # a file the run would replace, opened without a change
+            open(path, "r+b").close()
     except OSError as exc:
-        return f"cannot use {option} {path}: {exc.strerror or exc} in {folder}; choose another path or check its " \
+        where = "" if exc.filename == str(path) else f" in {folder}"
+        return f"cannot use {option} {path}: {exc.strerror or exc}{where}; choose another path or check its " \
                "permissions"
     return None
 
