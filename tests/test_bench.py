@@ -155,6 +155,17 @@ def test_a_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, opt
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip() == f"error: cannot use {option}{' (or ECOM_BENCH_DIR)' * (option == '--cache-dir')} " \
         f"{paths[option]}: Permission denied in {folder}; choose another path or check its permissions"
+    if option == "--cache-dir":  # a lock file left there that cannot be written, in a folder that can
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        (cache / bench.LOCK_FILE).write_text("")
+        (cache / bench.LOCK_FILE).chmod(0o444)
+        done = subprocess.run([*prefix, str(BIN / "ecom"), "bench", "--quick", "--cache-dir", str(cache)],
+                              env=ecom_env(tmp_path / "raw", tmp_path / "warehouse"), capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip() == f"error: cannot use --cache-dir (or ECOM_BENCH_DIR) {cache}: Permission " \
+            f"denied on its {bench.LOCK_FILE}; choose another path or check its permissions"
     if option == "--json":  # a file there that cannot be written, in a folder that can
         kept = tmp_path / "kept.json"
         kept.write_text("{}")

@@ -1205,7 +1205,13 @@ def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, 
         return 1
     # One run per cache folder: a second would delete the first's run/ folder under it. The lock
     # goes with the file's descriptor: released when the run ends, however it ends.
-    with open(cache_dir / LOCK_FILE, "a+") as lock:
+    try:
+        lock = open(cache_dir / LOCK_FILE, "a+")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:  # a lock file left by another user, say
+        print(f"error: cannot use --cache-dir (or ECOM_BENCH_DIR) {cache_dir}: {exc.strerror or exc} on its "
+              f"{LOCK_FILE}; choose another path or check its permissions", file=sys.stderr)
+        return 1
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
