@@ -1,7 +1,7 @@
-{#- Fails for every row where the boolean SQL expression is not true. -#}
-{% test expression_is_true(model, expression, where=none) %}
+{#- Fails for every row where the boolean SQL expression is not true. A test's `where` belongs in
+    its `config:` (dbt filters the model before the test reads it). -#}
+{% test expression_is_true(model, expression) %}
 select *
 from {{ model }}
 where not ({{ expression }})
-{%- if where %} and ({{ where }}){% endif %}
 {% endtest %}
