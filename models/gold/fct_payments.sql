@@ -25,6 +25,10 @@ with
 
 {{ fx_first_month_lookup() }} as fx_first_month,
 
+payment_statuses as (
+    select * from {{ ref('payment_statuses') }}
+),
+
 payments as (
     select * from {{ ref('payments') }}
     {%- if is_incremental() %}
@@ -98,7 +102,12 @@ final as (
             )
         ) as payment_method,
         payment_status,
-        cast(payment_status = 'captured' as Bool) as is_captured,
+        cast(
+            payment_status in (
+                select payment_statuses.payment_status from payment_statuses
+                where toBool(payment_statuses.is_captured)
+            ) as Bool
+        ) as is_captured,
         currency_code,
         amount,
         fx_month,
