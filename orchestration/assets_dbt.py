@@ -104,6 +104,10 @@ def _bounds(args: Mapping[str, Any]) -> str:
     return " and ".join(part for part in parts if part)
 
 
+def _relationship(column: str, args: Mapping[str, Any]) -> str:
+    return f"every `{column}` is found in `{args['field']}` of {_relation(args['to'])}"
+
+
 # What the generic tests of the project (dbt's own and those of macros/tests) check, as a sentence.
 GENERIC_TESTS = {
     "not_null": lambda column, args: f"`{column}` is never null",
@@ -114,10 +118,8 @@ GENERIC_TESTS = {
     "unique": lambda column, args: f"`{column}` is unique",
     "accepted_values": lambda column, args: f"`{column}` is one of {', '.join(map(str, args['values']))}",
     "accepted_range": lambda column, args: f"`{column}` is {_bounds(args)}",
-    "relationships": lambda column, args: f"every `{column}` is a `{args['field']}` of {_relation(args['to'])}",
-    "relationships_present": lambda column, args: (
-        f"every `{column}` is a `{args['field']}` of {_relation(args['to'])}"
-        + (f" (except {', '.join(map(str, args['ignore']))})" if args.get("ignore") else "")),
+    "relationships": _relationship,
+    "relationships_present": _relationship,
     "unique_combination_of_columns": lambda column, args: (
         f"one row per {', '.join(f'`{c}`' for c in args['combination_of_columns'])}"),
     "expression_is_true": lambda column, args: f"`{' '.join(args['expression'].split())}` holds on every row",

@@ -198,7 +198,7 @@ def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
     assert [key for key, text in described.items() if not text] == []
     assert described["silver/orders", "unique_orders_order_id"] == "`order_id` is unique."
     batch_ids = "source_relationships_present_bronze_orders__batch_id__batch_id__source_bronze_ingest_log_"
-    assert described["bronze/orders", batch_ids] == "Every `_batch_id` is a `batch_id` of bronze.ingest_log."
+    assert described["bronze/orders", batch_ids] == "Every `_batch_id` is found in `batch_id` of bronze.ingest_log."
     assert described["gold/dim_customers", "dim_customers_validity_intervals_ordered"] == \
         "A version ends after it starts."
     assert described["gold/fct_orders", "gold_fct_orders_match_silver"].startswith(
