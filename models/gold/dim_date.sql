@@ -5,9 +5,9 @@
     )
 }}
 {#- The calendar: one row per day from 1 January of the year of the earliest order or
-    payment to 31 December of the year after the latest one, so reports can show empty days
-    and the coming months. A few hundred rows: a plain table rebuilt every run costs
-    nothing. -#}
+    payment to 31 December of the year after the latest one (2149-06-06 at most), so reports
+    can show empty days and the coming months. A few hundred rows: a plain table rebuilt every
+    run costs nothing. -#}
 
 with
 
@@ -31,7 +31,12 @@ data_range as (
 calendar_bounds as (
     select
         toStartOfYear(first_date) as start_date,
-        toStartOfYear(last_date) + interval 2 year - interval 1 day as end_date
+        {#- The engine’s Date ends on 2149-06-06 (the last day a raw file can have): a
+            calendar that would reach past it stops there instead of wrapping to 1970. #}
+        least(
+            toDate32(toStartOfYear(last_date)) + interval 2 year - interval 1 day,
+            toDate32('2149-06-06')
+        ) as end_date
     from data_range
 ),
 
