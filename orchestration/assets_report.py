@@ -1,23 +1,13 @@
 """The dashboard: the HTML page `ecom report` writes from the gold marts, as the last asset."""
 
-import os
-from pathlib import Path
-
 import dagster as dg
 
-from ecom.config import data_path
+from ecom.config import report_path
 from ecom.report import ReportError, write_report
 from orchestration.partitions import BACKFILL_POLICY
 from orchestration.resources import Warehouse
 
 DASHBOARD = dg.AssetKey(["reporting", "dashboard"])
-REPORT_PATH_ENV = "ECOM_REPORT_PATH"
-DEFAULT_REPORT_PATH = "data/report/index.html"
-
-
-def report_path() -> Path:
-    """Where the page goes: ECOM_REPORT_PATH, the project's when relative, as for `ecom report`."""
-    return data_path(os.environ.get(REPORT_PATH_ENV) or DEFAULT_REPORT_PATH)
 
 
 def build_dashboard(inputs: list[dg.AssetKey], owners: list[str], partitions_def: dg.PartitionsDefinition,

@@ -14,9 +14,8 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from ecom.config import SettingError, unpriced_start_problem
+from ecom.config import DEMO_START, SettingError, unpriced_start_problem
 
-DEFAULT_START_DATE = date(2026, 9, 1)
 START_DATE_ENV = "ECOM_START_DATE"
 
 
@@ -26,7 +25,7 @@ def start_date(environ: dict[str, str] | None = None) -> date:
     of the partitions before it."""
     value = ((os.environ if environ is None else environ).get(START_DATE_ENV) or "").strip()
     if not value:
-        return DEFAULT_START_DATE
+        return DEMO_START
     try:
         day = date.fromisoformat(value)
     except ValueError:

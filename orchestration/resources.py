@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -28,7 +27,7 @@ import dagster as dg
 from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource, DbtProject
 
-from ecom.config import SettingError, Settings, dbt_folder_problem, project_dir
+from ecom.config import SettingError, Settings, dbt_executable, dbt_folder_problem, project_dir
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 from ecom.warehouse import session
 
@@ -120,12 +119,6 @@ def pinned_warehouse_env(current: Settings, wait_seconds: float = LOCK_WAIT_SECO
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def dbt_executable() -> str:
-    """The dbt of this environment, found even when its bin directory is not on PATH."""
-    beside = Path(sys.executable).with_name("dbt")
-    return str(beside) if beside.exists() else "dbt"
 
 
 def _newest_source(root: Path) -> float:

@@ -47,7 +47,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from ecom.config import Settings, project_dir
+from ecom.config import Settings, dbt_executable, project_dir
 from ecom.contract import COLUMNS
 
 ORDER_ITEMS = "order_items"
@@ -903,8 +903,7 @@ def _pipeline_rows(runner: Runner, dataset: Dataset, run_dir: Path, keep: bool) 
     warehouse, target, dbt_logs = run_dir / "warehouse", run_dir / "target", run_dir / "dbt-logs"
     env = {"ECOM_CHDB_PATH": str(warehouse), "DBT_TARGET": "dev"}
     root = project_dir()
-    executable = Path(sys.executable).with_name("dbt")
-    subprocess.run([str(executable) if executable.exists() else "dbt", "parse", "--project-dir", str(root),
+    subprocess.run([dbt_executable(), "parse", "--project-dir", str(root),
                     "--profiles-dir", str(root), "--target", "dev", "--target-path", str(target),
                     "--log-path", str(dbt_logs)],
                    env={**os.environ, **env}, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ import sys
 import threading
 import unicodedata
 from contextlib import nullcontext, suppress
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,17 +25,19 @@ from pathlib import Path
 import click
 
 from ecom.config import (
+    DEFAULT_REPORT_PATH,
+    DEMO_START,
+    REPORT_PATH_ENV,
     SettingError,
     Settings,
     data_path,
+    dbt_executable,
     dbt_folder_problem,
     env_number,
     project_dir,
     unpriced_start_problem,
 )
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
-
-DEMO_START = date(2026, 9, 1)
 
 # clickhouse-connect logs driver failures on its own; the CLI reports them in one line instead.
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
@@ -72,7 +75,7 @@ def _check_range(start: date | None, end: date | None) -> None:
 def _settings(raw_dir: Path | None = None) -> Settings:
     settings = Settings.from_env()
     if raw_dir is not None:
-        settings = Settings(**{**settings.__dict__, "raw_dir": raw_dir})
+        settings = replace(settings, raw_dir=raw_dir)
     return settings
 
 
@@ -268,8 +271,7 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
     """Run the dbt CLI of this environment on the project, streaming its output; with `wait`, dbt
     waits as long for another process to release the embedded warehouse."""
     root = project_dir()
-    executable = Path(sys.executable).with_name("dbt")
-    command = [str(executable) if executable.exists() else "dbt", *args,
+    command = [dbt_executable(), *args,
                "--project-dir", str(root), "--profiles-dir", str(root)]
     env = dict(os.environ)
     if settings is not None:
@@ -538,9 +540,9 @@ def _one_read(client, query: str) -> tuple[str, str]:
 
 
 @main.command()
-@click.option("--out", type=click.Path(dir_okay=False), cls=_EnvOption, envvar="ECOM_REPORT_PATH",
-              default="data/report/index.html", callback=_project_path,
-              help="HTML file to write [env ECOM_REPORT_PATH; default: data/report/index.html of the project].")
+@click.option("--out", type=click.Path(dir_okay=False), cls=_EnvOption, envvar=REPORT_PATH_ENV,
+              default=DEFAULT_REPORT_PATH, callback=_project_path,
+              help=f"HTML file to write [env {REPORT_PATH_ENV}; default: {DEFAULT_REPORT_PATH} of the project].")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 def report(out: Path, wait: float) -> None:
@@ -595,8 +597,6 @@ def bench(quick: bool, json_path: Path | None, cache_dir: Path, lines: int | Non
     Generated data is cached in --cache-dir; the warehouses of the run are its own, never
     ECOM_CHDB_PATH. Prints a table on stdout, progress on stderr; exit 1 if a step failed.
     """
-    from dataclasses import replace
-
     from ecom.bench import FULL, QUICK
     from ecom.bench import main as run_bench
 

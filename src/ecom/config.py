@@ -9,12 +9,16 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 TARGETS = ("dev", "server", "cluster")
+DEMO_START = date(2026, 9, 1)  # the first day `ecom generate` writes and Dagster partitions, unless told
+REPORT_PATH_ENV = "ECOM_REPORT_PATH"
+DEFAULT_REPORT_PATH = "data/report/index.html"
 
 
 class SettingError(ValueError):
@@ -56,6 +60,18 @@ def project_dir() -> Path:
     raise SettingError(
         "no dbt_project.yml in the current directory or above; run from the repository root or set ECOM_PROJECT_DIR"
     )
+
+
+def report_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the dashboard goes: ECOM_REPORT_PATH, else data/report/index.html (the project's when
+    relative, as `data_path` reads it)."""
+    return data_path((os.environ if environ is None else environ).get(REPORT_PATH_ENV) or DEFAULT_REPORT_PATH)
+
+
+def dbt_executable() -> str:
+    """The dbt of this environment, found even when its bin directory is not on PATH."""
+    beside = Path(sys.executable).with_name("dbt")
+    return str(beside) if beside.exists() else "dbt"
 
 
 def dbt_folder_problem(root: Path) -> str | None:

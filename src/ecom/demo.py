@@ -8,7 +8,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from ecom.cli import format_table
-from ecom.config import Settings, data_path, project_dir
+from ecom.config import Settings, project_dir, report_path
 from ecom.contract import ENTITIES
 from ecom.load import latest_rejections
 from ecom.warehouse import session
@@ -58,7 +58,7 @@ def where_to_look(environ: dict[str, str] | None = None) -> str:
     """Paths and URLs of the dashboard, the docs site and the Dagster UI, and how to open each."""
     env = os.environ if environ is None else environ
     root = project_dir()
-    report = data_path(env.get("ECOM_REPORT_PATH") or "data/report/index.html").resolve()
+    report = report_path(env).resolve()
     docs = Path(env.get("DBT_TARGET_PATH") or root / "target")
     docs = (docs if docs.is_absolute() else root / docs) / "index.html"
     return "\n".join([
