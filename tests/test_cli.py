@@ -269,7 +269,7 @@ def test_an_empty_path_is_refused_not_read_as_the_working_directory(env, tmp_pat
     assert not list(work.iterdir())
 
 
-def test_load_twice_then_rejects_and_exit_status(env, tmp_path):
+def test_load_twice_then_rejects_and_exit_status(env):
     raw = Path(env["ECOM_RAW_DIR"])
     good = raw / "order_items" / "2026" / "03" / "01" / "order_items_20260301.csv"
     good.parent.mkdir(parents=True)
@@ -364,7 +364,7 @@ def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(e
     assert result.returncode == 0 and "nothing to land" in result.stderr, result.stderr
 
 
-def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env, tmp_path):
+def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env):
     raw = Path(env["ECOM_RAW_DIR"])
     raw.mkdir()
     cases = {"/": "is the root of the file system", str(raw): f"are one folder, {raw}"}

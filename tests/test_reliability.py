@@ -227,7 +227,6 @@ def test_compare_tells_lost_doubled_and_unexpected_rows_apart():
     assert result.tables_missing == ["gold.g"] and result.tables_differing == ["silver.t"]
     assert result.stale_staging_tables == ["silver.t__dbt_new_data_ab12"] and not result.ok
     assert soak.compare(reference, reference).ok
-    assert soak.fingerprint(reference) == soak.fingerprint({k: Counter(dict(v)) for k, v in reference.items()})
 
 
 def test_the_soak_plan_covers_every_kind_in_each_round():

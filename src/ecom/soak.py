@@ -103,14 +103,6 @@ def _quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
-def fingerprint(tables: Snapshot) -> dict[str, tuple[int, int]]:
-    """Row count and an order-independent content hash (sum of row hashes mod 2**64) per table."""
-    return {
-        name: (sum(rows.values()), sum(h * n for h, n in rows.items()) % (1 << 64))
-        for name, rows in sorted(tables.items())
-    }
-
-
 @dataclass
 class Comparison:
     tables: int = 0
