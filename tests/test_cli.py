@@ -15,6 +15,7 @@ from conftest import BIN, ROOT, ecom_env, run_ecom
 from ecom import warehouse
 from ecom.cli import main
 from ecom.config import SettingError, Settings
+from ecom.contract import MAX_ORDERS_PER_DAY, MAX_SEED
 from ecom.lock import WarehouseUnavailable
 from ecom.warehouse import connect
 
@@ -215,13 +216,25 @@ def test_generate_into_a_file_is_one_error_line(env, tmp_path):
     assert "give ECOM_RAW_DIR a directory" in one_error_line(result.stderr)
 
 
-@pytest.mark.parametrize("options", [("--days", "1", "--orders-per-day", str(10**21)),
-                                     ("--start", "2015-01-01", "--days", "49000", "--orders-per-day", "1")])
-def test_generate_refuses_a_world_too_large_for_memory_in_one_line(env, tmp_path, options):
-    result = run_ecom("generate", *options, "--quiet", "--out", str(tmp_path / "big"), env=env, check=False)
+def test_generate_refuses_a_world_too_large_for_memory_in_one_line(env, tmp_path):
+    result = run_ecom("generate", "--start", "2015-01-01", "--days", "49000", "--orders-per-day", "1", "--quiet",
+                      "--out", str(tmp_path / "big"), env=env, check=False)
     assert result.returncode == 1
     assert "use fewer --orders-per-day or --days" in one_error_line(result.stderr)
     assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--orders-per-day", str(MAX_ORDERS_PER_DAY + 1)),
+                                               ("--orders-per-day", str(10**21)),
+                                               ("--seed", "-1"), ("--seed", str(MAX_SEED + 1))])
+def test_generate_refuses_a_day_too_large_for_memory_or_a_seed_out_of_range(env, tmp_path, option, value):
+    """A day's files are built in memory: 20 million orders a day ran out of memory with a
+    traceback. Seeds that Faker (32 bits) or numpy (64 bits) would wrap wrote another seed's files."""
+    result = run_ecom("generate", "--days", "1", option, value, "--quiet", "--out", str(tmp_path / "big"),
+                      env=env, check=False)
+    assert result.returncode == 2
+    assert f"Invalid value for '{option}': {value} is not in the range" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "big").exists()
 
 
 def test_a_bad_path_from_the_environment_names_the_variable(env, tmp_path):

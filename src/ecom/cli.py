@@ -37,6 +37,7 @@ from ecom.config import (
     project_dir,
     unpriced_start_problem,
 )
+from ecom.contract import MAX_ORDERS_PER_DAY, MAX_SEED, unloadable_days
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 
 # clickhouse-connect logs driver failures on its own; the CLI reports them in one line instead.
@@ -171,9 +172,11 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @main.command()
 @click.option("--start", type=DATE, default=DEMO_START.isoformat(), show_default=True, help="First day to write.")
 @click.option("--days", type=click.IntRange(min=1), default=90, show_default=True, help="Number of days.")
-@click.option("--orders-per-day", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Average orders on an ordinary day (weekdays and Q4 vary around it).")
-@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same files, byte for byte.")
+@click.option("--orders-per-day", type=click.IntRange(1, MAX_ORDERS_PER_DAY), default=1000, show_default=True,
+              help="Average orders on an ordinary day (weekdays and Q4 vary around it); a day's files are "
+                   "built in memory, about 2.5 GB per million orders.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
+              help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
               help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...); the rows "
                    "sent to quarantine stay under half of an entity's.")
@@ -188,7 +191,6 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     simulates daily arrivals. Days that already hold files it did not write, or another
     world's days, are refused: nothing is overwritten but its own files.
     """
-    from ecom.contract import unloadable_days
     from ecom.generate import ForeignFiles, WorldMismatch, WorldTooLarge
     from ecom.generate import generate as run_generator
 

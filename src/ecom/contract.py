@@ -47,6 +47,10 @@ def relative_path(entity: str, day: date, part: int = 1) -> Path:
 
 
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2149, 6, 6)
+# The generator's bounds: it builds a day's files in memory (about 2.5 GB per million orders of a
+# day), and draws names with Faker, which takes a 32-bit seed.
+MAX_ORDERS_PER_DAY = 1_000_000
+MAX_SEED = (1 << 32) - 1
 
 
 def unloadable_days(start: date, days: int) -> str | None:

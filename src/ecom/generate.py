@@ -75,7 +75,7 @@ from pathlib import Path
 import numpy as np
 
 from ecom import world
-from ecom.contract import COLUMNS, ENTITIES, relative_path, unloadable_days
+from ecom.contract import COLUMNS, ENTITIES, MAX_ORDERS_PER_DAY, MAX_SEED, relative_path, unloadable_days
 
 MANIFEST_DIR = "_manifest"
 GENERATOR_VERSION = 1
@@ -2126,8 +2126,10 @@ def generate(out_dir: Path, start: date, days: int, orders_per_day: int = 1000, 
 
     if days < 1:
         raise ValueError("days must be at least 1")
-    if orders_per_day < 1:
-        raise ValueError("orders_per_day must be at least 1")
+    if not 1 <= orders_per_day <= MAX_ORDERS_PER_DAY:
+        raise ValueError(f"orders_per_day must be between 1 and {MAX_ORDERS_PER_DAY:,}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED}")
     if not 0 <= dirty_rate <= 0.5:
         raise ValueError("dirty_rate must be between 0 and 0.5")
     if problem := unloadable_days(start, days):
