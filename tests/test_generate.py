@@ -23,7 +23,7 @@ import pytest
 
 from conftest import ecom_env, run_ecom
 from ecom import world
-from ecom.contract import COLUMNS, ENTITIES, LAST_DAY, relative_path
+from ecom.contract import COLUMNS, ENTITIES, LAST_DAY, MAX_ORDERS_PER_DAY, MAX_SEED, relative_path
 from ecom.generate import COSMETIC_KINDS, QUARANTINE_REASONS, ForeignFiles, WorldMismatch, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -359,6 +359,18 @@ def test_continuing_with_other_options_is_refused(tmp_path):
     (tmp_path / "_manifest" / "manifest_20260102.json").write_text('{"da', encoding="utf-8")
     with pytest.raises(WorldMismatch, match=r"manifest_20260102\.json is not a manifest the generator wrote"):
         generate(tmp_path, date(2026, 1, 3), 1, orders_per_day=50, seed=1, progress=False)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"orders_per_day": MAX_ORDERS_PER_DAY + 1}, "orders_per_day must be between 1 and 1,000,000"),
+    ({"seed": -1}, f"seed must be between 0 and {MAX_SEED}"),
+    ({"seed": MAX_SEED + 1}, f"seed must be between 0 and {MAX_SEED}"),
+])
+def test_the_generator_refuses_a_day_too_large_or_a_seed_it_would_wrap(tmp_path, options, message):
+    """The Dagster simulator calls the generator with the world's options, past the CLI's checks."""
+    with pytest.raises(ValueError, match=message):
+        generate(tmp_path, date(2026, 1, 1), 1, progress=False, **{"orders_per_day": 10, **options})
+    assert not any(tmp_path.iterdir())
 
 
 def test_files_it_did_not_write_are_never_replaced(tmp_path):
