@@ -72,7 +72,7 @@ soak: $(STAMP) ## 50 seeded crash trials, then 10 kills inside INSERTs written i
 	$(BIN)/python -m ecom.soak --trials 10 --seed 3 --small-insert-blocks --kinds partial_insert --corpus '' \
 		--report RELIABILITY-figures-partial-inserts.json
 
-bench: $(STAMP) ## the benchmark of SPEC section 8 (1M and 10M order lines; 5 to 10 minutes, 2 to 6 more to generate the world once)
+bench: $(STAMP) ## the benchmark of SPEC section 8 (1M and 10M order lines; about 5 minutes, 2 to 6 more to generate the world once)
 	$(BIN)/ecom bench --json data/bench/latest.json
 
 clean: ## remove generated data, dbt target and the environment

@@ -20,7 +20,7 @@ START_DATE_ENV = "ECOM_START_DATE"
 
 
 def start_date(environ: dict[str, str] | None = None) -> date:
-    """First partition: ECOM_START_DATE (YYYY-MM-DD), 2026-09-01 when unset. A day before the
+    """First partition: ECOM_START_DATE (YYYY-MM-DD), the demo's first day when unset. A day before the
     FX seed's rates is refused as the code location loads: silver would quarantine every order
     of the partitions before it."""
     value = ((os.environ if environ is None else environ).get(START_DATE_ENV) or "").strip()
