@@ -362,7 +362,7 @@ def test_continuing_with_other_options_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"orders_per_day": MAX_ORDERS_PER_DAY + 1}, "orders_per_day must be between 1 and 1,000,000"),
+    ({"orders_per_day": MAX_ORDERS_PER_DAY + 1}, f"orders_per_day must be between 1 and {MAX_ORDERS_PER_DAY:,}"),
     ({"seed": -1}, f"seed must be between 0 and {MAX_SEED}"),
     ({"seed": MAX_SEED + 1}, f"seed must be between 0 and {MAX_SEED}"),
 ])
