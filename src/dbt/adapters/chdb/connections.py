@@ -54,8 +54,18 @@ class ChdbCredentials(ClickHouseCredentials):
     def unique_field(self) -> str:
         return os.path.realpath(self.path)
 
+    # dbt keeps a parsed project for the next run while these keys are unchanged: the path is not
+    # one of them, so a run on another warehouse (the bench's, a test's) reparses nothing. Models
+    # still find it as `target.path` (the target's keys with aliases), at run time; nothing in
+    # the project reads it while parsing, where a change would go unseen. `dbt debug` prints the
+    # keys without it.
     def _connection_keys(self) -> tuple[str, ...]:
-        return ("path", "schema", "custom_settings", "use_lw_deletes")
+        return ("schema", "custom_settings", "use_lw_deletes")
+
+    def connection_info(self, *, with_aliases: bool = False):
+        yield from super().connection_info(with_aliases=with_aliases)
+        if with_aliases:
+            yield "path", self.path
 
 
 def _project_dir() -> str:
