@@ -6,7 +6,9 @@ directories; nothing touches data/ of the checkout.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,44 @@ class World:
     days: int
 
 
+# A folder of the whole test run, shared by both workers: dbt's parse of the project
+# (parsed_project) and the built world are made there once.
+_shared_dir: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_run_dir(tmp_path_factory) -> None:
+    global _shared_dir
+    base = tmp_path_factory.getbasetemp()
+    _shared_dir = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def parsed_project() -> Path | None:
+    """dbt's saved parse of the project (partial_parse.msgpack), made once for the test run.
+
+    Each test has a target folder of its own, where dbt finds no saved parse and parses the
+    whole project again: about ten seconds of CPU on 2 cores, before most tests' first dbt
+    command. dbt reads this one instead (DBT_PARTIAL_PARSE_FILE_PATH) and parses only what
+    differs from it: a test with another project, other vars or another target parses in full.
+    """
+    if _shared_dir is None:
+        return None
+    folder = _shared_dir / "parsed-project"
+    folder.mkdir(exist_ok=True)
+    saved = folder / "target" / "partial_parse.msgpack"
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the one parse
+        if not saved.exists() and not (folder / "failed.log").exists():
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
+            env.update(ECOM_CHDB_PATH=str(folder / "warehouse"), DBT_TARGET="dev",
+                       DBT_TARGET_PATH=str(folder / "target"), DBT_LOG_PATH=str(folder / "logs"))
+            result = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(ROOT), "--profiles-dir",
+                                     str(ROOT)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+            if result.returncode:  # every test parses for itself, and says why it fails
+                (folder / "failed.log").write_text(result.stdout + result.stderr)
+    return saved if saved.exists() else None
+
+
 def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
     # dbt's target and log folders beside the warehouse, never the checkout's: test files run in
@@ -54,6 +94,8 @@ def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     env.update(ECOM_RAW_DIR=str(raw_dir), ECOM_CHDB_PATH=str(chdb_path), DBT_TARGET="dev",
                ECOM_PROJECT_DIR=str(ROOT), DBT_TARGET_PATH=str(chdb_path.parent / "dbt-target"),
                DBT_LOG_PATH=str(chdb_path.parent / "dbt-logs"))
+    if saved := parsed_project():
+        env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(saved)
     env.update(extra)
     return env
 
@@ -79,13 +121,31 @@ def warehouse(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory) -> World:
-    """14 days of a world at the default dirty rate 0.02, landed and built raw to gold with `ecom run`."""
-    base = tmp_path_factory.mktemp("world")
-    raw_dir, chdb_path = base / "raw", base / "warehouse"
-    env = ecom_env(raw_dir, chdb_path, DBT_TARGET_PATH=str(base / "target"), DBT_LOG_PATH=str(base / "logs"))
-    del env["DBT_TARGET"]  # the default target, as most shells have it
+    """14 days of a world at the default dirty rate 0.02, landed and built raw to gold with `ecom run`.
+
+    Built once for the test run, by the first worker to ask; each worker reads a copy of the
+    warehouse and of dbt's target folder (tests write into both), and the same raw files.
+    """
     start, days = date(2026, 2, 22), 14
-    run_ecom("generate", "--start", start.isoformat(), "--days", str(days), "--orders-per-day", "150",
-             "--dirty-rate", "0.02", "--quiet", env=env)
-    run_ecom("run", "--quiet", env=env)
-    return World(raw_dir, chdb_path, env, start, days)
+    built = _shared_dir / "world"
+    with open(_shared_dir / "world.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "built").exists():
+            shutil.rmtree(built, ignore_errors=True)  # what a failed build left
+            env = ecom_env(built / "raw", built / "warehouse", DBT_TARGET_PATH=str(built / "target"),
+                           DBT_LOG_PATH=str(built / "logs"))
+            del env["DBT_TARGET"]  # the default target, as most shells have it
+            # dbt reads DBT_TARGET as its --target too: the run's parse is not the shared one
+            env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+            run_ecom("generate", "--start", start.isoformat(), "--days", str(days), "--orders-per-day", "150",
+                     "--dirty-rate", "0.02", "--quiet", env=env)
+            run_ecom("run", "--quiet", env=env)
+            (built / "built").touch()
+    base = tmp_path_factory.mktemp("world")
+    for folder in ("warehouse", "target"):  # nothing opens the built ones again: a plain copy
+        shutil.copytree(built / folder, base / folder, symlinks=True)
+    env = ecom_env(built / "raw", base / "warehouse", DBT_TARGET_PATH=str(base / "target"),
+                   DBT_LOG_PATH=str(base / "logs"))
+    del env["DBT_TARGET"]
+    env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)  # the copied target has the run's parse
+    return World(built / "raw", base / "warehouse", env, start, days)
