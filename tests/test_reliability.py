@@ -11,6 +11,7 @@ MergeTree table (ecom.soak.snapshot / compare: per-row hashes without `_batch_id
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -492,6 +493,24 @@ def test_the_password_is_never_printed_or_logged(tmp_path):
     assert [path for path in written if secret.encode() in path.read_bytes()] == []
 
 
+# `dbt debug` once per case, in one process (dbt's own programmatic entry point): dbt's imports
+# take longer than a case. Each case's output starts with a line naming it, ends with one saying
+# whether dbt succeeded.
+DEBUG_CASES = r"""
+import json, os, sys
+from dbt.cli.main import dbtRunner
+
+project, cases = sys.argv[1], json.loads(sys.argv[2])
+base = dict(os.environ)
+for target, settings in cases:
+    os.environ.clear()
+    os.environ.update(base, **settings)
+    print(f"=== {target} {settings}", flush=True)
+    result = dbtRunner().invoke(["debug", "--target", target, "--project-dir", project, "--profiles-dir", project])
+    print(f"\nsuccess={result.success} {result.exception}", flush=True)
+"""
+
+
 def test_dbt_alone_refuses_a_mistyped_port_or_secure_flag_by_name(tmp_path):
     """dbt reads the server settings from profiles.yml, not through `ecom`: a mistyped
     CLICKHOUSE_SECURE or CLICKHOUSE_PORT must stop it there too, not drop TLS and send the
@@ -499,23 +518,22 @@ def test_dbt_alone_refuses_a_mistyped_port_or_secure_flag_by_name(tmp_path):
     env = ecom_env(tmp_path / "raw", tmp_path / "warehouse", CLICKHOUSE_HOST="127.0.0.1",
                    CLICKHOUSE_PORT=str(closed_port()), DBT_LOG_PATH=str(tmp_path / "logs"),
                    DBT_TARGET_PATH=str(tmp_path / "target"))
+    cases = [*[(target, {"CLICKHOUSE_SECURE": "ture"}) for target in ("server", "cluster")],
+             *[("server", {"CLICKHOUSE_PORT": port}) for port in ("http", "0", "65536", "8\N{SUPERSCRIPT TWO}")],
+             ("cluster", {"CLICKHOUSE_SECURE": " On "})]
+    run = subprocess.run([sys.executable, "-c", DEBUG_CASES, str(ROOT), json.dumps(cases)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    outputs = re.split(r"^=== ", run.stdout, flags=re.MULTILINE)[1:]
+    assert len(outputs) == len(cases), run.stdout[-3000:] + run.stderr[-3000:]
+    for output in outputs:
+        assert "\nsuccess=False" in output, output  # refused, or the closed port
 
-    def debug(target: str, **settings: str) -> str:
-        result = subprocess.run([str(BIN / "dbt"), "debug", "--target", target, "--project-dir", str(ROOT),
-                                 "--profiles-dir", str(ROOT)], env={**env, **settings},
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0, result  # refused, or the closed port
-        return result.stdout + result.stderr
-
-    for target in ("server", "cluster"):
-        output = debug(target, CLICKHOUSE_SECURE="ture")
+    for output in outputs[:2]:
         assert "CLICKHOUSE_SECURE=ture is neither on nor off" in output, output
         assert "Connection refused" not in output, "refused before connecting"
-    for port in ("http", "0", "65536", "8\N{SUPERSCRIPT TWO}"):
-        output = debug("server", CLICKHOUSE_PORT=port)
-        assert f"CLICKHOUSE_PORT={port} is not a port number (1-65535)" in output, output
-    output = debug("cluster", CLICKHOUSE_SECURE=" On ")
-    assert "secure: True" in output and "https://127.0.0.1" in output, output
+    for (_, settings), output in zip(cases[2:6], outputs[2:6], strict=True):
+        assert f"CLICKHOUSE_PORT={settings['CLICKHOUSE_PORT']} is not a port number (1-65535)" in output, output
+    assert "secure: True" in outputs[6] and "https://127.0.0.1" in outputs[6], outputs[6]
 
 
 def make_recipe(target: str) -> str:
