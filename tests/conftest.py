@@ -87,6 +87,12 @@ def parsed_project() -> Path | None:
     return saved if saved.exists() else None
 
 
+def parsed_project_env() -> dict[str, str]:
+    """The variable pointing dbt at parsed_project(); none if that parse failed."""
+    saved = parsed_project()
+    return {"DBT_PARTIAL_PARSE_FILE_PATH": str(saved)} if saved else {}
+
+
 def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
     # dbt's target and log folders beside the warehouse, never the checkout's: test files run in
@@ -94,9 +100,7 @@ def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
     env.update(ECOM_RAW_DIR=str(raw_dir), ECOM_CHDB_PATH=str(chdb_path), DBT_TARGET="dev",
                ECOM_PROJECT_DIR=str(ROOT), DBT_TARGET_PATH=str(chdb_path.parent / "dbt-target"),
                DBT_LOG_PATH=str(chdb_path.parent / "dbt-logs"))
-    if saved := parsed_project():
-        env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(saved)
-    env.update(extra)
+    env.update(parsed_project_env(), **extra)
     return env
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, SCREENSHOTS, parsed_project
+from conftest import BIN, ROOT, SCREENSHOTS, parsed_project_env
 from ecom.generate import generate
 
 pytestmark = pytest.mark.browser
@@ -90,8 +90,7 @@ def dagster_dev(tmp_path_factory) -> Iterator[str]:
         ECOM_PROJECT_DIR=str(ROOT), ECOM_START_DATE=DAY, ECOM_REPORT_PATH=str(base / "report.html"),
         ECOM_AUTOMATION="off",  # no sensor or schedule run competes with the one launched here
     )
-    if saved := parsed_project():
-        env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(saved)
+    env.update(parsed_project_env())
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(base / "dagster-dev.log", "w")  # noqa: SIM115 - closed in the finally below

@@ -26,7 +26,7 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from conftest import parsed_project
+from conftest import parsed_project_env
 from ecom.config import SettingError, Settings, first_priced_month
 from ecom.contract import ENTITIES
 from ecom.generate import generate
@@ -61,8 +61,7 @@ def isolated_env(base: Path) -> dict[str, str]:
         DAGSTER_HOME=str(base / "dagster"), ECOM_PROJECT_DIR=str(ROOT), ECOM_START_DATE="2026-09-01",
         ECOM_REPORT_PATH=str(base / "report.html"),
     )
-    if saved := parsed_project():
-        env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(saved)
+    env.update(parsed_project_env())
     (base / "dagster").mkdir(parents=True, exist_ok=True)
     return env
 
