@@ -49,6 +49,11 @@ class World:
     days: int
 
 
+def _environment_without_settings() -> dict[str, str]:
+    """This process's environment without the project's, dbt's or the server's settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
+
+
 # A folder of the whole test run, shared by both workers: dbt's parse of the project
 # (parsed_project) and the built world are made there once.
 _shared_dir: Path | None = None
@@ -77,7 +82,7 @@ def parsed_project() -> Path | None:
     with open(folder / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the one parse
         if not saved.exists() and not (folder / "failed.log").exists():
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
+            env = _environment_without_settings()
             env.update(ECOM_CHDB_PATH=str(folder / "warehouse"), DBT_TARGET="dev",
                        DBT_TARGET_PATH=str(folder / "target"), DBT_LOG_PATH=str(folder / "logs"))
             result = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(ROOT), "--profiles-dir",
@@ -94,7 +99,7 @@ def parsed_project_env() -> dict[str, str]:
 
 
 def ecom_env(raw_dir: Path, chdb_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "ECOM_", "DBT_"))}
+    env = _environment_without_settings()
     # dbt's target and log folders beside the warehouse, never the checkout's: test files run in
     # parallel, and two dbt processes must not write one manifest.
     env.update(ECOM_RAW_DIR=str(raw_dir), ECOM_CHDB_PATH=str(chdb_path), DBT_TARGET="dev",
