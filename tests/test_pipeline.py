@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from collections import Counter
 from datetime import date, timedelta
@@ -19,6 +20,7 @@ import pytest
 from conftest import BIN, ROOT, World, ecom_env, run_ecom
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
+from ecom.reference import files_fingerprint
 from ecom.warehouse import session
 from reference import daily_sales
 
@@ -281,6 +283,11 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
             with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
                 client.command("TRUNCATE TABLE silver.reconciliation")
                 client.command("DELETE FROM ecom_state.incremental_watermarks WHERE model = 'silver.reconciliation'")
+        if offset == 1:
+            # A reference table changed behind dbt's back: the next run loads the seeds again.
+            with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+                client.command("ALTER TABLE reference.countries UPDATE country_name = 'Elsewhere' "
+                               "WHERE country_code = 'DE' SETTINGS mutations_sync = 2")
         day = start + timedelta(days=history + offset)
         if offset == days - 1:
             # Builds of only some models first. The facts and mart_data_quality build on their
@@ -296,6 +303,12 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                 assert result.returncode == (1 if behind else 0), result.stdout[-2000:]
                 assert behind is None or behind in result.stdout, result.stdout[-2000:]
         run_ecom("run", "--date", day.isoformat(), "--quiet", env=daily)
+        # A daily run leaves the seeds and their tests out while the reference tables hold what
+        # the seed files do.
+        seeds_built = {result["unique_id"].split(".")[-1] for result in json.loads(
+            (tmp_path / "t1" / "run_results.json").read_text())["results"] if result["unique_id"].startswith("seed.")}
+        assert seeds_built == (set() if offset != 1 else {path.stem for path in (ROOT / "seeds").glob("*.csv")})
+        assert query(daily, "SELECT country_name FROM reference.countries WHERE country_code = 'DE'") == [("Germany",)]
         if offset == 0:
             landed_days = " UNION ALL ".join(
                 f"SELECT DISTINCT '{entity}', _file_date FROM bronze.{entity}"
@@ -533,6 +546,21 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                                      status="'pending'"))
     result = dbt("test", "-s", test, env=full)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_a_changed_seed_file_or_setting_loads_the_seeds_again(tmp_path):
+    """What `ecom run` compares before it leaves the seeds out: the seed files, their YAML and
+    dbt_project.yml (the seeds' settings). The tables' side is in the day-by-day test."""
+    shutil.copytree(ROOT / "seeds", tmp_path / "seeds")
+    shutil.copy(ROOT / "dbt_project.yml", tmp_path)
+    loaded = files_fingerprint(tmp_path)
+    for name in ("seeds/fx_rates_monthly.csv", "seeds/_seeds.yml", "dbt_project.yml"):
+        path = tmp_path / name
+        text = path.read_bytes()
+        path.write_bytes(text.replace(b"1", b"2", 1))
+        assert files_fingerprint(tmp_path) != loaded, name
+        path.write_bytes(text)
+        assert files_fingerprint(tmp_path) == loaded, name
 
 
 def test_the_unit_tests_pass(world: World):

@@ -464,6 +464,7 @@ def _child_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     import chdb
     from dbt.cli.main import dbtRunner
 
+    from ecom import reference
     from ecom.load import load
     from ecom.warehouse import session
 
@@ -486,16 +487,22 @@ def _child_pipeline(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     with session(settings) as client:
         landing = load(settings, client, start, end)
+        reference_current = not spec.get("full_refresh") and reference.is_current(client, project_dir())
     landed = time.perf_counter()
     dbt_mark = _engine_now(engine)
     root = project_dir()
     target = Path(spec["target_path"])
     args = ["build", "--project-dir", str(root), "--profiles-dir", str(root), "--target", "dev",
             "--target-path", str(target), "--log-path", spec["log_path"],
-            "--exclude-resource-type", "unit_test"]  # as `ecom run` and the Dagster jobs build
+            "--exclude-resource-type", "unit_test"]  # as `ecom run` builds
     if spec.get("full_refresh"):
         args.append("--full-refresh")
+    if reference_current:
+        args += reference.LEAVE_OUT
     outcome = dbtRunner().invoke(args)
+    if outcome.success and not reference_current:
+        with session(settings) as client:
+            reference.record(client, root)
     finished = time.perf_counter()
 
     statuses, layers, errors = _dbt_layers(target)

@@ -16,11 +16,13 @@ import subprocess
 import sys
 import threading
 import unicodedata
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -39,6 +41,9 @@ from ecom.config import (
 )
 from ecom.contract import MAX_ORDERS_PER_DAY, MAX_SEED, unloadable_days
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 # clickhouse-connect logs driver failures on its own; the CLI reports them in one line instead.
 logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
@@ -218,7 +223,9 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
         _result(manifest["summary"])
 
 
-def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool) -> int:
+def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool,
+              then: Callable[[Client], None] | None = None) -> int:
+    """Land the files; `then` reads the warehouse after them, in the same session."""
     from tqdm import tqdm
 
     from ecom.load import discover, load, print_summary, raw_dir_problem
@@ -242,6 +249,8 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
                 bar.write(f"rejected {outcome.file.relative}: {outcome.reason}: {outcome.detail}", file=sys.stderr)
 
         result = load(settings, client, start, end, on_file=on_file, files=files)
+        if then is not None and result.exit_code != 1:
+            then(client)
     print_summary(result, out=_Results())
     return result.exit_code
 
@@ -359,7 +368,9 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     """Load the raw files of a day (or a range, or all), then `dbt build`; no Dagster needed.
 
     The build leaves out dbt's unit tests, as the Dagster jobs do: they check the models' SQL, not
-    the data, so they belong to `dbt build` in development and CI, not to every daily run.
+    the data, so they belong to `dbt build` in development and CI, not to every daily run. It
+    leaves out the seeds and their tests too while the reference tables hold what the seed files
+    did at the last build that loaded them (--full-refresh always loads them).
 
     Exit status: 0 built, 3 built but some files were rejected in this run's load (reasons in
     bronze.ingest_log), 1 on failure (the load's or dbt's)."""
@@ -376,17 +387,26 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         # dbt reads it when it opens the warehouse (--wait replaces it): a bad value would stop the
         # build after the load.
         env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
+    from ecom import reference
+    from ecom.warehouse import session
+
+    reference_current: list[bool] = []
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
-        code = _run_load(settings, start, end, wait, quiet)
+        code = _run_load(settings, start, end, wait, quiet, then=lambda client: reference_current.append(
+            not full_refresh and reference.is_current(client, project_dir())))
         if code == 1:
             sys.exit(1)
         build = ["build", "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
+        build += reference.LEAVE_OUT if reference_current == [True] else []
         if dbt(*build, settings=settings, wait=wait) != 0:
             # dbt resolves DBT_TARGET_PATH (default `target`) against the project directory.
             results = project_dir() / (os.environ.get("DBT_TARGET_PATH") or "target") / "run_results.json"
             click.echo(f"error: dbt build failed; see the log above and {results}", err=True)
             sys.exit(1)
+        if reference_current != [True]:
+            with session(settings, wait_seconds=wait) as client:
+                reference.record(client, project_dir())
     _result(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
 
