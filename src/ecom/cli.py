@@ -387,6 +387,8 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         # dbt reads it when it opens the warehouse (--wait replaces it): a bad value would stop the
         # build after the load.
         env_number(LOCK_WAIT_ENV, DEFAULT_DBT_LOCK_WAIT, 0, math.inf, "a number of seconds, 0 or more")
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
     from ecom import reference
     from ecom.warehouse import session
 
@@ -405,8 +407,13 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
             click.echo(f"error: dbt build failed; see the log above and {results}", err=True)
             sys.exit(1)
         if reference_current != [True]:
-            with session(settings, wait_seconds=wait) as client:
-                reference.record(client, project_dir())
+            try:
+                with session(settings, wait_seconds=wait) as client:
+                    reference.record(client, project_dir())
+            except (WarehouseUnavailable, ClickHouseError) as exc:
+                reason = " ".join(str(exc).split())[:200]
+                click.echo(f"warning: the seeds were loaded, but noting so failed ({reason}); the next run loads "
+                           "them again", err=True)
     _result(f"built bronze -> silver -> gold on {settings.describe()}")
     sys.exit(code)
 
