@@ -24,7 +24,7 @@ import pytest
 from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
 from conftest import SCREENSHOTS, World, ecom_env, run_ecom
 from ecom.config import Settings
-from ecom.report import CHARTS, write_report
+from ecom.report import CHARTS, PAIR_MIN_ORDERS, write_report
 from ecom.warehouse import session
 
 SCREENSHOT = SCREENSHOTS / "dashboard.png"
@@ -122,7 +122,9 @@ def test_products_pairs_and_cohorts_are_their_marts(report, gold):
                            "group by category"))
     assert {c: cents(v) for c, v in zip(data["revenue_by_category"]["category"],
                                         data["revenue_by_category"]["revenue_usd"], strict=True)} == categories
-    best_lift = gold("select max(lift), count() from gold.mart_product_affinity")[0]
+    best_lift = gold("select max(lift), count() from gold.mart_product_affinity "
+                     f"where orders_together >= {PAIR_MIN_ORDERS}")[0]
+    assert gold("select count() from gold.mart_product_affinity")[0][0] > best_lift[1], "pairs of one order"
     pairs = data["top_pairs"]
     assert len(pairs["lift"]) == min(10, best_lift[1])
     if pairs["lift"]:

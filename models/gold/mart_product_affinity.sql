@@ -6,8 +6,9 @@
 }}
 {#- Pairs of distinct catalog products bought in the same revenue order (market-basket
     analysis), summed over the months of int_product_pairs_by_month, which keeps the pair
-    counts of each month. Only pairs bought together at least `affinity_min_orders_together`
-    times (a dbt var, 2 by default) are kept, so the table stays small; rebuilt every run. -#}
+    counts of each month. Every pair bought together is kept; the dbt var
+    `affinity_min_orders_together` (1 by default) raises the floor for a smaller table. Rebuilt
+    every run. -#}
 
 {#- Whole numbers only: `| int` alone reads 2.5 as 2 and `abc` as 0. #}
 {%- set given = var('affinity_min_orders_together') | string | trim %}

@@ -37,6 +37,8 @@ REQUIRED = (
 )
 
 TOP_N = 10
+# The pairs chart ranks by lift the pairs bought together at least this often.
+PAIR_MIN_ORDERS = 2
 
 QUERIES: dict[str, str] = {
     "daily": """
@@ -98,6 +100,7 @@ QUERIES: dict[str, str] = {
         select product_a_id, product_a_name, product_b_id, product_b_name, orders_together, support,
             confidence_a_to_b, confidence_b_to_a, lift
         from gold.mart_product_affinity
+        where orders_together >= {PAIR_MIN_ORDERS}
         order by lift desc, orders_together desc, product_a_id, product_b_id
         limit {TOP_N}
     """,
@@ -187,11 +190,11 @@ CHARTS: dict[str, tuple[str, str, str]] = {
     "chart-pairs": (
         f"Top {TOP_N} product pairs by lift",
         "gold.mart_product_affinity",
-        "Pairs of distinct products bought in the same revenue order (at least twice, unless the dbt var "
-        "affinity_min_orders_together says otherwise). Lift = confidence "
-        "A -> B / share of orders with B: above 1 when the pair is bought together more often than "
-        "chance. Pairs of rare products reach high lifts on few orders; hover for orders together, "
-        "support and confidence both ways.",
+        f"Pairs of distinct products bought in the same revenue order, among those bought together at "
+        f"least {PAIR_MIN_ORDERS} times (the mart keeps every pair: one shared order gives two rare "
+        "products a high lift alone). Lift = confidence A -> B / share of orders with B: above 1 when "
+        "the pair is bought together more often than chance; hover for orders together, support and "
+        "confidence both ways.",
     ),
     "chart-cohorts": (
         "Cohort retention",
