@@ -143,6 +143,7 @@ def test_debug_build_and_docs_of_the_bronze_sources(tmp_path):
     debug = dbt("debug", env=env)
     assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
     assert "adapter type: chdb" in debug.output
+    assert f"  path: {env['ECOM_CHDB_PATH']}\n" in debug.output, debug.output  # the warehouse it opened
 
     build = dbt("build", "--select", "source:bronze", env=env)
     assert build.returncode == 0, build.output

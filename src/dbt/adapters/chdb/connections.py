@@ -57,14 +57,14 @@ class ChdbCredentials(ClickHouseCredentials):
     # dbt keeps a parsed project for the next run while these keys are unchanged: the path is not
     # one of them, so a run on another warehouse (the bench's, a test's) reparses nothing. Models
     # still find it as `target.path` (the target's keys with aliases), at run time; nothing in
-    # the project reads it while parsing, where a change would go unseen. `dbt debug` prints the
-    # keys without it.
+    # the project reads it while parsing, where a change would go unseen. `dbt debug`, which
+    # parses nothing, lists it with the keys: the warehouse its connection test opened.
     def _connection_keys(self) -> tuple[str, ...]:
         return ("schema", "custom_settings", "use_lw_deletes")
 
     def connection_info(self, *, with_aliases: bool = False):
         yield from super().connection_info(with_aliases=with_aliases)
-        if with_aliases:
+        if with_aliases or getattr(get_flags(), "WHICH", None) == "debug":
             yield "path", self.path
 
 
