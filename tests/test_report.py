@@ -127,6 +127,7 @@ def test_products_pairs_and_cohorts_are_their_marts(report, gold):
     assert gold("select count() from gold.mart_product_affinity")[0][0] > best_lift[1], "pairs of one order"
     pairs = data["top_pairs"]
     assert len(pairs["lift"]) == min(10, best_lift[1])
+    assert all(together >= PAIR_MIN_ORDERS for together in pairs["orders_together"]), pairs["orders_together"]
     if pairs["lift"]:
         assert pairs["lift"][0] == pytest.approx(best_lift[0])
         assert pairs["lift"] == sorted(pairs["lift"], reverse=True)
