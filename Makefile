@@ -23,8 +23,9 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@# uv installs what pip would, from the same index, in about a third of the time.
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --compile-bytecode -e ".[dev,bench]"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install everything (done by the other targets too)
