@@ -297,6 +297,7 @@ class Baseline:
     dbt_begin: float  # ... to dbt's first log line
     files: int = 0  # raw files its run lands
     load_only: tuple[float, float] = (0.0, 0.0)  # load phase of a clean `ecom load` from this state
+    after: Path | None = None  # the warehouse its clean run left, when prepare kept it
 
     def prepare(self, warehouse: Path) -> None:
         if warehouse.exists():
@@ -369,8 +370,10 @@ def copy_project(source: Path, dest: Path) -> Path:
 
 def prepare(root: Path, *, seed: int = 7, days: int = 3, orders_per_day: int = 80,
             start: date = date(2026, 3, 1), fresh: bool = True, incremental: bool = True,
-            small_insert_blocks: bool = False, log=print) -> tuple[Workspace, dict[str, Baseline]]:
-    """Generate the world and run it clean from the starting states asked for."""
+            small_insert_blocks: bool = False, keep_clean_runs: bool = False,
+            log=print) -> tuple[Workspace, dict[str, Baseline]]:
+    """Generate the world and run it clean from the starting states asked for; with
+    `keep_clean_runs`, the warehouses those runs left stay (Baseline.after), to start from."""
     root.mkdir(parents=True, exist_ok=True)
     space = Workspace(root, root / "raw", start, days, copy_project(project_dir(), root / "project"))
     if small_insert_blocks:
@@ -385,7 +388,7 @@ def prepare(root: Path, *, seed: int = 7, days: int = 3, orders_per_day: int = 8
         baselines["fresh"] = Baseline("fresh", None, {}, *_clean_run(space, warehouse, ["run", "--quiet"]))
         baselines["fresh"].reference = snapshot(warehouse)
         baselines["fresh"].files = _raw_files(space)
-        shutil.rmtree(warehouse)
+        baselines["fresh"].after = _keep_or_remove(warehouse, root / "after-fresh", keep_clean_runs)
         baselines["fresh"].load_only = _clean_run(space, warehouse, ["load", "--quiet"])[1:3]
         shutil.rmtree(warehouse)
 
@@ -401,11 +404,20 @@ def prepare(root: Path, *, seed: int = 7, days: int = 3, orders_per_day: int = 8
                                             *_clean_run(space, warehouse, ["run", "--quiet"]))
         baselines["incremental"].reference = snapshot(warehouse)
         baselines["incremental"].files = _raw_files(space, space.last_day)
-        shutil.rmtree(warehouse)
+        baselines["incremental"].after = _keep_or_remove(warehouse, root / "after-incremental", keep_clean_runs)
         shutil.copytree(template, warehouse, symlinks=True)
         baselines["incremental"].load_only = _clean_run(space, warehouse, ["load", "--quiet"])[1:3]
         shutil.rmtree(warehouse)
     return space, baselines
+
+
+def _keep_or_remove(warehouse: Path, kept: Path, keep: bool) -> Path | None:
+    if not keep:
+        shutil.rmtree(warehouse)
+        return None
+    if kept.exists():
+        shutil.rmtree(kept)
+    return warehouse.rename(kept)
 
 
 def _raw_files(space: Workspace, day: date | None = None) -> int:
