@@ -38,6 +38,13 @@ if str(ROOT) not in sys.path:  # the code location is a top-level package of the
 
 from orchestration import checks, sensors  # noqa: E402
 from orchestration.assets_dbt import RECONCILIATION  # noqa: E402
+from orchestration.assets_ingest import (  # noqa: E402
+    A_FILE_EVERY_DAY,
+    INGEST_LOG,
+    LANDED_TABLES,
+    NO_REJECTED_FILES,
+    landing_key,
+)
 from orchestration.assets_raw import RAW_EXPORTS, SIMULATOR_ENV, missing_runs, simulator_enabled  # noqa: E402
 from orchestration.assets_report import DASHBOARD  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
@@ -67,9 +74,22 @@ def isolated_env(base: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def location(tmp_path_factory) -> Iterator[tuple[Path, dg.Definitions]]:
-    """The code location built in an isolated environment (kept for the whole module)."""
+def validated(tmp_path_factory) -> tuple[Path, bool, subprocess.CompletedProcess]:
+    """`dagster definitions validate` in a fresh isolated environment: (its folder, whether it had
+    no dbt manifest before, the command's result). The module's code location is built there
+    after it, from the manifest that command parsed."""
     base = tmp_path_factory.mktemp("orchestration")
+    env = isolated_env(base)
+    fresh = not (base / "target" / "manifest.json").exists()
+    command = [str(BIN / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return base, fresh, result
+
+
+@pytest.fixture(scope="module")
+def location(validated) -> Iterator[tuple[Path, dg.Definitions]]:
+    """The code location built in an isolated environment (kept for the whole module)."""
+    base = validated[0]
     with pytest.MonkeyPatch.context() as patch:
         for key in [k for k in os.environ if k.startswith(OWN_PREFIXES)]:
             patch.delenv(key)
@@ -83,6 +103,21 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: str,
     job = defs.resolve_job_def(DAILY_JOB)
     return job.execute_in_process(partition_key=day, instance=instance, run_config=RUN_CONFIG,
                                   raise_on_error=raise_on_error)
+
+
+# The landing step's own checks. A run of the landing assets would also take every other check of
+# them, the dbt source tests, and start dbt for checks the landing tests do not read (one run of a
+# bronze table with them all is test_one_bronze_table_can_be_landed_alone).
+LANDING = [landing_key(table) for table in LANDED_TABLES]
+LANDING_CHECKS = {dg.AssetCheckKey(landing_key(INGEST_LOG), NO_REJECTED_FILES),
+                  *(dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) for entity in ENTITIES)}
+
+
+def land(defs: dg.Definitions, instance: dg.DagsterInstance, day: str) -> dg.ExecuteInProcessResult:
+    """A run of the landing assets of a day with the landing step's checks: no dbt, no simulator."""
+    job = defs.resolve_job_def(DAILY_JOB).get_subset(asset_selection=set(LANDING),
+                                                      asset_check_selection=LANDING_CHECKS)
+    return job.execute_in_process(partition_key=day, instance=instance)
 
 
 def run_range(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str,
@@ -145,14 +180,12 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> list:
 # -- the definitions ----------------------------------------------------------------------
 
 
-def test_definitions_validate_on_a_fresh_checkout(tmp_path):
+def test_definitions_validate_on_a_fresh_checkout(validated):
     """`dagster definitions validate` loads the code location with no dbt manifest yet (it parses)."""
-    env = isolated_env(tmp_path)
-    assert not (tmp_path / "target" / "manifest.json").exists()
-    command = [str(BIN / "dagster"), "definitions", "validate", "-m", "orchestration.definitions"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    base, fresh, result = validated
+    assert fresh
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (tmp_path / "target" / "manifest.json").exists()
+    assert (base / "target" / "manifest.json").exists()
 
 
 def test_asset_graph_runs_from_raw_exports_to_the_dashboard(location):
@@ -303,16 +336,13 @@ def test_rerunning_a_partition_changes_nothing(pipeline):
 
 def test_a_rejected_file_keeps_the_landing_check_failing_until_it_is_gone(pipeline):
     base, defs, instance, _ = pipeline
-    job = defs.resolve_job_def(DAILY_JOB)
-    landing = [dg.AssetKey(["bronze", table]) for table in (*ENTITIES, "ingest_log")]
     bad = base / "raw" / "orders" / "2026" / "09" / "02" / "orders_20260902_part9.csv"
     bad.write_text("id;status\n1;paid\n")
     misnamed = base / "raw" / "orders" / "2026-09-02-orders.csv"  # no day: named by every run while it is there
     misnamed.write_text("id;status\n2;paid\n")
 
     def landing_check() -> tuple[bool, list[str]]:
-        result = job.execute_in_process(partition_key=DAYS[-1], instance=instance, run_config=RUN_CONFIG,
-                                        asset_selection=landing)
+        result = land(defs, instance, DAYS[-1])
         [check] = [c for c in check_evaluations(result) if c.check_name == "no_rejected_files"]
         return check.passed, [r["file"] for r in check.metadata["rejected"].value]
 
@@ -334,14 +364,12 @@ def test_a_day_without_one_entitys_export_is_named_by_its_landing_check(pipeline
     # The day has files, so the simulator leaves it alone; the payments feed stopped.
     base, defs, instance, _ = pipeline
     job = defs.resolve_job_def(DAILY_JOB)
-    landing = [dg.AssetKey(["bronze", table]) for table in (*ENTITIES, "ingest_log")]
     day_folder = base / "raw" / "payments" / "2026" / "09" / "02"
     kept = tmp_path / "kept"
     shutil.move(day_folder, kept)
 
     def checks() -> dict[str, dg.AssetCheckEvaluation]:
-        result = job.execute_in_process(partition_key=DAYS[-1], instance=instance, run_config=RUN_CONFIG,
-                                        asset_selection=landing)
+        result = land(defs, instance, DAYS[-1])
         return {c.asset_key.path[-1]: c for c in check_evaluations(result) if c.check_name == "a_file_every_day"}
 
     def alone(**partition) -> dg.AssetCheckEvaluation:
