@@ -171,12 +171,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize(("signum", "exit_status"), [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 1)])
-def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum, exit_status):
+@pytest.mark.parametrize(("signum", "exit_status", "to_dbt"),
+                         [(signal.SIGTERM, -signal.SIGTERM, False), (signal.SIGINT, 1, False),
+                          (signal.SIGKILL, 1, True)])
+def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum, exit_status, to_dbt):
     # `kill`, `timeout` or a CI cancel signal ecom alone. Its dbt child must end before ecom
     # does: otherwise the pipeline lock is gone while that dbt goes on building. (A SIGINT ends
     # ecom as click ends on Ctrl-C: "Aborted!", status 1.) SIGINT as a terminal has it: a test
-    # run started in the background of a shell inherits it ignored.
+    # run started in the background of a shell inherits it ignored. A dbt killed alone (the
+    # kernel's OOM killer) wrote no summary: ecom says how it ended.
     output = tmp_path / "ecom-run.log"
     with output.open("wb") as log:
         run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
@@ -190,8 +193,14 @@ def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum
             time.sleep(0.1)
         assert children, "ecom run started no dbt"
         time.sleep(2)  # into the build
-        run.send_signal(signum)
+        if to_dbt:
+            os.kill(children[0], signum)
+        else:
+            run.send_signal(signum)
         assert run.wait(timeout=120) == exit_status, output.read_text(errors="replace")[-3000:]
+        if to_dbt:
+            assert "error: dbt build was killed by signal 9; see the log above" in output.read_text(), \
+                output.read_text(errors="replace")[-3000:]
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "dbt outlived ecom"
         settings = Settings.from_env(env)
         with pipeline_lock(settings.chdb_path):

@@ -401,10 +401,12 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         build = ["build", "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
         build += reference.LEAVE_OUT if reference_current == [True] else []
-        if dbt(*build, settings=settings, wait=wait) != 0:
+        if (status := dbt(*build, settings=settings, wait=wait)) != 0:
             # dbt resolves DBT_TARGET_PATH (default `target`) against the project directory.
             results = project_dir() / (os.environ.get("DBT_TARGET_PATH") or "target") / "run_results.json"
-            click.echo(f"error: dbt build failed; see the log above and {results}", err=True)
+            # One ended by a signal wrote no summary, and maybe no log line: say which signal.
+            how = f"was killed by signal {-status}" if status < 0 else "failed"
+            click.echo(f"error: dbt build {how}; see the log above and {results}", err=True)
             sys.exit(1)
         if reference_current != [True]:
             try:
