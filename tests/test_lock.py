@@ -158,17 +158,33 @@ def test_dbt_through_the_plugin_names_a_warehouse_path_it_cannot_use(env, tmp_pa
     assert not (tmp_path / "wh").exists(), "nothing made where chDB would have gone"
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`, from /proc."""
-    found = []
+def _children(pid: int) -> dict[int, str]:
+    """The processes whose parent is `pid`, from /proc, with their start times."""
+    found = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
+            found[int(stat.parent.name)] = fields[19]
     return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # ended since it was listed
+        return ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    """Whether the process `pid` that started at `started` still runs: process ids come round again
+    (every chDB process starts hundreds of threads), and another process may have this one's."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19] == started
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize(("signum", "exit_status", "to_dbt"),
@@ -184,29 +200,30 @@ def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum
     with output.open("wb") as log:
         run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    children: list[int] = []
+    children: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 300
         while not children and run.poll() is None and time.monotonic() < deadline:
-            children = [pid for pid in _children(run.pid)
-                        if "dbt" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+            children = {pid: started for pid, started in _children(run.pid).items()
+                        if "dbt" in _cmdline(pid)}
             time.sleep(0.1)
         assert children, "ecom run started no dbt"
         time.sleep(2)  # into the build
         if to_dbt:
-            os.kill(children[0], signum)
+            os.kill(next(iter(children)), signum)
         else:
             run.send_signal(signum)
         assert run.wait(timeout=120) == exit_status, output.read_text(errors="replace")[-3000:]
         if to_dbt:
             assert "error: dbt build was killed by signal 9; see the log above" in output.read_text(), \
                 output.read_text(errors="replace")[-3000:]
-        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "dbt outlived ecom"
+        assert not [pid for pid, started in children.items() if _alive(pid, started)], "dbt outlived ecom"
         settings = Settings.from_env(env)
         with pipeline_lock(settings.chdb_path):
             connect(settings).close()
     finally:
         run.kill()
-        for pid in children:
-            with suppress(ProcessLookupError):
-                os.kill(pid, 9)
+        for pid, started in children.items():
+            if _alive(pid, started):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, 9)
