@@ -27,10 +27,12 @@ SCREENSHOTS = Path(os.environ.get("ECOM_SCREENSHOT_DIR") or Path(tempfile.gettem
 
 # The order in which the two workers take the test files (`--dist loadfile`, with xdist's own
 # ordering by number of tests turned off): the longest files first, so that neither worker is
-# left with a long file at the end while the other waits. On 2 cores each of these takes one to
-# five minutes; the files not listed take well under one and run after them.
-LONGEST_FIRST = ("test_reliability.py", "test_pipeline.py", "test_orchestration.py", "test_bench.py",
-                 "test_dagster_ui.py", "test_docs_site.py", "test_report.py", "test_plugin.py")
+# left with a long file at the end while the other waits. On 2 cores each of these takes half a
+# minute to nine (wall time: the lock and Dagster UI tests mostly wait); the files not listed take
+# well under one and run after them.
+LONGEST_FIRST = ("test_pipeline.py", "test_orchestration.py", "test_reliability.py", "test_plugin.py",
+                 "test_dagster_ui.py", "test_bench.py", "test_lock.py", "test_cli.py", "test_lint.py",
+                 "test_report.py", "test_docs_site.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
