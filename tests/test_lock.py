@@ -196,43 +196,34 @@ def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum
     # ecom as click ends on Ctrl-C: "Aborted!", status 1.) SIGINT as a terminal has it: a test
     # run started in the background of a shell inherits it ignored. A dbt killed alone (the
     # kernel's OOM killer) wrote no summary: ecom says how it ended.
-    # Once, the SIGTERM variant saw its dbt killed by a SIGTERM that did not come through ecom
-    # (ecom said so and exited 1: ecom ends by a signal it passed on). A process elsewhere that
-    # kills a remembered pid after its process ended can hit any process here: pids come round
-    # within a test run. That one run is taken again.
-    for attempt in (1, 2):
-        output = tmp_path / f"ecom-run-{attempt}.log"
-        with output.open("wb") as log:
-            run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        children: dict[int, str] = {}
-        try:
-            deadline = time.monotonic() + 300
-            while not children and run.poll() is None and time.monotonic() < deadline:
-                children = {pid: started for pid, started in _children(run.pid).items()
-                            if "dbt" in _cmdline(pid)}
-                time.sleep(0.1)
-            assert children, "ecom run started no dbt"
-            time.sleep(2)  # into the build
-            if to_dbt:
-                os.kill(next(iter(children)), signum)
-            else:
-                run.send_signal(signum)
-            status, text = run.wait(timeout=120), output.read_text(errors="replace")
-            if (attempt == 1 and signum == signal.SIGTERM and not to_dbt and status == 1
-                    and "error: dbt build was killed by signal 15" in text):
-                continue
-            assert status == exit_status, text[-3000:]
-            if to_dbt:
-                assert "error: dbt build was killed by signal 9; see the log above" in text, text[-3000:]
-            assert not [pid for pid, started in children.items() if _alive(pid, started)], "dbt outlived ecom"
-            settings = Settings.from_env(env)
-            with pipeline_lock(settings.chdb_path):
-                connect(settings).close()
-            break
-        finally:
-            run.kill()
-            for pid, started in children.items():
-                if _alive(pid, started):
-                    with suppress(ProcessLookupError):
-                        os.kill(pid, 9)
+    output = tmp_path / "ecom-run.log"
+    with output.open("wb") as log:
+        run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    children: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 300
+        while not children and run.poll() is None and time.monotonic() < deadline:
+            children = {pid: started for pid, started in _children(run.pid).items()
+                        if "dbt" in _cmdline(pid)}
+            time.sleep(0.1)
+        assert children, "ecom run started no dbt"
+        time.sleep(2)  # into the build
+        if to_dbt:
+            os.kill(next(iter(children)), signum)
+        else:
+            run.send_signal(signum)
+        assert run.wait(timeout=120) == exit_status, output.read_text(errors="replace")[-3000:]
+        if to_dbt:
+            assert "error: dbt build was killed by signal 9; see the log above" in output.read_text(), \
+                output.read_text(errors="replace")[-3000:]
+        assert not [pid for pid, started in children.items() if _alive(pid, started)], "dbt outlived ecom"
+        settings = Settings.from_env(env)
+        with pipeline_lock(settings.chdb_path):
+            connect(settings).close()
+    finally:
+        run.kill()
+        for pid, started in children.items():
+            if _alive(pid, started):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, 9)
