@@ -171,6 +171,15 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
+def _signals_as_a_shell_has_them() -> None:
+    """SIGINT and SIGTERM handled by default and not blocked, whatever this test process inherited
+    or was left with by the tests before it (a child inherits both the ignored signals and the
+    mask)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -193,13 +202,14 @@ def _alive(pid: int, started: str) -> bool:
 def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum, exit_status, to_dbt):
     # `kill`, `timeout` or a CI cancel signal ecom alone. Its dbt child must end before ecom
     # does: otherwise the pipeline lock is gone while that dbt goes on building. (A SIGINT ends
-    # ecom as click ends on Ctrl-C: "Aborted!", status 1.) SIGINT as a terminal has it: a test
-    # run started in the background of a shell inherits it ignored. A dbt killed alone (the
+    # ecom as click ends on Ctrl-C: "Aborted!", status 1.) SIGINT and SIGTERM as a terminal has
+    # them: a test run started in the background of a shell inherits SIGINT ignored, and in a full
+    # run ecom was once started here with SIGTERM not ending it. A dbt killed alone (the
     # kernel's OOM killer) wrote no summary: ecom says how it ended.
     output = tmp_path / "ecom-run.log"
     with output.open("wb") as log:
         run = subprocess.Popen([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=log, stderr=log,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=_signals_as_a_shell_has_them)
     children: dict[int, str] = {}
     try:
         deadline = time.monotonic() + 300

@@ -318,7 +318,9 @@ def _call_passing_on_signals(command: list[str], **kwargs) -> int:
         for child in started:
             child.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    # A signal ecom was started with ignored (`nohup` ignores SIGHUP) stays ignored, for dbt too.
+    previous = {signum: signal.signal(signum, pass_on) for signum in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         with subprocess.Popen(command, **kwargs) as child:
             started.append(child)
@@ -333,6 +335,9 @@ def _call_passing_on_signals(command: list[str], **kwargs) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
+        # A signal inherited blocked (a parent's mask passes to its children) would stay pending,
+        # and ecom would go on as if its dbt had failed.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {received[0]})
         signal.raise_signal(received[0])
     return code
 
