@@ -1,18 +1,21 @@
 """The `type: chdb` dbt adapter plugin: found by dbt, installable, and good for real dbt work.
 
 dbt runs as a subprocess of the installed CLI, with its target and log folders in tmp_path
-(never the checkout's target/), on a warehouse directory of its own.
+(never the checkout's target/), on a warehouse directory of its own. Parses, which open no
+warehouse, may run several to a dbt process (dbt_parses).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -32,6 +35,36 @@ def dbt(*args: str, env: dict[str, str], project: Path = ROOT) -> subprocess.Com
 def dbt_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return ecom_env(tmp_path / "raw", tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
                     DBT_LOG_PATH=str(tmp_path / "logs"), **extra)
+
+
+# Runs each parse with dbt's programmatic entry point, which the CLI's commands go through too,
+# and ends the output of each with a line of the marker and 1 if it passed, 0 if not.
+_PARSES = """
+import json, os, sys
+from dbt.cli.main import dbtRunner
+for extra, args in json.loads(sys.argv[1]):
+    os.environ.update(extra)
+    result = dbtRunner().invoke(["parse", *args])
+    print(result.exception or "")
+    print(sys.argv[2], int(result.success))
+"""
+
+
+def dbt_parses(*parses: tuple[dict[str, str], list[str]], env: dict[str, str],
+               project: Path = ROOT) -> list[tuple[bool, str]]:
+    """`dbt parse` with each (environment changes, arguments) in turn, in one process of the installed
+    dbt: whether each passed, and its output.
+
+    Each of these parses the project in full (another target, other vars) and none opens the
+    warehouse: a process of its own would add only dbt's start-up, about four seconds of CPU.
+    """
+    marker = "--- the dbt parse passed:"
+    runs = [(extra, [*args, "--project-dir", str(project), "--profiles-dir", str(project)]) for extra, args in parses]
+    result = subprocess.run([sys.executable, "-u", "-c", _PARSES, json.dumps(runs), marker], env=env, cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    parts = re.split(rf"\n{re.escape(marker)} ([01])\n", result.stdout)  # output, flag, output, flag, ..., rest
+    assert result.returncode == 0 and len(parts) == 2 * len(parses) + 1, result.stdout
+    return [(flag == "1", output) for output, flag in zip(parts[0:-1:2], parts[1::2], strict=True)]
 
 
 def test_dbt_finds_the_plugin_in_the_adapters_namespace():
@@ -83,14 +116,34 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def test_build_with_four_threads_and_docs_on_a_plain_project(tmp_path):
-    project = write_project(tmp_path / "project", MINI_PROJECT)
-    env = dbt_env(tmp_path)
+@pytest.fixture(scope="module")
+def plain_project(tmp_path_factory) -> SimpleNamespace:
+    """MINI_PROJECT with its warehouse in the project (a relative path in its profile), built whole
+    by `dbt build` started in its models folder, where dbt finds the project by itself.
 
-    first = dbt("build", env=env, project=project)
+    `.project`, `.env`; `.first`, that build, with `.output` and `.results` (its run results).
+    """
+    root = tmp_path_factory.mktemp("plain")
+    profile = MINI_PROJECT["profiles.yml"].replace("\"{{ env_var('ECOM_CHDB_PATH') }}\"", "data/warehouse")
+    project = write_project(root / "project", {**MINI_PROJECT, "profiles.yml": profile})
+    env = dbt_env(root)
+    # The test run's saved parse is of this repository's project: given it, dbt would read it
+    # only to parse this project in full every time, not once.
+    env.pop("DBT_PARTIAL_PARSE_FILE_PATH", None)
+    command = [str(BIN / "dbt"), "build", "--profiles-dir", str(project)]
+    first = subprocess.run(command, env=env, cwd=project / "models", capture_output=True, text=True, timeout=600)
+    first.output = first.stdout + first.stderr
+    run_results = root / "target" / "run_results.json"
+    first.results = json.loads(run_results.read_text())["results"] if run_results.exists() else []
+    return SimpleNamespace(project=project, env=env, first=first)
+
+
+def test_build_with_four_threads_and_docs_on_a_plain_project(plain_project):
+    project, env, first = plain_project.project, plain_project.env, plain_project.first
+
     assert first.returncode == 0, first.output
     assert "Concurrency: 4 threads (target='dev')" in first.output
-    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    results = first.results
     assert len(results) == 13 and {r["status"] for r in results} <= {"success", "pass"}
     assert len({r["thread_id"] for r in results}) > 1, "nodes ran on more than one thread"
 
@@ -99,10 +152,10 @@ def test_build_with_four_threads_and_docs_on_a_plain_project(tmp_path):
 
     docs = dbt("docs", "generate", env=env, project=project)
     assert docs.returncode == 0, docs.output
-    catalog = json.loads((tmp_path / "target" / "catalog.json").read_text())
+    catalog = json.loads((Path(env["DBT_TARGET_PATH"]) / "catalog.json").read_text())
     assert set(catalog["nodes"]["model.plugin_check.colors"]["columns"]) == {"color_id", "color_name"}
 
-    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+    with session(Settings(chdb_path=project / "data" / "warehouse")) as client:
         assert client.query("SELECT color_name FROM plugin_check.colors ORDER BY color_id").result_rows == [
             ("RED",), ("GREEN",), ("BLUE",)
         ]
@@ -140,8 +193,10 @@ def test_debug_build_and_docs_of_the_bronze_sources(tmp_path):
     env = dbt_env(tmp_path)
     assert run_ecom("load", "--quiet", env=env).returncode == 0
 
-    debug = dbt("debug", env=env)
+    # DBT_TARGET set but empty, as `ecom` reads it: the dev target for plain dbt too.
+    debug = dbt("debug", env={**env, "DBT_TARGET": ""})
     assert debug.returncode == 0 and "All checks passed!" in debug.output, debug.output
+    assert "does not have a target named" not in debug.output, debug.output
     assert "adapter type: chdb" in debug.output
     assert f"  path: {env['ECOM_CHDB_PATH']}\n" in debug.output, debug.output  # the warehouse it opened
 
@@ -229,19 +284,35 @@ def test_a_relative_warehouse_path_is_resolved_once_against_the_project(tmp_path
     assert ChdbCredentials(path="data/warehouse", schema="default").path == str(tmp_path / "data" / "warehouse")
 
 
-def test_dbt_from_a_folder_of_the_project_opens_the_projects_warehouse(tmp_path):
-    profile = MINI_PROJECT["profiles.yml"].replace("\"{{ env_var('ECOM_CHDB_PATH') }}\"", "data/warehouse")
-    project = write_project(tmp_path / "project", {**MINI_PROJECT, "profiles.yml": profile})
-    command = [str(BIN / "dbt"), "build", "--select", "raw_colors", "colors", "--profiles-dir", str(project)]
-    build = subprocess.run(command, env=dbt_env(tmp_path), cwd=project / "models", capture_output=True, text=True,
-                           timeout=600)
-    assert build.returncode == 0, build.stdout + build.stderr
+def test_dbt_from_a_folder_of_the_project_opens_the_projects_warehouse(plain_project):
+    project, first = plain_project.project, plain_project.first
+    assert first.returncode == 0, first.output
     with session(Settings(chdb_path=project / "data" / "warehouse")) as client:
         assert client.command("SELECT count() FROM plugin_check.colors") == 3
     assert not (project / "models" / "data").exists(), "no second warehouse where dbt was started"
 
 
-def test_the_project_parses_for_every_target_with_its_table_engine(tmp_path):
+# Values of the affinity minimum that a parse refuses: `| int` alone read 2.5 as 2.
+REFUSED_AFFINITY_MINIMA = ("2.5", "0")
+
+
+@pytest.fixture(scope="module")
+def project_parses(tmp_path_factory) -> dict[str, tuple[bool, str, Path]]:
+    """Whole parses of the project in one dbt process: the server and cluster targets (no partial
+    parse), then the dev target with each refused affinity minimum. By what they parse: whether it
+    passed, its output and its target folder."""
+    root = tmp_path_factory.mktemp("parses")
+    runs = {"server": ({"DBT_TARGET": "server"}, ["--no-partial-parse"]),
+            "cluster": ({"DBT_TARGET": "cluster"}, ["--no-partial-parse"]),
+            **{value: ({"DBT_TARGET": "dev"}, ["--vars", f"{{affinity_min_orders_together: {value}}}"])
+               for value in REFUSED_AFFINITY_MINIMA}}
+    for name, (extra, _) in runs.items():
+        extra.update(DBT_TARGET_PATH=str(root / name / "target"), DBT_LOG_PATH=str(root / name / "logs"))
+    parses = dbt_parses(*runs.values(), env=dbt_env(root))
+    return {name: (*parse, root / name / "target") for name, parse in zip(runs, parses, strict=True)}
+
+
+def test_the_project_parses_for_every_target_with_its_table_engine(project_parses, tmp_path):
     # Parsing needs no server: hooks and configs render for the server and cluster targets here,
     # where their tests cannot run. On the cluster, tables and seeds are replicated.
     engines = {}
@@ -249,11 +320,15 @@ def test_the_project_parses_for_every_target_with_its_table_engine(tmp_path):
         saved = parsed_project() if target == "dev" else None
         if saved:  # the test run's whole parse of the dev target (conftest.parsed_project)
             manifest = json.loads((saved.parent / "manifest.json").read_text())
-        else:
+        elif target == "dev":
             env = dbt_env(tmp_path / target, DBT_TARGET=target)
             parse = dbt("parse", "--no-partial-parse", env=env)
             assert parse.returncode == 0, (target, parse.output)
             manifest = json.loads((tmp_path / target / "target" / "manifest.json").read_text())
+        else:
+            passed, output, folder = project_parses[target]
+            assert passed, (target, output)
+            manifest = json.loads((folder / "manifest.json").read_text())
         engines[target] = {node["config"]["engine"] for node in manifest["nodes"].values()
                            if node["resource_type"] in ("model", "seed")
                            and node["config"]["materialized"] in ("table", "incremental", "seed")}
@@ -291,16 +366,10 @@ def test_show_of_no_rows_keeps_the_header(tmp_path):
     assert "| order_count | label |" in show.output, show.output
 
 
-def test_the_affinity_minimum_must_be_a_whole_number(tmp_path):
+def test_the_affinity_minimum_must_be_a_whole_number(project_parses):
     # `| int` alone read 2.5 as 2: the mart kept pairs its own test then failed. (Each value is a
     # whole parse of the project; `abc` takes the branch 2.5 takes.)
-    for value in ("2.5", "0"):
-        result = dbt("parse", "--vars", f"{{affinity_min_orders_together: {value}}}", env=dbt_env(tmp_path))
-        assert result.returncode != 0, value
-        assert f"must be a whole number of 1 or more, got {value}" in result.output, value
-
-
-def test_an_empty_dbt_target_is_the_default_for_plain_dbt_too(tmp_path):
-    # As `ecom` reads it: set but empty, dev.
-    result = dbt("debug", env=dbt_env(tmp_path, DBT_TARGET=""))
-    assert result.returncode == 0 and "does not have a target named" not in result.output, result.output
+    for value in REFUSED_AFFINITY_MINIMA:
+        passed, output, _ = project_parses[value]
+        assert not passed, value
+        assert f"must be a whole number of 1 or more, got {value}" in output, value
