@@ -2137,13 +2137,15 @@ def generate(out_dir: Path, start: date, days: int, orders_per_day: int = 1000, 
     out_dir = Path(out_dir)
     end = start + timedelta(days=days - 1)
     origin = _resolve_origin(out_dir, start, end, seed, orders_per_day, dirty_rate)
-    _check_days_to_write(out_dir, start, days, (seed, orders_per_day, dirty_rate, origin.isoformat()))
+    # The size first: looking at the days to write reads a folder per entity and day, most of a
+    # minute for the 49,000 days of a world then refused for its size.
     if (orders := _world_orders(orders_per_day, origin, end)) > MAX_WORLD_ORDERS:
         growth = f", growing {YEARLY_GROWTH:.0%} a year," if YEARLY_GROWTH > 0 else ""
         raise WorldTooLarge(
             f"a world from {origin} to {end} at {orders_per_day:,} order{'s' if orders_per_day > 1 else ''} a day"
             f"{growth} places about {orders:,.0f} orders, more than the {MAX_WORLD_ORDERS:,} a world can hold in "
             "memory; use fewer --orders-per-day or --days")
+    _check_days_to_write(out_dir, start, days, (seed, orders_per_day, dirty_rate, origin.isoformat()))
     workers = _auto_workers(days, orders_per_day) if workers is None else max(1, min(workers, days))
     first, last = _day_num(start), _day_num(end)
     pool = None
