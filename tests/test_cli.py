@@ -258,10 +258,11 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     assert f"{variable} is " in one_error_line(result.stderr) and "File name too long" in result.stderr
 
 
-def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path):
+def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path, run_to_a_gone_reader):
     # dbt reads the lock wait, and the project folder is where it builds: wrong, they stopped the run
-    # after the files had landed.
-    run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", env=env)
+    # after the files had landed. The files: the exports of the fixture's run, into this warehouse.
+    gone_env, gone = run_to_a_gone_reader
+    env = {**env, "ECOM_RAW_DIR": gone_env["ECOM_RAW_DIR"]}
     for variable, value, told in (
             ("ECOM_LOCK_WAIT_SECONDS", "abc", "ECOM_LOCK_WAIT_SECONDS='abc' must be a number"),
             ("ECOM_PROJECT_DIR", str(tmp_path), f"ECOM_PROJECT_DIR={tmp_path} has no dbt_project.yml")):
@@ -269,8 +270,10 @@ def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path):
         assert result.returncode == 1
         assert told in one_error_line(result.stderr), result.stderr
         assert not Path(env["ECOM_CHDB_PATH"]).exists(), "nothing landed"
-    # With --wait, dbt gets the wait from ecom: the variable is not read, so not refused.
-    run_ecom("run", "--wait", "1", "--quiet", env={**env, "ECOM_LOCK_WAIT_SECONDS": "abc"})
+    # With --wait, dbt gets the wait from ecom: the variable is not read, so not refused. That run
+    # (the fixture's) failed at nothing but writing its results for a reader gone.
+    assert [line for line in gone.stderr.splitlines() if line.startswith("error: ")] == [
+        "error: could not write the results to stdout (Broken pipe)"], gone.stderr[-2000:]
 
 
 @pytest.mark.parametrize("command", [("generate", "--out"), ("load", "--raw-dir"), ("report", "--out")])
@@ -315,17 +318,28 @@ def test_load_twice_then_rejects_and_exit_status(env):
     assert [line.split("|")[2].strip() for line in counts.stdout.splitlines()[2:4]] == ["3", "0"]
 
 
-def test_a_reader_gone_from_stdout_stops_no_work(env):
-    # `ecom run | head -1`: the load's counts go out before dbt's build, which must still run;
-    # the command then says why it exits 1. A full disk under stdout is one line too.
+@pytest.fixture(scope="module")
+def run_to_a_gone_reader(tmp_path_factory) -> tuple[dict[str, str], subprocess.CompletedProcess]:
+    """`ecom run --wait 1 | head -1` on a world's first day, with ECOM_LOCK_WAIT_SECONDS='abc': one
+    whole build for the two tests that read what it did."""
+    base = tmp_path_factory.mktemp("gone-reader")
+    env = ecom_env(base / "raw", base / "warehouse")
     run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet", env=env)
     read, write = os.pipe()
     os.close(read)
     try:
-        result = subprocess.run([str(BIN / "ecom"), "run", "--quiet"], env=env, cwd=ROOT, stdout=write,
+        result = subprocess.run([str(BIN / "ecom"), "run", "--wait", "1", "--quiet"],
+                                env={**env, "ECOM_LOCK_WAIT_SECONDS": "abc"}, cwd=ROOT, stdout=write,
                                 stderr=subprocess.PIPE, text=True, timeout=600)
     finally:
         os.close(write)
+    return env, result
+
+
+def test_a_reader_gone_from_stdout_stops_no_work(run_to_a_gone_reader):
+    # `ecom run | head -1`: the load's counts go out before dbt's build, which must still run;
+    # the command then says why it exits 1. A full disk under stdout is one line too.
+    env, result = run_to_a_gone_reader
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr.splitlines()[-1] == "error: could not write the results to stdout (Broken pipe)", \
         result.stderr[-2000:]
