@@ -183,5 +183,4 @@ def dbt_project(root: Path | None = None) -> DbtProject:
 
 
 def dbt_resource(project: DbtProject, current: Settings | None = None) -> DbtCli:
-    return DbtCli(project_dir=project, target=(current or settings()).target,
-                          dbt_executable=dbt_executable())
+    return DbtCli(project_dir=project, target=(current or settings()).target, dbt_executable=dbt_executable())
