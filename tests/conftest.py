@@ -121,6 +121,12 @@ def run_ecom(*args: str, env: dict[str, str], check: bool = True, timeout: float
     return result
 
 
+def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run the installed dbt CLI on the project, as a user would from the checkout."""
+    return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture
 def warehouse(tmp_path, monkeypatch) -> Path:
     """An empty embedded warehouse directory, set as ECOM_CHDB_PATH for this test."""

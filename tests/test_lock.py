@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, ecom_env, run_ecom
+from conftest import BIN, ROOT, dbt, ecom_env, run_ecom
 from ecom.config import Settings
 from ecom.lock import WarehouseLocked, ensure_unlocked, lock_holder, pipeline_lock
 from ecom.warehouse import connect
@@ -119,10 +119,6 @@ def test_dbt_waits_for_a_short_holder(env):
         result = dbt("debug", env=env)
     assert result.returncode == 0, result.stdout[-2000:]
 
-
-def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_dbt_through_the_plugin_says_so_in_one_line(env):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, World, ecom_env, run_ecom
+from conftest import ROOT, World, dbt, ecom_env, run_ecom
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
 from ecom.reference import files_fingerprint
@@ -35,10 +35,6 @@ def query(world_env: dict[str, str], sql: str) -> list[tuple]:
     with session(settings) as client:
         return client.query(sql).result_rows
 
-
-def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
 def manifest_counts(raw_dir: Path) -> tuple[Counter, Counter]:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 import time
 from collections import defaultdict
 from datetime import date, timedelta
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
-from conftest import BIN, ROOT, SCREENSHOTS, World, ecom_env, run_ecom
+from conftest import SCREENSHOTS, World, dbt, ecom_env, run_ecom
 from ecom.config import Settings
 from ecom.report import CHARTS, PAIR_MIN_ORDERS, write_report
 from ecom.warehouse import session
@@ -204,10 +203,8 @@ def test_a_first_day_without_revenue_shows_empty_charts_that_say_so(tmp_path):
     run_ecom("load", "--quiet", env=env)
     # Only what the page reads: the dashboard's exposure and everything upstream of it. A first
     # day's `ecom run`, data tests and all, is test_cli's.
-    build = subprocess.run([str(BIN / "dbt"), "build", "--select", "+exposure:sales_dashboard",
-                            "--exclude-resource-type", "test", "unit_test", "--project-dir", str(ROOT),
-                            "--profiles-dir", str(ROOT)], env=env, cwd=ROOT, capture_output=True, text=True,
-                           timeout=600)
+    build = dbt("build", "--select", "+exposure:sales_dashboard", "--exclude-resource-type", "test", "unit_test",
+                env=env)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-2000:]
     out = tmp_path / "index.html"
     run_ecom("report", "--out", str(out), env=env, timeout=120)
