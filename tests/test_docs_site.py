@@ -1,4 +1,5 @@
-"""The dbt docs site: overview, exposures and lineage, generated on a built warehouse and browsed.
+"""The dbt docs site: every node and column described, overview, exposures and lineage,
+generated on a built warehouse and browsed.
 
 `dbt docs generate` runs on the shared test world (its own target directory), then `dbt docs
 serve` serves it on a free local port as `make docs` does, and headless Chromium opens the
@@ -55,6 +56,22 @@ def docs_target(world: World, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def manifest(docs_target: Path) -> dict:
     return json.loads((docs_target / "manifest.json").read_text())
+
+
+def test_every_model_source_seed_and_column_is_described(docs_target: Path, manifest: dict):
+    catalog = json.loads((docs_target / "catalog.json").read_text())
+    nodes = {**manifest["nodes"], **manifest["sources"]}
+    missing = []
+    for unique_id, entry in {**catalog["nodes"], **catalog["sources"]}.items():
+        node = nodes[unique_id]
+        if not node.get("description", "").strip():
+            missing.append(unique_id)
+        documented = {name.lower(): column for name, column in node.get("columns", {}).items()}
+        for column in entry["columns"]:
+            if not documented.get(column.lower(), {}).get("description", "").strip():
+                missing.append(f"{unique_id}.{column}")
+    assert len(catalog["nodes"]) > 20
+    assert not missing, missing
 
 
 def test_overview_explains_the_project(manifest):

@@ -1,4 +1,4 @@
-"""Raw to gold on generated worlds: figures, dirt accounting, incremental runs, docs coverage.
+"""Raw to gold on generated worlds: figures, dirt accounting, incremental runs, unit tests.
 
 Each test drives the real CLI (`ecom generate`, `ecom run`), real dbt and the embedded
 engine, and checks gold against what the raw files and the generator's manifest say.
@@ -586,24 +586,3 @@ def test_the_unit_tests_pass(world: World):
     results = json.loads((target / "run_results.json").read_text())["results"]
     ran = {r["unique_id"]: r["status"] for r in results if r["unique_id"].startswith("unit_test.")}
     assert unit_tests and ran == dict.fromkeys(unit_tests, "pass"), ran
-
-
-def test_every_model_source_seed_and_column_is_described(world: World):
-    env = {**world.env, "DBT_TARGET_PATH": world.env["DBT_TARGET_PATH"]}
-    result = dbt("docs", "generate", env=env)
-    assert result.returncode == 0, result.stdout[-2000:]
-    target = Path(env["DBT_TARGET_PATH"])
-    manifest = json.loads((target / "manifest.json").read_text())
-    catalog = json.loads((target / "catalog.json").read_text())
-    nodes = {**manifest["nodes"], **manifest["sources"]}
-    missing = []
-    for unique_id, entry in {**catalog["nodes"], **catalog["sources"]}.items():
-        node = nodes[unique_id]
-        if not node.get("description", "").strip():
-            missing.append(unique_id)
-        documented = {name.lower(): column for name, column in node.get("columns", {}).items()}
-        for column in entry["columns"]:
-            if not documented.get(column.lower(), {}).get("description", "").strip():
-                missing.append(f"{unique_id}.{column}")
-    assert len(catalog["nodes"]) > 20
-    assert not missing, missing
