@@ -3,7 +3,8 @@
     can leave part of its rows, and the `max(_ingested_at)` watermarks would then skip the rest
     for good. Each model records the watermark of its last finished run (post-hook); the next
     run first removes the rows above it, the remains of an unfinished run (pre-hook), and so
-    redoes that run’s work in full. -#}
+    redoes that run’s work in full. A hook with nothing to run renders nothing: dbt sends no
+    statement for an empty hook (a `select 1` in its place cost a statement per model). -#}
 
 {% macro incremental_state_table() -%}
 ecom_state.incremental_watermarks
@@ -130,7 +131,6 @@ ecom_state.incremental_watermarks
             {%- endfor -%}
         {%- endif -%}
     {%- endif -%}
-    select 1
 {%- endmacro %}
 
 {#- pre-hook: an incremental model that has rows above the watermark of its last finished run
@@ -147,9 +147,10 @@ ecom_state.incremental_watermarks
         {%- if existing is not none -%}
             {%- do refuse_stale_inputs() -%}
             {%- set name = this.schema ~ '.' ~ this.identifier -%}
-            {%- set finished = run_query("select count() from " ~ incremental_state_table()
-                                         ~ " where model = '" ~ name ~ "'").rows[0][0] > 0 -%}
-            {%- if not finished -%}
+            {#- Whether a run finished, and the watermark of the last one, in one read. -#}
+            {%- set last_run = run_query("select count(), toString(argMax(watermark, recorded_at)) from "
+                                         ~ incremental_state_table() ~ " where model = '" ~ name ~ "'").rows[0] -%}
+            {%- if last_run[0] == 0 -%}
                 {%- do run_query("truncate table " ~ this) -%}
                 {#- The table keeps its UUID but may number its blocks from 1 again. -#}
                 {%- do run_query("delete from " ~ test_passes_table() ~ " where relation_uuid = "
@@ -157,8 +158,7 @@ ecom_state.incremental_watermarks
             {%- else -%}
                 {#- The watermark as a literal: on a cluster each replica runs a mutation’s
                     subqueries itself, and `ecom_state` is on one host. -#}
-                {%- set watermark = run_query("select toString(" ~ finished_watermark() ~ ")").rows[0][0] -%}
-                {%- set above = "_ingested_at > toDateTime64('" ~ watermark ~ "', 3, 'UTC')" -%}
+                {%- set above = "_ingested_at > toDateTime64('" ~ last_run[1] ~ "', 3, 'UTC')" -%}
                 {%- set left_over = run_query("select count() from " ~ this ~ " where " ~ above).rows[0][0] -%}
                 {%- if left_over > 0 -%}
                     {{ log("removing " ~ left_over ~ " rows of an unfinished run from " ~ name, info=true) }}
@@ -168,7 +168,6 @@ ecom_state.incremental_watermarks
             {%- endif -%}
         {%- endif -%}
     {%- endif -%}
-    select 1
 {%- endmacro %}
 
 {#- post-hook: the watermark of the run that just finished; a table model records when it was
@@ -180,8 +179,6 @@ ecom_state.incremental_watermarks
     {%- elif model.config.materialized == 'table' -%}
         insert into {{ incremental_state_table() }} (model, watermark)
         select '{{ this.schema ~ "." ~ this.identifier }}', toDateTime64(0, 3, 'UTC')
-    {%- else -%}
-        select 1
     {%- endif -%}
 {%- endmacro %}
 

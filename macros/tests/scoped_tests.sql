@@ -169,7 +169,5 @@ toUInt64(splitByChar('_', _part)[3])
         select test, relation_uuid, code_hash, watermark, 'passed', invocation_id
         from {{ test_passes_table() }}
         where status = 'pending' and invocation_id = '{{ invocation_id }}' and test in ({{ passed | join(', ') }})
-    {%- else -%}
-        select 1
     {%- endif -%}
 {%- endmacro %}
