@@ -4,7 +4,7 @@
     for good. Each model records the watermark of its last finished run (post-hook); the next
     run first removes the rows above it, the remains of an unfinished run (pre-hook), and so
     redoes that run’s work in full. A hook with nothing to run renders nothing: dbt sends no
-    statement for an empty hook (a `select 1` in its place cost a statement per model). -#}
+    statement for an empty hook (a placeholder such as `select 1` would cost one per model). -#}
 
 {% macro incremental_state_table() -%}
 ecom_state.incremental_watermarks
