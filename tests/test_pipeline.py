@@ -11,11 +11,13 @@ import re
 import shutil
 import subprocess
 from collections import Counter
+from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from clickhouse_connect.driver.client import Client
 
 from conftest import ROOT, World, dbt, ecom_env, run_ecom
 from ecom.config import Settings
@@ -30,10 +32,18 @@ SILVER_RULES = ("silver rules 5: exact duplicates are the copies of a row furthe
                 "tabs and no-break spaces trimmed")
 
 
+def connect(world_env: dict[str, str]) -> AbstractContextManager[Client]:
+    """A session on the world's warehouse, for queries in a row: each opening starts the engine."""
+    return session(Settings(chdb_path=Path(world_env["ECOM_CHDB_PATH"])))
+
+
+def fetch(client: Client, sql: str) -> list[tuple]:
+    return client.query(sql).result_rows
+
+
 def query(world_env: dict[str, str], sql: str) -> list[tuple]:
-    settings = Settings(chdb_path=Path(world_env["ECOM_CHDB_PATH"]))
-    with session(settings) as client:
-        return client.query(sql).result_rows
+    with connect(world_env) as client:
+        return fetch(client, sql)
 
 
 
@@ -80,7 +90,7 @@ def test_the_demo_summary_counts_the_quarantined_rows_by_entity_and_reason(world
     from ecom.demo import summary
 
     injected, _ = manifest_counts(world.raw_dir)
-    with session(Settings(chdb_path=Path(world.env["ECOM_CHDB_PATH"]))) as client:
+    with connect(world.env) as client:
         text = summary(client)
     assert f"Quarantined rows: {sum(injected.values()):,} " in text, text
     for (entity, reason), count in injected.items():
@@ -220,7 +230,7 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
                "AND engine LIKE '%MergeTree') AND name NOT IN ('_batch_id', '_ingested_at') "
                "GROUP BY database, table ORDER BY database, table")
     fingerprints = {}
-    with session(Settings(chdb_path=Path(env["ECOM_CHDB_PATH"]))) as client:
+    with connect(env) as client:
         for database, table, names in client.query(columns).result_rows:
             column_list = ", ".join(f"`{c}`" for c in names)
             sql = f"SELECT count(), sum(cityHash64(tuple({column_list}))) FROM {database}.`{table}`"
@@ -282,23 +292,21 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         if offset == 1:
             # A warehouse built by earlier versions of the models: reconciliation before it was
             # incremental has no watermark column, orders_versions fingerprints of another type
-            # (sipHash128's FixedString(16)). The next run builds both anew.
-            with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+            # (sipHash128's FixedString(16)). The next run builds both anew. And a reference table
+            # changed behind dbt's back: the next run loads the seeds again.
+            with connect(daily) as client:
                 client.command("ALTER TABLE silver.reconciliation DROP INDEX ingested_at_minmax")
                 client.command("ALTER TABLE silver.reconciliation DROP COLUMN _ingested_at")
                 client.command("ALTER TABLE silver.orders_versions DROP COLUMN _row_hash")
                 client.command("ALTER TABLE silver.orders_versions ADD COLUMN _row_hash FixedString(16)")
+                client.command("ALTER TABLE reference.countries UPDATE country_name = 'Elsewhere' "
+                               "WHERE country_code = 'DE' SETTINGS mutations_sync = 2")
         if offset == 0:
             # A first build of reconciliation stopped between its CREATE and its INSERT: the
             # table is there, empty, with no finished run. The next run counts every day again.
-            with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+            with connect(daily) as client:
                 client.command("TRUNCATE TABLE silver.reconciliation")
                 client.command("DELETE FROM ecom_state.incremental_watermarks WHERE model = 'silver.reconciliation'")
-        if offset == 1:
-            # A reference table changed behind dbt's back: the next run loads the seeds again.
-            with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
-                client.command("ALTER TABLE reference.countries UPDATE country_name = 'Elsewhere' "
-                               "WHERE country_code = 'DE' SETTINGS mutations_sync = 2")
         day = start + timedelta(days=history + offset)
         if offset == days - 1:
             # Builds of only some models first. The facts and mart_data_quality build on their
@@ -319,13 +327,15 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         seeds_built = {result["unique_id"].split(".")[-1] for result in json.loads(
             (tmp_path / "t1" / "run_results.json").read_text())["results"] if result["unique_id"].startswith("seed.")}
         assert seeds_built == (set() if offset != 1 else {path.stem for path in (ROOT / "seeds").glob("*.csv")})
-        assert query(daily, "SELECT country_name FROM reference.countries WHERE country_code = 'DE'") == [("Germany",)]
-        if offset == 0:
-            landed_days = " UNION ALL ".join(
-                f"SELECT DISTINCT '{entity}', _file_date FROM bronze.{entity}"
-                for entity in ("customers", "products", "orders", "order_items", "payments"))
-            assert query(daily, "SELECT count() FROM silver.reconciliation") == \
-                query(daily, f"SELECT count() FROM ({landed_days})")
+        with connect(daily) as client:
+            assert fetch(client, "SELECT country_name FROM reference.countries WHERE country_code = 'DE'") == [
+                ("Germany",)]
+            if offset == 0:
+                landed_days = " UNION ALL ".join(
+                    f"SELECT DISTINCT '{entity}', _file_date FROM bronze.{entity}"
+                    for entity in ("customers", "products", "orders", "order_items", "payments"))
+                assert fetch(client, "SELECT count() FROM silver.reconciliation") == \
+                    fetch(client, f"SELECT count() FROM ({landed_days})")
     # The temporary tables the runs dropped are gone with them (profiles.yml), not left for
     # every later process to load until the engine's eight minutes have passed.
     assert query(daily, "SELECT count() FROM system.dropped_tables") == [(0,)]
@@ -344,31 +354,33 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert incremental == refreshed
     order_month = (late_header - timedelta(days=2)).replace(day=1)
     assert order_month.month != late_payment.month
-    assert query(daily, "SELECT fx_month FROM gold.fct_payments WHERE payment_id = 'P-LATE'") == [(order_month,)]
     reverted_lines = ("SELECT line_number, quantity, _file_date, _row_number FROM silver.order_items "
                       "WHERE order_id = 'O-REVERT' ORDER BY line_number")
-    assert query(daily, reverted_lines) == [(1, 2, first + timedelta(days=2), 1), (2, 1, first + timedelta(days=3), 3),
-                                            (3, 4, first + timedelta(days=2), 2)]
-    assert query(daily, "SELECT _file_date, _row_number, quantity, _is_duplicate FROM silver.order_items_versions "
-                        "WHERE order_id = 'O-REVERT' ORDER BY _file_date, _row_number") == [
-        (first, 1, 2, False), (first + timedelta(days=1), 1, 3, False), (first + timedelta(days=2), 1, 2, False),
-        (first + timedelta(days=2), 2, 4, False), (first + timedelta(days=3), 1, 1, True),
-        (first + timedelta(days=3), 2, 5, False), (first + timedelta(days=3), 3, 1, False)]
-    assert query(daily, "SELECT item_quantity FROM gold.fct_orders WHERE order_id = 'O-REVERT'") == [(7,)]
-    for model in ("sales_by_month", "pairs_by_month"):
-        assert query(daily, months.format(model)) == [(date(2026, 11, 1),), (date(2026, 12, 1),)]
+    with connect(daily) as client:
+        assert fetch(client, "SELECT fx_month FROM gold.fct_payments WHERE payment_id = 'P-LATE'") == [(order_month,)]
+        assert fetch(client, reverted_lines) == [
+            (1, 2, first + timedelta(days=2), 1), (2, 1, first + timedelta(days=3), 3),
+            (3, 4, first + timedelta(days=2), 2)]
+        assert fetch(client, "SELECT _file_date, _row_number, quantity, _is_duplicate FROM silver.order_items_versions "
+                            "WHERE order_id = 'O-REVERT' ORDER BY _file_date, _row_number") == [
+            (first, 1, 2, False), (first + timedelta(days=1), 1, 3, False), (first + timedelta(days=2), 1, 2, False),
+            (first + timedelta(days=2), 2, 4, False), (first + timedelta(days=3), 1, 1, True),
+            (first + timedelta(days=3), 2, 5, False), (first + timedelta(days=3), 3, 1, False)]
+        assert fetch(client, "SELECT item_quantity FROM gold.fct_orders WHERE order_id = 'O-REVERT'") == [(7,)]
+        for model in ("sales_by_month", "pairs_by_month"):
+            assert fetch(client, months.format(model)) == [(date(2026, 11, 1),), (date(2026, 12, 1),)]
 
     # A product seen for the first time after mart_data_quality was built: the days on which the
     # mart counted its lines as unknown are counted again, though no file landed to reach them.
     # The mart's table gets the row it would hold had it been built without the product, and
     # the product's versions land again, as new ones, behind dbt's back.
-    [(product, day_of_lines)] = query(
-        daily, "SELECT product_id, _file_date FROM silver.order_items WHERE product_id IN "
-               "(SELECT product_id FROM silver.products) AND _file_date < (SELECT max(_file_date) FROM "
-               "silver.order_items) ORDER BY _file_date, product_id LIMIT 1")
-    unknown_lines = ("SELECT sum(value) FROM gold.mart_data_quality WHERE entity = 'order_items' "
-                     f"AND metric = 'unknown_product_lines' AND file_date = '{day_of_lines}'")
-    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+    with connect(daily) as client:
+        [(product, day_of_lines)] = fetch(
+            client, "SELECT product_id, _file_date FROM silver.order_items WHERE product_id IN "
+                    "(SELECT product_id FROM silver.products) AND _file_date < (SELECT max(_file_date) FROM "
+                    "silver.order_items) ORDER BY _file_date, product_id LIMIT 1")
+        unknown_lines = ("SELECT sum(value) FROM gold.mart_data_quality WHERE entity = 'order_items' "
+                         f"AND metric = 'unknown_product_lines' AND file_date = '{day_of_lines}'")
         client.command(
             "INSERT INTO gold.mart_data_quality (entity, file_date, check_category, metric, reason, value, "
             "_ingested_at) SELECT 'order_items', _file_date, 'integrity', "
@@ -381,7 +393,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         client.command(f"DELETE FROM silver.products_versions WHERE product_id = '{product}'")
         client.command("INSERT INTO silver.products_versions SELECT * REPLACE (now64(3, 'UTC') AS _ingested_at) "
                        "FROM default.kept_versions")
-    planted = query(daily, unknown_lines)[0][0]
+        planted = fetch(client, unknown_lines)[0][0]
 
     # With no new data, the models kept by month rebuild no month: no partition is swapped in,
     # so no part gets a new block number (merges keep the highest one).
@@ -393,35 +405,35 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     result = dbt("run", "-s", "int_product_sales_by_month", "int_product_pairs_by_month", "mart_data_quality",
                  env=daily)
     assert result.returncode == 0, result.stdout[-2000:]
-    assert query(daily, parts) == before
-
-    unknown = query(daily, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
-                           "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
-    assert planted > unknown
-    assert query(daily, unknown_lines)[0][0] == unknown
+    with connect(daily) as client:
+        assert fetch(client, parts) == before
+        unknown = fetch(client, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
+                               "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
+        assert planted > unknown
+        assert fetch(client, unknown_lines)[0][0] == unknown
 
     # A model's `max(_ingested_at)` is read from the rows at or above its last finished run's
     # watermark (newest_ingested_at), and is the same value when there are none: silver.products
     # loses those rows behind dbt's back, silver.payments its finished runs.
     state = "ecom_state.incremental_watermarks"
     finished = f"(SELECT argMax(watermark, recorded_at) FROM {state} WHERE model = 'silver.products')"
-    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+    with connect(daily) as client:
         client.command(f"DELETE FROM silver.products WHERE _ingested_at >= {finished}")
         client.command(f"DELETE FROM {state} WHERE model = 'silver.payments'")
     models = ("orders", "products", "payments")
     result = dbt("compile", "--quiet", "--output", "json", "--inline",
                  "select " + ", ".join(f"{{{{ newest_ingested_at(ref('{model}')) }}}}" for model in models), env=daily)
     assert result.returncode == 0, result.stdout[-2000:]
-    newest = query(daily, json.loads(result.stdout)["compiled"])
-    assert newest == query(daily, "SELECT " + ", ".join(f"(SELECT max(_ingested_at) FROM silver.{model})"
-                                                         for model in models))
-    assert query(daily, f"SELECT count() FROM silver.products WHERE _ingested_at < {finished}")[0][0] > 0
+    with connect(daily) as client:
+        newest = fetch(client, json.loads(result.stdout)["compiled"])
+        assert newest == fetch(client, "SELECT " + ", ".join(f"(SELECT max(_ingested_at) FROM silver.{model})"
+                                                             for model in models))
+        assert fetch(client, f"SELECT count() FROM silver.products WHERE _ingested_at < {finished}")[0][0] > 0
 
-    # A warehouse whose versions earlier rules of silver built (a table with finished runs and
-    # another comment): every run but a full refresh stops, naming it and what to do.
-    assert query(daily, "SELECT DISTINCT comment FROM system.tables WHERE database = 'silver' "
-                        "AND name LIKE '%\\_versions'") == [(SILVER_RULES,)]
-    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+        # A warehouse whose versions earlier rules of silver built (a table with finished runs and
+        # another comment): every run but a full refresh stops, naming it and what to do.
+        assert fetch(client, "SELECT DISTINCT comment FROM system.tables WHERE database = 'silver' "
+                            "AND name LIKE '%\\_versions'") == [(SILVER_RULES,)]
         client.command("ALTER TABLE silver.payments_versions MODIFY COMMENT "
                        "'exact duplicates: the copies of a row further up the same file'")  # rules 1
     result = dbt("build", "-s", "payments", env=daily)
@@ -430,8 +442,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     assert "`ecom run --full-refresh`" in result.stdout, result.stdout[-2000:]
     # One older still, from before runs were recorded: it stops as a whole too, emptying nothing
     # (each model took its table for an unfinished first build).
-    payments = query(daily, "SELECT count() FROM silver.payments")
-    with session(Settings(chdb_path=Path(daily["ECOM_CHDB_PATH"]))) as client:
+    with connect(daily) as client:
+        payments = fetch(client, "SELECT count() FROM silver.payments")
         client.command("DROP DATABASE ecom_state")
     result = dbt("build", "-s", "payments", env=daily)
     assert result.returncode != 0, result.stdout[-2000:]
@@ -441,18 +453,19 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     # On a warehouse whose tests pass, the checksums of the tests that compare whole tables
     # agree, so their key-by-key checks read nothing.
     compiled = Path(full["DBT_TARGET_PATH"]) / "compiled" / "ecom" / "data_tests" / "gold"
-    for test in ("gold_fct_order_items_match_orders", "gold_fct_payments_match_silver", "gold_fct_orders_match_silver"):
-        sql = (compiled / f"{test}.sql").read_text()
-        gate = sql[:sql.index("\n),", sql.index("tables_agree as ("))] + "\n)\nselect agree from tables_agree"
-        assert query(full, gate) == [(1,)], test
-
-    # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
-    # No run touches its day again, so it takes the full recount of every day.
     passed = ("SELECT count() FROM ecom_state.test_passes WHERE status = 'passed' "
               "AND test LIKE 'test.ecom.source_unique_combination_of_columns_bronze_order_items%'")
-    [(lost_order, lost_line)] = query(full, "SELECT order_id, line_number FROM silver.order_items "
-                                            "ORDER BY order_id, line_number LIMIT 1")
-    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+    with connect(full) as client:
+        for test in ("gold_fct_order_items_match_orders", "gold_fct_payments_match_silver",
+                     "gold_fct_orders_match_silver"):
+            sql = (compiled / f"{test}.sql").read_text()
+            gate = sql[:sql.index("\n),", sql.index("tables_agree as ("))] + "\n)\nselect agree from tables_agree"
+            assert fetch(client, gate) == [(1,)], test
+
+        # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
+        # No run touches its day again, so it takes the full recount of every day.
+        [(lost_order, lost_line)] = fetch(client, "SELECT order_id, line_number FROM silver.order_items "
+                                                 "ORDER BY order_id, line_number LIMIT 1")
         client.command(f"DELETE FROM silver.order_items WHERE order_id = '{lost_order}' AND line_number = {lost_line}")
     result = dbt("build", "-s", "reconciliation+", "--full-refresh", env=full)
     assert result.returncode != 0
@@ -460,14 +473,14 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     # More faults behind dbt's back: a payment lost in silver, the line's customer key in
     # fct_order_items changed to one no dim_customers row has, a cent more on another order's
     # line than its header adds up to, and a third order lost in silver.
-    [lost_payment] = query(full, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
-    [(dearer_order, dearer_line)] = query(full, "SELECT order_id, line_number FROM gold.fct_order_items "
-                                                f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
-    [gone_order, stale_order, moved_order, unmapped_order, orphaned_order] = [row[0] for row in query(
-        full, "SELECT order_id FROM gold.fct_orders WHERE customer_key != '-1' AND order_id IN (SELECT order_id FROM "
-              f"gold.fct_order_items WHERE product_id != '-1') AND order_id NOT IN ('{lost_order}', '{dearer_order}') "
-              "ORDER BY order_id LIMIT 5")]
-    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+    with connect(full) as client:
+        [lost_payment] = fetch(client, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
+        [(dearer_order, dearer_line)] = fetch(client, "SELECT order_id, line_number FROM gold.fct_order_items "
+                                                     f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
+        [gone_order, stale_order, moved_order, unmapped_order, orphaned_order] = [row[0] for row in fetch(
+            client, "SELECT order_id FROM gold.fct_orders WHERE customer_key != '-1' AND order_id IN (SELECT order_id "
+                    f"FROM gold.fct_order_items WHERE product_id != '-1') AND order_id NOT IN ('{lost_order}', "
+                    f"'{dearer_order}') ORDER BY order_id LIMIT 5")]
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
                        f"WHERE order_id = '{lost_order}' AND line_number = {lost_line} SETTINGS mutations_sync = 2")
@@ -518,23 +531,23 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     for test in (payments_test, keys_test, "source_unique_combination_of_columns_bronze_order_items",
                  "source_lineage_columns_not_nullable_bronze_order_items"):
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
-    assert sorted(query(full, (compiled / f"{lines_test}.sql").read_text())) == sorted([
-        (lost_order, "lines differ between silver.order_items and fct_order_items"),
-        (dearer_order, "lines differ between silver.order_items and fct_order_items"),  # not silver's amount
-        (dearer_order, "order totals differ from its lines"),
-        (moved_order, "lines differ between silver.order_items and fct_order_items"),
-    ])
-    assert sorted(query(full, (compiled / f"{orders_test}.sql").read_text())) == sorted([
-        (gone_order, "not in silver.orders"), (stale_order, "differs from silver.orders (a stale version?)")])
-    unmapped = query(full, (compiled / f"{late_test}.sql").read_text())
-    assert {(row[0], row[1].split(" line ")[0]) for row in unmapped} == {
-        ("fct_order_items", unmapped_order), ("fct_orders", orphaned_order)}, unmapped
-    assert query(full, (compiled / f"{payments_test}.sql").read_text()) == \
-        [(lost_payment, "not in silver.payments")]
-
     assert re.search(rf"FAIL \d+ {rates_test}", result.stdout), result.stdout[-2000:]
     assert f"FAIL 1 {blank_test}" in result.stdout, result.stdout[-2000:]
-    findings = query(full, (compiled / f"{rates_test}.sql").read_text())
+    with connect(full) as client:
+        assert sorted(fetch(client, (compiled / f"{lines_test}.sql").read_text())) == sorted([
+            (lost_order, "lines differ between silver.order_items and fct_order_items"),
+            (dearer_order, "lines differ between silver.order_items and fct_order_items"),  # not silver's amount
+            (dearer_order, "order totals differ from its lines"),
+            (moved_order, "lines differ between silver.order_items and fct_order_items"),
+        ])
+        assert sorted(fetch(client, (compiled / f"{orders_test}.sql").read_text())) == sorted([
+            (gone_order, "not in silver.orders"), (stale_order, "differs from silver.orders (a stale version?)")])
+        unmapped = fetch(client, (compiled / f"{late_test}.sql").read_text())
+        assert {(row[0], row[1].split(" line ")[0]) for row in unmapped} == {
+            ("fct_order_items", unmapped_order), ("fct_orders", orphaned_order)}, unmapped
+        assert fetch(client, (compiled / f"{payments_test}.sql").read_text()) == \
+            [(lost_payment, "not in silver.payments")]
+        findings = fetch(client, (compiled / f"{rates_test}.sql").read_text())
     assert {(fact, code, fx_month) for fact, code, fx_month, _, _ in findings} <= \
         {("fct_orders", currency, month), ("fct_payments", currency, month)}, findings
     assert ("fct_orders", currency, month) in {finding[:3] for finding in findings}, findings
@@ -547,14 +560,14 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     passes = ("INSERT INTO ecom_state.test_passes (test, relation_uuid, code_hash, watermark, status, invocation_id) "
               "SELECT test, relation_uuid, {hash}, {mark}, 'passed', '' FROM ecom_state.test_passes "
               f"WHERE test LIKE 'test.ecom.{test}.%' AND status = {{status}} ORDER BY recorded_at DESC LIMIT 1")
-    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+    with connect(full) as client:
         client.command("INSERT INTO gold.fct_orders SELECT * FROM gold.fct_orders LIMIT 1")
         client.command(passes.format(hash="'other sql'", mark=10**15, status="'passed'"))
     for _ in range(2):
         result = dbt("test", "-s", test, env=full)
         assert result.returncode != 0 and f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
     # A pass of this SQL at the table's highest block: the test reads no row, and passes.
-    with session(Settings(chdb_path=Path(full["ECOM_CHDB_PATH"]))) as client:
+    with connect(full) as client:
         client.command(passes.format(hash="code_hash", mark="(SELECT max(_block_number) FROM gold.fct_orders)",
                                      status="'pending'"))
     result = dbt("test", "-s", test, env=full)
