@@ -1,4 +1,4 @@
-"""`make lint` stays clean: ruff on the Python, sqlfluff on the models and macros.
+"""`make lint` stays clean: ruff on the Python, sqlfluff on the SQL the models render.
 
 The test runs the Makefile's own recipe, with this interpreter's environment and without
 installing anything (`-o` takes the install stamp as done). The recipe compiles the project for
