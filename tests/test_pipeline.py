@@ -231,10 +231,10 @@ def _table_fingerprints(env: dict[str, str]) -> dict[str, tuple[int, int]]:
                "GROUP BY database, table ORDER BY database, table")
     fingerprints = {}
     with connect(env) as client:
-        for database, table, names in client.query(columns).result_rows:
+        for database, table, names in fetch(client, columns):
             column_list = ", ".join(f"`{c}`" for c in names)
             sql = f"SELECT count(), sum(cityHash64(tuple({column_list}))) FROM {database}.`{table}`"
-            count, digest = client.query(sql).result_rows[0]
+            count, digest = fetch(client, sql)[0]
             fingerprints[f"{database}.{table}"] = (count, digest)
     return fingerprints
 
@@ -362,7 +362,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
             (1, 2, first + timedelta(days=2), 1), (2, 1, first + timedelta(days=3), 3),
             (3, 4, first + timedelta(days=2), 2)]
         assert fetch(client, "SELECT _file_date, _row_number, quantity, _is_duplicate FROM silver.order_items_versions "
-                            "WHERE order_id = 'O-REVERT' ORDER BY _file_date, _row_number") == [
+                             "WHERE order_id = 'O-REVERT' ORDER BY _file_date, _row_number") == [
             (first, 1, 2, False), (first + timedelta(days=1), 1, 3, False), (first + timedelta(days=2), 1, 2, False),
             (first + timedelta(days=2), 2, 4, False), (first + timedelta(days=3), 1, 1, True),
             (first + timedelta(days=3), 2, 5, False), (first + timedelta(days=3), 3, 1, False)]
@@ -408,7 +408,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     with connect(daily) as client:
         assert fetch(client, parts) == before
         unknown = fetch(client, f"SELECT count() FROM silver.order_items WHERE _file_date = '{day_of_lines}' "
-                               "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
+                                "AND product_id NOT IN (SELECT product_id FROM silver.products)")[0][0]
         assert planted > unknown
         assert fetch(client, unknown_lines)[0][0] == unknown
 
@@ -433,7 +433,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         # A warehouse whose versions earlier rules of silver built (a table with finished runs and
         # another comment): every run but a full refresh stops, naming it and what to do.
         assert fetch(client, "SELECT DISTINCT comment FROM system.tables WHERE database = 'silver' "
-                            "AND name LIKE '%\\_versions'") == [(SILVER_RULES,)]
+                             "AND name LIKE '%\\_versions'") == [(SILVER_RULES,)]
         client.command("ALTER TABLE silver.payments_versions MODIFY COMMENT "
                        "'exact duplicates: the copies of a row further up the same file'")  # rules 1
     result = dbt("build", "-s", "payments", env=daily)
@@ -465,7 +465,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         # A broken invariant fails the build loudly: lose one silver order line behind dbt's back.
         # No run touches its day again, so it takes the full recount of every day.
         [(lost_order, lost_line)] = fetch(client, "SELECT order_id, line_number FROM silver.order_items "
-                                                 "ORDER BY order_id, line_number LIMIT 1")
+                                                  "ORDER BY order_id, line_number LIMIT 1")
         client.command(f"DELETE FROM silver.order_items WHERE order_id = '{lost_order}' AND line_number = {lost_line}")
     result = dbt("build", "-s", "reconciliation+", "--full-refresh", env=full)
     assert result.returncode != 0
@@ -476,7 +476,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     with connect(full) as client:
         [lost_payment] = fetch(client, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
         [(dearer_order, dearer_line)] = fetch(client, "SELECT order_id, line_number FROM gold.fct_order_items "
-                                                     f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
+                                                      f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
         [gone_order, stale_order, moved_order, unmapped_order, orphaned_order] = [row[0] for row in fetch(
             client, "SELECT order_id FROM gold.fct_orders WHERE customer_key != '-1' AND order_id IN (SELECT order_id "
                     f"FROM gold.fct_order_items WHERE product_id != '-1') AND order_id NOT IN ('{lost_order}', "
