@@ -46,7 +46,6 @@ def query(world_env: dict[str, str], sql: str) -> list[tuple]:
         return fetch(client, sql)
 
 
-
 def manifest_counts(raw_dir: Path) -> tuple[Counter, Counter]:
     quarantine, duplicates = Counter(), Counter()
     for path in (raw_dir / "_manifest").glob("*.json"):
