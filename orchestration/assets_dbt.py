@@ -9,7 +9,10 @@ each test's check says what it checks (`dbt_test_description`).
 A partition run is a plain `dbt build` (without the unit tests): the models are incremental on
 new bronze batches, so after a day has landed the build is that day's increment. dbt tests of
 severity error are blocking checks, and `dbt build` itself skips every model downstream of a
-failing one, so bad data does not reach gold.
+failing one, so bad data does not reach gold. As in `ecom run`, a run that builds models leaves
+the seeds and their tests out while the reference tables hold what the seed files held at their
+last load that passed (`ecom.reference`): their assets are materialized with `reloaded: false`
+and their checks are not evaluated again. A run of the reference assets alone loads them.
 
 On `dev` the row counts are read after dbt has exited: chDB admits one process per data
 directory, and dbt's subprocess holds it while it runs.
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from dagster_dbt import (
     DagsterDbtTranslator,
     DagsterDbtTranslatorSettings,
@@ -33,6 +38,7 @@ from dagster_dbt import (
 )
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 
+from ecom import reference
 from ecom.lock import ensure_unlocked
 from orchestration.assets_ingest import landing_key
 from orchestration.partitions import BACKFILL_POLICY
@@ -202,10 +208,65 @@ def _with_row_counts(context: dg.AssetExecutionContext, events: list,
         yield event
 
 
+def seed_keys(manifest: Mapping[str, Any], translate: DagsterDbtTranslator) -> set[dg.AssetKey]:
+    """The asset keys of the dbt seeds (the reference tables)."""
+    return {translate.get_asset_key(props) for props in manifest.get("nodes", {}).values()
+            if props["resource_type"] == "seed"}
+
+
+def _unchanged_seeds(context: dg.AssetExecutionContext, keys: set[dg.AssetKey]) -> list[dg.Output]:
+    """The selected seeds' outputs for a build that left them out, the tables being current."""
+    return [dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(key), metadata={
+        "reloaded": False,
+        "why": "the reference table holds what the seed file held at its last load whose tests passed: "
+               "left out of this dbt build with its tests",
+    }) for key in sorted(keys)]
+
+
+def _record_seeds(context: dg.AssetExecutionContext, client: Client, project_dir: Path) -> None:
+    """Note a build that loaded the seeds and passed, so that the next runs leave them out."""
+    try:
+        reference.record(client, project_dir)
+    except ClickHouseError as exc:
+        context.log.warning(f"the seeds were loaded, but noting so failed ({' '.join(str(exc).split())[:200]}); "
+                            "the next run loads them again")
+
+
+def _reloads_seeds(context: dg.AssetExecutionContext, warehouse: Warehouse, project_dir: Path,
+                   selected_seeds: set[dg.AssetKey]) -> bool:
+    """Whether the build loads the selected seeds: a run of nothing but seeds always does, one that
+    also builds models only when the reference tables are not current (`ecom.reference`)."""
+    if not selected_seeds or not context.selected_asset_keys - selected_seeds:
+        return True
+    with warehouse.client() as client:
+        return not reference.is_current(client, project_dir)
+
+
+def _after_build(context: dg.AssetExecutionContext, warehouse: Warehouse, project_dir: Path,
+                 selected_seeds: set[dg.AssetKey], reloaded: bool, passed: bool,
+                 relations: Mapping[dg.AssetKey, str], events: list) -> list:
+    """The outputs of the seeds a build left out (first: Dagster takes a multi-asset's outputs in
+    the order of the graph), then the build's events, with their tables' row counts; and the note
+    of a build that loaded the seeds and passed."""
+    if selected_seeds and not reloaded:
+        events = _unchanged_seeds(context, selected_seeds) + events
+    counted = {context.asset_key_for_output(e.output_name) for e in events
+               if isinstance(e, dg.Output) and "dagster/row_count" not in e.metadata} & relations.keys()
+    record = bool(selected_seeds) and reloaded and passed
+    if not counted and not record:
+        return events
+    with warehouse.client() as client:
+        counts = {key: int(client.command(f"SELECT count() FROM {relations[key]}")) for key in sorted(counted)}
+        if record:
+            _record_seeds(context, client, project_dir)
+    return list(_with_row_counts(context, events, counts))
+
+
 def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
                      partitions_def: dg.PartitionsDefinition, pool: str | None) -> dg.AssetsDefinition:
     translate = translator()
     relations = counted_relations(manifest, translate)
+    seeds = seed_keys(manifest, translate)
     manifest = with_source_tests_attached(manifest)
 
     @dbt_assets(
@@ -218,32 +279,37 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
     )
     def ecom_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
         settings = warehouse.settings
-        prune_run_folders(Path(project.project_dir) / project.target_path, context.op_execution_context.op.name)
+        project_dir = Path(project.project_dir)
+        prune_run_folders(project_dir / project.target_path, context.op_execution_context.op.name)
+        selected_seeds = context.selected_asset_keys & seeds
         if not settings.embedded:
-            invocation = dbt.cli(BUILD, context=context)
+            reload = _reloads_seeds(context, warehouse, project_dir, selected_seeds)
+            yield from _after_build(context, warehouse, project_dir, selected_seeds, reload, False, relations, [])
+            invocation = dbt.cli(BUILD + ([] if reload else reference.LEAVE_OUT), context=context)
             try:
                 yield from invocation.stream().fetch_row_counts()
             except DagsterDbtCliRuntimeError as exc:
                 raise dbt_failure(exc, invocation) from None
+            if selected_seeds and reload:
+                with warehouse.client() as client:
+                    _record_seeds(context, client, project_dir)
             return
         events, failure = [], None
-        counts: dict[dg.AssetKey, int] = {}
         with warehouse.exclusive():
+            reload = _reloads_seeds(context, warehouse, project_dir, selected_seeds)
             # A process that opened the directory before the lock was taken lets go, then dbt has it.
             with unavailable_as_failure():
                 ensure_unlocked(settings.chdb_path.resolve(), warehouse.wait_seconds)
             with pinned_warehouse_env(settings, warehouse.wait_seconds):
-                invocation = dbt.cli(BUILD, context=context)
+                invocation = dbt.cli(BUILD + ([] if reload else reference.LEAVE_OUT), context=context)
             try:
                 events.extend(invocation.stream())
             except DagsterDbtCliRuntimeError as exc:
                 failure = exc
-            built = {context.asset_key_for_output(e.output_name) for e in events if isinstance(e, dg.Output)}
-            if built & relations.keys():
-                with warehouse.client() as client:
-                    for key in sorted(built & relations.keys()):
-                        counts[key] = int(client.command(f"SELECT count() FROM {relations[key]}"))
-        yield from _with_row_counts(context, events, counts)
+            # The row counts are read after dbt has exited.
+            events = _after_build(context, warehouse, project_dir, selected_seeds, reload, failure is None,
+                                  relations, events)
+        yield from events
         if failure is not None:
             raise dbt_failure(failure, invocation) from None
 
