@@ -321,3 +321,25 @@ def test_a_landing_of_other_files_than_the_dataset_lists_is_an_error(quick_run, 
         assert row.value is None, row
         assert row.error.startswith(f"read {len(files) - 1} files and landed {row.detail['lines']:,} order lines "
                                     f"where {dataset.root / 'dataset.json'} lists {len(files)} and {lines:,}"), row
+
+
+def test_landing_rounds_take_turns_and_keep_each_contenders_median(quick_run, tmp_path):
+    _, _, run_dir = quick_run
+    world = next(run_dir.parent.glob("world-*"))
+    shutil.copytree(world, tmp_path / "cache" / world.name)
+    dataset = prepare_dataset(QUICK, tmp_path / "cache", lambda _: None)
+    told: list[str] = []
+    runner = bench.Runner(tmp_path / "run", told.append)
+    rows = bench._landing_rows(runner, dataset, 1, {"engine_version": None}, keep=False, rounds=3)
+    started = [line for line in told if "(round " in line and line.endswith("...")]
+    # the contenders in turn, round after round
+    assert [re.search(r"round (\d) of 3", line)[1] for line in started] == list("111222333"), told
+    lines = dataset.lines(dataset.origin, dataset.history_end(1))
+    for row in rows:
+        assert row.error is None, row
+        runs = row.detail["runs"]
+        assert len(runs) == 3 and all(seconds > 0 for seconds in runs), row
+        assert row.detail["seconds"] == sorted(runs)[1]
+        seconds = row.detail["seconds"]  # rounded to the millisecond
+        assert lines / (seconds + 0.0005) <= row.value <= lines / (seconds - 0.0005), row
+    assert not list((tmp_path / "run" / "landing").glob("*"))  # every round's store removed
