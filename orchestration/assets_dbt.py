@@ -284,7 +284,9 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
         selected_seeds = context.selected_asset_keys & seeds
         if not settings.embedded:
             reload = _reloads_seeds(context, warehouse, project_dir, selected_seeds)
-            yield from _after_build(context, warehouse, project_dir, selected_seeds, reload, False, relations, [])
+            # The seeds left out, before dbt's outputs; a load is recorded once dbt has passed, below.
+            yield from _after_build(context, warehouse, project_dir, selected_seeds, reload, passed=False,
+                                    relations=relations, events=[])
             invocation = dbt.cli(BUILD + ([] if reload else reference.LEAVE_OUT), context=context)
             try:
                 yield from invocation.stream().fetch_row_counts()
@@ -307,8 +309,8 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
             except DagsterDbtCliRuntimeError as exc:
                 failure = exc
             # The row counts are read after dbt has exited.
-            events = _after_build(context, warehouse, project_dir, selected_seeds, reload, failure is None,
-                                  relations, events)
+            events = _after_build(context, warehouse, project_dir, selected_seeds, reload, passed=failure is None,
+                                  relations=relations, events=events)
         yield from events
         if failure is not None:
             raise dbt_failure(failure, invocation) from None

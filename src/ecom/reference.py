@@ -1,10 +1,10 @@
 """The reference seeds: a daily run loads and tests them only when they changed.
 
 The seven seeds and their tests are about a fifth of a build's nodes, and dbt's cost is per
-node. `ecom run` leaves them out of its build when the warehouse holds what the seed files held
-at the last build that loaded them and passed: the same files and project settings, and the
-same rows in every reference table (a table changed behind dbt's back is loaded again). A full
-refresh always loads them.
+node. `ecom run` and the Dagster jobs leave them out of their build when the warehouse holds
+what the seed files held at the last build that loaded them and passed: the same files and
+project settings, and the same rows in every reference table (a table changed behind dbt's back
+is loaded again). A full refresh always loads them.
 """
 
 from __future__ import annotations
