@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import dbt_fork
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # Where the browser tests save what they saw: a temporary folder, so a test run leaves the
@@ -87,8 +89,8 @@ def parsed_project() -> Path | None:
             env = _environment_without_settings()
             env.update(ECOM_CHDB_PATH=str(folder / "warehouse"), DBT_TARGET="dev",
                        DBT_TARGET_PATH=str(folder / "target"), DBT_LOG_PATH=str(folder / "logs"))
-            result = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(ROOT), "--profiles-dir",
-                                     str(ROOT)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+            result = dbt_fork.run(["parse", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)], env=env,
+                                  cwd=ROOT, timeout=600)
             if result.returncode:  # every test parses for itself, and says why it fails
                 (folder / "failed.log").write_text(result.stdout + result.stderr)
     return saved if saved.exists() else None
@@ -122,9 +124,9 @@ def run_ecom(*args: str, env: dict[str, str], check: bool = True, timeout: float
 
 
 def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run the installed dbt CLI on the project, as a user would from the checkout."""
-    return subprocess.run([str(BIN / "dbt"), *args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    """Run the installed dbt CLI on the project, as a user would from the checkout (dbt_fork)."""
+    return dbt_fork.run([*args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)], env=env, cwd=ROOT,
+                        timeout=900)
 
 
 @pytest.fixture

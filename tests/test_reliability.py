@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+import dbt_fork
 from conftest import BIN, ROOT, ecom_env, parsed_project, run_ecom
 from ecom import soak
 from ecom.config import Settings
@@ -218,10 +219,10 @@ def test_an_insert_stopped_midway_is_rolled_back_and_redone_by_the_next_run(benc
             left = int(client.command(f"SELECT count() FROM {model} WHERE {where}", parameters={"before": before}))
             assert 0 < left < written, f"{model}: {left} of the last run's {written} rows left"
 
-    rerun = subprocess.run([str(BIN / "dbt"), "build", "--exclude-resource-type", "unit_test", "--select",
-                            *(model.split(".")[1] + "+" for model in PARTIAL_MODELS),
-                            "--project-dir", str(space.project), "--profiles-dir", str(space.project)],
-                           env=space.env(warehouse), cwd=space.project, capture_output=True, text=True, timeout=600)
+    rerun = dbt_fork.run(["build", "--exclude-resource-type", "unit_test", "--select",
+                          *(model.split(".")[1] + "+" for model in PARTIAL_MODELS),
+                          "--project-dir", str(space.project), "--profiles-dir", str(space.project)],
+                         env=space.env(warehouse), cwd=space.project, timeout=600)
 
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "Traceback" not in rerun.stdout + rerun.stderr
@@ -490,9 +491,8 @@ def test_the_password_is_never_printed_or_logged(tmp_path):
         run_ecom("load", "--quiet", env=env, check=False, timeout=120),
         run_ecom("run", "--quiet", env=env, check=False, timeout=120),
         run_ecom("sql", "select 1", env=env, check=False, timeout=120),
-        subprocess.run([str(BIN / "dbt"), "debug", "--target", "server", "--project-dir", str(ROOT),
-                        "--profiles-dir", str(ROOT)], env=env, cwd=ROOT, capture_output=True, text=True,
-                       timeout=300),
+        dbt_fork.run(["debug", "--target", "server", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
+                     env=env, cwd=ROOT, timeout=300),
     ]
 
     for result in results:
