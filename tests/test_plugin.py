@@ -1,8 +1,8 @@
 """The `type: chdb` dbt adapter plugin: found by dbt, installable, and good for real dbt work.
 
-dbt runs as a subprocess of the installed CLI, with its target and log folders in tmp_path
-(never the checkout's target/), on a warehouse directory of its own. Parses, which open no
-warehouse, may run several to a dbt process (dbt_parses).
+Each dbt command is a process of the installed dbt's CLI (tests/dbt_fork.py), with its target and
+log folders in tmp_path (never the checkout's target/), on a warehouse directory of its own.
+Parses, which open no warehouse, may run several to a dbt process (dbt_parses).
 """
 
 from __future__ import annotations
