@@ -2,14 +2,12 @@
 
 Each dbt command is a process of the installed dbt's CLI (tests/dbt_fork.py), with its target and
 log folders in tmp_path (never the checkout's target/), on a warehouse directory of its own.
-Parses, which open no warehouse, may run several to a dbt process (dbt_parses).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import sysconfig
@@ -36,36 +34,6 @@ def dbt(*args: str, env: dict[str, str], project: Path = ROOT) -> subprocess.Com
 def dbt_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return ecom_env(tmp_path / "raw", tmp_path / "warehouse", DBT_TARGET_PATH=str(tmp_path / "target"),
                     DBT_LOG_PATH=str(tmp_path / "logs"), **extra)
-
-
-# Runs each parse with dbt's programmatic entry point, which the CLI's commands go through too,
-# and ends the output of each with a line of the marker and 1 if it passed, 0 if not.
-_PARSES = """
-import json, os, sys
-from dbt.cli.main import dbtRunner
-for extra, args in json.loads(sys.argv[1]):
-    os.environ.update(extra)
-    result = dbtRunner().invoke(["parse", *args])
-    print(result.exception or "")
-    print(sys.argv[2], int(result.success))
-"""
-
-
-def dbt_parses(*parses: tuple[dict[str, str], list[str]], env: dict[str, str],
-               project: Path = ROOT) -> list[tuple[bool, str]]:
-    """`dbt parse` with each (environment changes, arguments) in turn, in one process of the installed
-    dbt: whether each passed, and its output.
-
-    Each of these parses the project in full (another target, other vars) and none opens the
-    warehouse: a process of its own would add only dbt's start-up, about four seconds of CPU.
-    """
-    marker = "--- the dbt parse passed:"
-    runs = [(extra, [*args, "--project-dir", str(project), "--profiles-dir", str(project)]) for extra, args in parses]
-    result = subprocess.run([sys.executable, "-u", "-c", _PARSES, json.dumps(runs), marker], env=env, cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-    parts = re.split(rf"\n{re.escape(marker)} ([01])\n", result.stdout)  # output, flag, output, flag, ..., rest
-    assert result.returncode == 0 and len(parts) == 2 * len(parses) + 1, result.stdout
-    return [(flag == "1", output) for output, flag in zip(parts[0:-1:2], parts[1::2], strict=True)]
 
 
 def test_dbt_finds_the_plugin_in_the_adapters_namespace():
@@ -299,18 +267,19 @@ REFUSED_AFFINITY_MINIMA = ("2.5", "0")
 
 @pytest.fixture(scope="module")
 def project_parses(tmp_path_factory) -> dict[str, tuple[bool, str, Path]]:
-    """Whole parses of the project in one dbt process: the server and cluster targets (no partial
-    parse), then the dev target with each refused affinity minimum. By what they parse: whether it
-    passed, its output and its target folder."""
+    """Whole parses of the project: the server and cluster targets (no partial parse), then the dev
+    target with each refused affinity minimum. By what they parse: whether it passed, its output
+    and its target folder."""
     root = tmp_path_factory.mktemp("parses")
     runs = {"server": ({"DBT_TARGET": "server"}, ["--no-partial-parse"]),
             "cluster": ({"DBT_TARGET": "cluster"}, ["--no-partial-parse"]),
             **{value: ({"DBT_TARGET": "dev"}, ["--vars", f"{{affinity_min_orders_together: {value}}}"])
                for value in REFUSED_AFFINITY_MINIMA}}
-    for name, (extra, _) in runs.items():
-        extra.update(DBT_TARGET_PATH=str(root / name / "target"), DBT_LOG_PATH=str(root / name / "logs"))
-    parses = dbt_parses(*runs.values(), env=dbt_env(root))
-    return {name: (*parse, root / name / "target") for name, parse in zip(runs, parses, strict=True)}
+    parses = {}
+    for name, (extra, args) in runs.items():
+        parse = dbt("parse", *args, env=dbt_env(root / name, **extra))
+        parses[name] = (parse.returncode == 0, parse.output, root / name / "target")
+    return parses
 
 
 def test_the_project_parses_for_every_target_with_its_table_engine(project_parses, tmp_path):
