@@ -82,13 +82,19 @@ def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> subp
         _server.process.stdin.write(json.dumps(request).encode() + b"\n")
         _server.process.stdin.flush()
         deadline = time.monotonic() + timeout
-        pid = _server.reply(None)
         try:
-            code = _server.reply(deadline)
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
-            _server.reply(None)
-            raise subprocess.TimeoutExpired(argv, timeout, stdout.read_text(errors="replace"),
-                                            stderr.read_text(errors="replace")) from None
-        return subprocess.CompletedProcess(argv, code, stdout.read_text(errors="replace"),
-                                           stderr.read_text(errors="replace"))
+            pid = _server.reply(None)
+            try:
+                code = _server.reply(deadline)
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                _server.reply(None)
+                code = None
+        except BaseException:  # an interrupted wait leaves replies unread: a new server next time
+            _server.process.kill()
+            _server = None
+            raise
+        out, err = stdout.read_text(errors="replace"), stderr.read_text(errors="replace")
+    if code is None:
+        raise subprocess.TimeoutExpired(argv, timeout, out, err)
+    return subprocess.CompletedProcess(argv, code, out, err)
