@@ -89,8 +89,7 @@ def parsed_project() -> Path | None:
             env = _environment_without_settings()
             env.update(ECOM_CHDB_PATH=str(folder / "warehouse"), DBT_TARGET="dev",
                        DBT_TARGET_PATH=str(folder / "target"), DBT_LOG_PATH=str(folder / "logs"))
-            result = dbt_fork.run(["parse", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)], env=env,
-                                  cwd=ROOT, timeout=600)
+            result = dbt("parse", env=env, timeout=600)
             if result.returncode:  # every test parses for itself, and says why it fails
                 (folder / "failed.log").write_text(result.stdout + result.stderr)
     return saved if saved.exists() else None
@@ -123,10 +122,10 @@ def run_ecom(*args: str, env: dict[str, str], check: bool = True, timeout: float
     return result
 
 
-def dbt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run the installed dbt CLI on the project, as a user would from the checkout (dbt_fork)."""
-    return dbt_fork.run([*args, "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)], env=env, cwd=ROOT,
-                        timeout=900)
+def dbt(*args: str, env: dict[str, str], project: Path = ROOT, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run the installed dbt CLI on a project (the checkout's), as a user would from its folder (dbt_fork)."""
+    return dbt_fork.run([*args, "--project-dir", str(project), "--profiles-dir", str(project)], env=env, cwd=project,
+                        timeout=timeout)
 
 
 @pytest.fixture

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-import dbt_fork
 from chromium import chrome, needs_chromium, outside_requests, severe_console_errors
-from conftest import BIN, ROOT, SCREENSHOTS, World
+from conftest import BIN, ROOT, SCREENSHOTS, World, dbt
 from ecom.report import QUERIES
 
 SCREENSHOT = SCREENSHOTS / "dbt-docs-lineage.png"
@@ -44,8 +43,7 @@ def docs_target(world: World, tmp_path_factory) -> Path:
     # one, and does not parse the whole project again for this new directory.
     if (saved := Path(world.env["DBT_TARGET_PATH"]) / "partial_parse.msgpack").exists():
         env["DBT_PARTIAL_PARSE_FILE_PATH"] = str(saved)
-    result = dbt_fork.run(["docs", "generate", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)], env=env,
-                          cwd=ROOT, timeout=300)
+    result = dbt("docs", "generate", env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     target = base / "target"
     for name in ("index.html", "manifest.json", "catalog.json"):

@@ -17,16 +17,15 @@ from types import SimpleNamespace
 
 import pytest
 
-import dbt_fork
 from conftest import BIN, ROOT, ecom_env, parsed_project, run_ecom
+from conftest import dbt as dbt_command
 from ecom.config import Settings
 from ecom.warehouse import session
 
 
 def dbt(*args: str, env: dict[str, str], project: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the installed dbt CLI (dbt_fork); `.output` holds stdout and stderr together."""
-    result = dbt_fork.run([*args, "--project-dir", str(project), "--profiles-dir", str(project)], env=env,
-                          cwd=project, timeout=600)
+    result = dbt_command(*args, env=env, project=project, timeout=600)
     result.output = result.stdout + result.stderr
     return result
 

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-import dbt_fork
-from conftest import BIN, ROOT, ecom_env, parsed_project, run_ecom
+from conftest import BIN, ROOT, dbt, ecom_env, parsed_project, run_ecom
 from ecom import soak
 from ecom.config import Settings
 from ecom.load import load
@@ -219,10 +218,9 @@ def test_an_insert_stopped_midway_is_rolled_back_and_redone_by_the_next_run(benc
             left = int(client.command(f"SELECT count() FROM {model} WHERE {where}", parameters={"before": before}))
             assert 0 < left < written, f"{model}: {left} of the last run's {written} rows left"
 
-    rerun = dbt_fork.run(["build", "--exclude-resource-type", "unit_test", "--select",
-                          *(model.split(".")[1] + "+" for model in PARTIAL_MODELS),
-                          "--project-dir", str(space.project), "--profiles-dir", str(space.project)],
-                         env=space.env(warehouse), cwd=space.project, timeout=600)
+    rerun = dbt("build", "--exclude-resource-type", "unit_test", "--select",
+                *(model.split(".")[1] + "+" for model in PARTIAL_MODELS),
+                env=space.env(warehouse), project=space.project, timeout=600)
 
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "Traceback" not in rerun.stdout + rerun.stderr
@@ -491,8 +489,7 @@ def test_the_password_is_never_printed_or_logged(tmp_path):
         run_ecom("load", "--quiet", env=env, check=False, timeout=120),
         run_ecom("run", "--quiet", env=env, check=False, timeout=120),
         run_ecom("sql", "select 1", env=env, check=False, timeout=120),
-        dbt_fork.run(["debug", "--target", "server", "--project-dir", str(ROOT), "--profiles-dir", str(ROOT)],
-                     env=env, cwd=ROOT, timeout=300),
+        dbt("debug", "--target", "server", env=env, timeout=300),
     ]
 
     for result in results:
