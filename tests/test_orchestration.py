@@ -442,7 +442,7 @@ def test_landing_from_the_folder_above_the_exports_fails_naming_the_one_to_use(p
 
 def test_schedule_runs_the_previous_day_at_two_utc(location):
     _, defs = location
-    schedule = defs.get_schedule_def(SCHEDULE)
+    schedule = defs.resolve_schedule_def(SCHEDULE)
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.execution_timezone in (None, "UTC")
     with dg.instance_for_test() as instance:
@@ -472,7 +472,7 @@ def held_warehouse(pipeline) -> Iterator[Path]:
 
 def test_new_files_sensor_requests_only_unlanded_days(pipeline):
     base, defs, _, _ = pipeline
-    sensor = defs.get_sensor_def(sensors.NEW_FILES_SENSOR)
+    sensor = defs.resolve_sensor_def(sensors.NEW_FILES_SENSOR)
     with dg.instance_for_test() as instance:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
         assert first.run_requests == [], "the landed days must not start a run"
@@ -547,7 +547,7 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
 
 def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):
     _, defs, _, _ = pipeline
-    sensor = defs.get_sensor_def(sensors.NEW_FILES_SENSOR)
+    sensor = defs.resolve_sensor_def(sensors.NEW_FILES_SENSOR)
     with dg.instance_for_test() as instance:
         tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert not tick.run_requests
