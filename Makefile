@@ -36,7 +36,7 @@ browser: ## install Debian's chromium and chromium-driver for the browser tests
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-demo: $(STAMP) ## fresh demo: generate 90 days, load, dbt build, print a summary
+demo: $(STAMP) ## generate 90 days, load, dbt build, write the dashboard and dbt docs, print a summary
 	$(BIN)/ecom generate --days 90
 	$(BIN)/ecom run; status=$$?; test $$status -eq 0 -o $$status -eq 3
 	$(BIN)/ecom report

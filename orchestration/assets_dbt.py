@@ -347,7 +347,9 @@ KEPT_RUN_FOLDER_SECONDS = 86_400
 
 
 def prune_run_folders(target_path: Path, op_name: str, keep: int = KEPT_RUN_FOLDERS) -> None:
-    """Remove all but the `keep` newest run folders of the op, before a run adds its own."""
+    """Before a run adds its own folder, remove the op's oldest run folders beyond the `keep - 1`
+    newest (`keep` with the new one), only those untouched for a day: a run still going keeps
+    its folder."""
     folders = []
     for path in target_path.glob(f"{op_name}-*"):
         try:

@@ -4,10 +4,9 @@ One generated world, cached under `data/bench` (or `--cache-dir`), serves every 
 
 * **Landing** order lines into bronze with `ecom load`, next to the engine's own
   `INSERT ... SELECT FROM file()` over a glob of the same files into a plain all-String
-  MergeTree table (the ceiling), the same single INSERT with bronze's lineage columns (what a
-  multi-file loader would run: one inspection pass, staged links, `_path` / `_row_number`),
-  DuckDB `read_csv` into a DuckDB file (all VARCHAR), and pandas `to_sql` into a throwaway
-  PostgreSQL cluster (on a sample: it is two orders of magnitude slower).
+  MergeTree table (the ceiling), DuckDB `read_csv` into a DuckDB file (all VARCHAR), and
+  pandas `to_sql` into a throwaway PostgreSQL cluster (on a sample: it is two orders of
+  magnitude slower).
 * **Full refresh** raw to gold, what `ecom run` does on an empty warehouse (land every file,
   then `dbt build --full-refresh`): wall time, peak memory, time per layer.
 * **One more day** on top of each history (`ecom run --date`), and the ratio between them.
@@ -884,8 +883,7 @@ def _landing_rows(runner: Runner, dataset: Dataset, factor: int, info: dict[str,
                 _unlike_dataset(dataset, r.get("files", globbed), r["lines"], want_files, want_lines)
                 for r in runs)), None):
             row.value, row.error = None, problem
-        for extra in ("rejected", "max_threads", "threads", "row_numbers_exact", "inspect_seconds",
-                      "insert_seconds", "parts", "inserts"):
+        for extra in ("rejected", "max_threads", "threads", "row_numbers_exact", "parts", "inserts"):
             if extra in result:
                 value = result[extra]
                 row.detail[extra] = round(value, 3) if isinstance(value, float) else value

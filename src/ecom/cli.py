@@ -1,8 +1,9 @@
 """`ecom`: generate raw exports, land them in bronze, build the layers, query and report.
 
-Every option that names a place or a target also reads its environment variable (SPEC
-section 2), so `ecom`, dbt and Dagster agree. Results go to stdout, progress and errors to
-stderr.
+The options that name the raw folder, the report's file and the bench's folder also read their
+environment variables (`ECOM_RAW_DIR`, `ECOM_REPORT_PATH`, `ECOM_BENCH_DIR`); the warehouse and the target come from
+`ECOM_CHDB_PATH` and `DBT_TARGET` (SPEC section 2), so `ecom`, dbt and Dagster agree. Results
+go to stdout, progress and errors to stderr.
 """
 
 from __future__ import annotations
@@ -183,8 +184,9 @@ def _a_number(ctx: click.Context, param: click.Parameter, value: float) -> float
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
               help="Same seed, same files, byte for byte.")
 @click.option("--dirty-rate", type=click.FloatRange(0, 0.5), default=0.02, show_default=True, callback=_a_number,
-              help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...); the rows "
-                   "sent to quarantine stay under half of an entity's.")
+              help="Share of rows that get each kind of dirt (duplicates, bad timestamps, ...); the defects "
+                   "other than test orders take at most half of an entity's rows, test orders (drawn "
+                   "at this rate too) come on top.")
 @click.option("--out", type=click.Path(), cls=_EnvOption, envvar="ECOM_RAW_DIR", default="data/raw",
               callback=_project_path, help="Raw directory [env ECOM_RAW_DIR; default: data/raw of the project].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -33,9 +33,11 @@ Dirt, at `dirty_rate` per row and per kind (none at all when it is 0):
 * Quarantine defects (silver sends the row to quarantine with this reason): `missing_key`,
   `bad_timestamp`, `future_timestamp`, `bad_currency`, `test_order`, `non_positive_quantity`,
   `non_positive_price`, `bad_discount`. Each defective row carries exactly one defect, so an
-  entity's kinds take together at most half of its rows (`MAX_QUARANTINED_SHARE`: each kind
-  at most 0.5 / kinds, whatever the rate); clean rows break no rule, and the first version of
-  an order or a product is never defective (so late headers and late products can be counted
+  entity's kinds but `test_order` take together at most half of its rows
+  (`MAX_QUARANTINED_SHARE`: each kind at most 0.5 / kinds, whatever the rate); test orders,
+  drawn at the rate among all orders, are quarantined as `test_order` on top, every version of
+  them. Clean rows break no rule, and the first version of an order that is not a test order,
+  or of a product, is never defective (so late headers and late products can be counted
   exactly). A non-positive quantity is 0 or the quantity negated.
 * Cosmetic dirt (silver keeps the row and cleans it, but for `price_off_100x`: silver has no
   rule for a wrong price, so the line counts at that price; docs/metrics.md), see
