@@ -6,8 +6,8 @@
 }}
 {#- The calendar: one row per day from 1 January of the year of the earliest order or
     payment to 31 December of the year after the latest one (2149-06-06 at most), so reports
-    can show empty days and the coming months. A few hundred rows: a plain table rebuilt every
-    run costs nothing. -#}
+    can show empty days and the coming months. At most 366 rows a year: a plain table rebuilt
+    every run costs nothing. -#}
 
 with
 
