@@ -84,9 +84,9 @@ def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, 
         asset_key=landing_key(INGEST_LOG),
         passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(f"{len(failing)} file(s) of {first}..{last} stay rejected ({rejected_here} in this run): "
-                     "see bronze.ingest_log" if failing
-                     else "every file of the partition landed or had landed before"),
+        description=(f"{len(failing)} file(s) of {first}..{last} or of no day stay rejected ({rejected_here} in "
+                     "this run): see bronze.ingest_log" if failing
+                     else "no file of the partition, nor of no day, is still as it was rejected"),
         metadata={"rejected": dg.MetadataValue.json(
             [{"file": path, "reason": reason, "detail": detail} for path, reason, detail in failing]
         )},
@@ -121,8 +121,9 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
         specs=specs,
         check_specs=[dg.AssetCheckSpec(
             NO_REJECTED_FILES, asset=landing_key(INGEST_LOG),
-            description="Every raw file of the partition landed; a rejected file keeps its reason "
-                        "in the log.",
+            description="No raw file of the partition, nor one whose name gives no day, is still in the raw "
+                        "directory as it was rejected (fixed and landed, or removed); bronze.ingest_log "
+                        "keeps every rejection's reason.",
         ), *(dg.AssetCheckSpec(
             A_FILE_EVERY_DAY, asset=landing_key(entity),
             description=f"Every day of the partition has an export of {entity} (the source sends one a day): "

@@ -3,7 +3,7 @@
 * reconciliation: every row of silver.reconciliation is balanced (bronze rows = silver rows +
   duplicates + superseded versions + quarantined rows, per entity and day). Blocking: the
   dashboard is not refreshed from numbers that do not add up.
-* quarantine share: per entity, quarantined rows / bronze rows stays under
+* quarantine share: per entity, quarantined rows / bronze rows stays at or under
   ECOM_QUARANTINE_MAX_SHARE (default 0.25). A warning: the rows are kept in quarantine.
 * freshness of the landing: the thresholds of each bronze source's dbt freshness (`error_after`,
   else `warn_after`) as a Dagster last-update check on its landing asset: it fails when Dagster
@@ -89,7 +89,7 @@ def build_quality_checks(pool: str | None,
         specs = [dg.AssetCheckSpec(QUARANTINE_SHARE, asset=quarantine_key(e),
                                    additional_deps=[RECONCILIATION],
                                    description=f"Quarantined {e} rows / landed {e} rows, over the days of "
-                                               f"the run, stays under {MAX_SHARE_ENV} (default "
+                                               f"the run, stays at or under {MAX_SHARE_ENV} (default "
                                                f"{DEFAULT_MAX_SHARE}).")
                  for e in entities]
 
@@ -119,7 +119,7 @@ def build_quality_checks(pool: str | None,
                     passed=passed,
                     severity=dg.AssetCheckSeverity.WARN,
                     description=f"{share:.1%} of the {entity} rows {landed} are quarantined "
-                                f"(threshold {threshold:.0%})",
+                                f"(threshold {threshold:.1%})",
                     metadata={"share": share, "threshold": threshold, "quarantined_rows": quarantined,
                               "bronze_rows": bronze, "days": days_text(days) if days else "all"},
                 )

@@ -208,10 +208,11 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         job=job,
         minimum_interval_seconds=60,
         default_status=default_status(),
-        description="Starts the daily pipeline for the days whose raw files in ECOM_RAW_DIR are not yet in "
-                    "bronze.ingest_log (consecutive days as one run of their range; a file whose name gives "
-                    "no day, the latest day with files, whose load rejects it); skips the tick while "
-                    "another process has the embedded warehouse.",
+        description="Starts the daily pipeline for the days from ECOM_START_DATE to yesterday (UTC) whose raw "
+                    "files in ECOM_RAW_DIR are not yet in bronze.ingest_log (consecutive days as one run of "
+                    "their range; a file whose name gives no day, the latest day with files, whose load "
+                    "rejects it); starts a failed run again, twice at most; skips the tick while another "
+                    "process has the embedded warehouse.",
     )
     def new_raw_files(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()

@@ -208,8 +208,8 @@ CHARTS: dict[str, tuple[str, str, str]] = {
         "gold.mart_data_quality",
         "Raw rows silver set aside instead of loading, by the rule they broke and their entity, over all "
         "file days (bad_timestamp, future_timestamp, bad_currency, missing_key, non_positive_quantity, "
-        "non_positive_price, bad_discount, test_order). Quarantined rows are kept in silver's quarantine "
-        "tables for inspection; nothing is dropped silently.",
+        "non_positive_price, bad_discount, bad_number, bad_value, test_order). Quarantined rows are kept in "
+        "silver's quarantine tables for inspection; nothing is dropped silently.",
     ),
 }
 
@@ -616,7 +616,8 @@ CHECK_LABELS = {
                                 "those with a line priced 100 times too high, which counts in revenue as "
                                 "exported (docs/metrics.md lists them)"),
     "uncaptured_revenue_orders": "revenue orders with something to pay and no captured payment yet",
-    "rejected_files": "raw files rejected whole: their rows are not in bronze (bronze.ingest_log says why)",
+    "rejected_files": ("raw files rejected whole, their names giving their entity and day: their rows are not "
+                       "in bronze (bronze.ingest_log says why, and lists misnamed files too)"),
 }
 
 
@@ -640,7 +641,8 @@ def _kpi_cards(kpis: dict[str, Any]) -> str:
               'of revenue orders; returned: <span id="kpi-returned">'
               f'{html.escape(_money(kpis["returned_revenue_usd"]))}</span>'),
         _card("kpi-revenue-orders", "Revenue orders", f"{kpis['revenue_orders']:,}", kpis["revenue_orders"],
-              f'paid, shipped or delivered; <span id="kpi-items">{kpis["items_sold"]:,}</span> items sold; '
+              'paid, shipped or delivered, with a valid line; '
+              f'<span id="kpi-items">{kpis["items_sold"]:,}</span> items sold; '
               f'<span id="kpi-cancellation">{_share(kpis["cancellation_rate"])}</span> of the orders placed '
               'cancelled'),
         _card("kpi-aov", "Average order value", _money(kpis["aov_usd"]), kpis["aov_usd"],
