@@ -11,8 +11,8 @@ ecom_state.incremental_watermarks
 {%- endmacro %}
 
 {#- The watermark of the last finished run of the model whose table is `relation` (this model’s
-    by default), as a scalar subquery (NULL before its first one): rows above it are the remains
-    of a run that did not finish. -#}
+    by default), as a scalar subquery (1970-01-01 before its first one: argMax over no rows gives
+    the type's default, not NULL): rows above it are the remains of a run that did not finish. -#}
 {% macro finished_watermark(relation=none) -%}
 {%- set relation = relation if relation is not none else this -%}
 (select argMax(watermark, recorded_at) from {{ incremental_state_table() }}

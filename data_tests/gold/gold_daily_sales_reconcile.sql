@@ -1,6 +1,6 @@
 {#- mart_daily_sales and mart_new_vs_returning agree with fct_orders, with
     int_customer_first_revenue_orders and with each other: the same days, and per day, revenue
-    orders, new customers and net revenue (within a cent per figure for rounding). -#}
+    orders, new customers and net revenue (within half a cent per rounded figure). -#}
 
 {#- Shown in Dagster as a check of mart_daily_sales (it reads several models). -#}
 {{ config(meta={'dagster': {'ref': {'name': 'mart_daily_sales'}}}) }}

@@ -103,7 +103,8 @@ multiIf(
 )
 {%- endmacro %}
 
-{#- Codes and statuses: trimmed, lower-cased, inner spaces to underscores. -#}
+{#- Codes and statuses: trimmed, lower-cased, each inner run of spaces and hyphens to one
+    underscore. -#}
 {% macro clean_code(column) -%}
 replaceRegexpAll(lowerUTF8({{ trim_space(column) }}), '[ -]+', '_')
 {%- endmacro %}

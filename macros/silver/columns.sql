@@ -11,10 +11,11 @@
     {{ return(columns) }}
 {%- endmacro %}
 
-{#- `col as raw_col, ...` for every source column, plus the lineage columns (the per-file
-    strings as plain String whatever bronze stores them as, so silver’s and gold’s column types
-    do not depend on when bronze was created), the row’s fingerprint and its first half, with
-    which `is_duplicate` finds repeated fingerprints (not kept in the versions tables). -#}
+{#- `col as raw_col, ...` for every source column, plus the lineage columns but `_file_sha256`
+    (the per-file strings as plain String whatever bronze stores them as, so silver’s and gold’s
+    column types do not depend on when bronze was created), the row’s fingerprint and its first
+    half, with which `is_duplicate` finds repeated fingerprints (not kept in the versions
+    tables). -#}
 {% macro raw_with_lineage(entity) -%}
     {%- for column in source_columns(entity) %}
     `{{ column }}` as raw_{{ column }},

@@ -40,8 +40,8 @@ cityHash64({{ columns | join(', ') }})
     is a line written A, B, A in one file. A batch lands whole, so every copy of a duplicate is in
     the run that reads it, and an incremental run never looks back into the table.
 
-    Only fingerprints that occur more than once in a batch (in the model’s narrow `bronze_rows`
-    CTE: fingerprint and lineage) go through the window that ranks their rows, which yields the
+    Only fingerprints that occur more than once in a batch (in the model’s `bronze_rows` CTE, of
+    which the window reads only the fingerprint and lineage) go through the window that ranks their rows, which yields the
     few duplicates’ (`_ingested_at`, `_row_number`) pairs: a window over every row sorted 15.8M
     order rows to find 0.3M repeated fingerprints. The two passes that find them compare
     `_half_fingerprint`, the fingerprint’s cityHash64 half: its repeats include every repeated
@@ -152,8 +152,8 @@ order by {{ keys | join(', ') }}, {{ version_order(has_updated_at) }} desc
 limit 1 by {{ keys | join(', ') }}
 {%- endmacro %}
 
-{#- The newest landing the versions tables hold, as one `_ingested_at` row: the watermark
-    reconciliation records on its rows, and the most mart_data_quality can include. -#}
+{#- The newest landing the five versions tables hold, as one `_ingested_at` row: the most
+    mart_data_quality can include (reconciliation records each entity's own). -#}
 {% macro newest_landing() -%}
 select max(newest) as _ingested_at
 from (

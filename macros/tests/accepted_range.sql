@@ -1,4 +1,5 @@
-{#- Fails for every value outside [min_value, max_value] (either bound optional; NULLs pass). -#}
+{#- Fails for every value outside [min_value, max_value], or with inclusive=false outside
+    (min_value, max_value) (either bound optional; NULLs pass). -#}
 {% test accepted_range(model, column_name, min_value=none, max_value=none, inclusive=true) %}
 select {{ column_name }}
 from {{ model }}

@@ -4,7 +4,7 @@
     fct_orders’ customer keys against dim_customers and fct_payments’ orders against
     fct_orders, took 1.5-2.0 CPU seconds and at most 163 MiB against 3.4-4.6 s and 548 MiB for
     the same anti-join on the strings. Equal values of the types compared here hash equal
-    (String and LowCardinality(String), integers of any width, Date and Date32). An orphan
+    (String and LowCardinality(String), non-negative integers of any width, Date and Date32). An orphan
     passes only if its hash equals a parent value’s: with 2 million parent values, about one
     chance in 10^13. The failing rows hold the child’s value itself. -#}
 {% test relationships_present(model, column_name, to, field) %}

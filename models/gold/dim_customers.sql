@@ -9,8 +9,8 @@
         query_settings={'lightweight_delete_mode': 'lightweight_update'},
     )
 }}
-{#- Customers with their history (slowly changing dimension, type 2): one row per valid
-    version, valid from its updated_at until the next version’s, plus the unknown member
+{#- Customers with their history (slowly changing dimension, type 2): one row per customer and
+    updated_at among the valid versions (a version sent again is one row), valid from its updated_at until the next version’s, plus the unknown member
     `-1` that guest orders and not-yet-exported customers point to. Incremental by customer
     (delete_insert on customer_id): a run rebuilds the whole history of each customer with a
     version landed since the last run, so a late, out-of-order version simply takes its place

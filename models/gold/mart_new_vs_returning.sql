@@ -7,7 +7,7 @@
 }}
 {#- New, returning and guest business by order date (UTC), one row per date with at least one
     revenue order. Rebuilt from fct_orders every run (a few thousand rows out).
-    join_use_nulls = 0: the engine’s default, pinned as in the other marts. -#}
+    join_use_nulls = 0: the engine’s default, pinned as in the other marts that left join. -#}
 
 with
 
