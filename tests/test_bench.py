@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,29 @@ def test_a_killed_full_refresh_is_told_in_the_table_and_the_targets():
     table = render(figures)
     assert "fr 10x: error: full refresh 10x killed (signal 9)" in table
     assert re.search(r"^fr 10x( +-){9}$", table, re.MULTILINE), table
+
+
+@pytest.mark.parametrize("row_id", ["full_refresh.1x", "one_more_day.1x"])
+def test_a_build_that_failed_gives_no_figure_and_names_its_first_error(tmp_path, row_id):
+    """A dbt build that stopped early would time less than the work, on a full refresh as on one
+    more day: the row has no figure, and its error names dbt's first error."""
+    day = date(2016, 6, 15)
+    dataset = bench.Dataset(raw_dir=tmp_path, root=tmp_path, origin=day, days_1x=7, orders_per_day=1,
+                            lines_by_day={day.isoformat(): 5}, files_by_day={day.isoformat(): 2},
+                            order_item_files={}, sizes={})
+    result = {"seconds": 3.0, "files_seen": 2, "files_landed": 2, "files_rejected": 0, "rows_landed": 9,
+              "order_lines_landed": 5,
+              "load_seconds": 1.0, "dbt_seconds": 2.0, "peak_rss_bytes": 1 << 30, "layers": {},
+              "dbt_success": False, "dbt_statuses": {"success": 3, "error": 1},
+              "dbt_errors": ["model fct_orders: Code: 241. Memory limit exceeded"]}
+    row = Row(row_id, row_id.split(".")[0], "run", unit="s")
+    bench._pipeline_detail(row, result, dataset, day, day)
+    assert row.value is None
+    assert row.error.startswith("dbt build failed (dbt build did not pass: 1 error)")
+    assert row.error.endswith("first error: model fct_orders: Code: 241. Memory limit exceeded")
+    result.update(dbt_success=True, dbt_statuses={"success": 4})
+    bench._pipeline_detail(row := Row(row_id, row_id.split(".")[0], "run", unit="s"), result, dataset, day, day)
+    assert (row.value, row.error) == (3.0, None)
 
 
 def test_a_postgres_that_does_not_start_says_why(monkeypatch):
