@@ -405,6 +405,38 @@ def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_folder_of_other_files_is_no_warehouse(env):
+    """The engine would write its folders among the files of a folder that is not a warehouse."""
+    raw = Path(env["ECOM_RAW_DIR"])
+    docs = raw.parent / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("mine\n")
+    for args in (("load",), ("sql", "select 1")):
+        result = run_ecom(*args, env={**env, "ECOM_CHDB_PATH": str(docs)}, check=False)
+        assert result.returncode == 1, result.stderr
+        assert one_error_line(result.stderr) == (
+            f"error: ECOM_CHDB_PATH={docs.resolve()} is a folder of other files, not a warehouse: the engine would "
+            "write its own folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse")
+    assert [p.name for p in docs.iterdir()] == ["notes.txt"]
+    assert not raw.exists(), "refused before anything ran"
+
+
+@pytest.mark.parametrize("variable", ["ECOM_CHDB_PATH", "ECOM_RAW_DIR", "ECOM_PROJECT_DIR", "DBT_TARGET_PATH"])
+def test_a_path_that_cannot_be_looked_at_is_one_line_naming_its_setting(env, tmp_path, variable):
+    """A loop of symbolic links, or a name longer than the file system allows: pathlib raises from
+    deep inside; the command says which setting to change, before it lands anything."""
+    Path(env["ECOM_RAW_DIR"]).mkdir()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for path, reason in ((loop / "x" if variable == "DBT_TARGET_PATH" else loop, "Symlink loop"),
+                         (tmp_path / ("a" * 300), "File name too long")):
+        result = run_ecom("run", env={**env, variable: str(path)}, check=False)
+        assert result.returncode == 1, result.stderr
+        line = one_error_line(result.stderr)
+        assert variable in line and reason in line and "Traceback" not in result.stderr, line
+    assert not Path(env["ECOM_CHDB_PATH"]).exists(), "refused before anything landed"
+
+
 def test_a_bad_target_is_a_clear_error(env):
     env = {**env, "DBT_TARGET": "prod"}
     for args in (("sql", "select 1"), ("load",)):

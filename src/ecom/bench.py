@@ -1202,7 +1202,10 @@ def _unusable(option: str, path: Path, folder: Path) -> str | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         # mkdir says "File exists" or "Not a directory" of a file where a folder of the path should be.
-        blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        try:
+            blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        except OSError:  # a name too long: exc says so
+            blocker = None
         if blocker is not None and not blocker.is_dir():
             return f"cannot use {option} {path}: {blocker} is a file, not a folder; choose another path"
         return f"cannot use {option} {path}: {exc.strerror or exc}; choose another path or check its permissions"

@@ -25,10 +25,23 @@ class SettingError(ValueError):
     """A setting of the environment with a value it cannot have; the message names it."""
 
 
+def usable_path(name: str, path: str | Path) -> Path:
+    """`path`, the value of the setting `name`, resolved; a SettingError naming the setting when
+    the path cannot even be looked at (a loop of symbolic links, a name too long, a folder on the
+    way that cannot be searched), where pathlib would raise from deep inside a command."""
+    try:
+        resolved = Path(path).resolve()
+        resolved.exists()
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingError(f"{name}={path} cannot be used ({reason}): set {name} to another path") from None
+    return resolved
+
+
 def _project_around_cwd() -> Path | None:
     """ECOM_PROJECT_DIR, else the nearest folder at or above the cwd with a dbt_project.yml."""
     if env := os.environ.get("ECOM_PROJECT_DIR"):
-        root = Path(env).resolve()
+        root = usable_path("ECOM_PROJECT_DIR", env)
         if not (root / "dbt_project.yml").is_file():
             raise SettingError(f"ECOM_PROJECT_DIR={env} has no dbt_project.yml: set it to the project's root "
                                "(the folder with dbt_project.yml), or unset it to use the checkout")
@@ -81,14 +94,16 @@ def dbt_folder_problem(root: Path) -> str | None:
     for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
         folder = root / (os.environ.get(variable) or default)
         try:
+            folder.resolve()  # raises on a loop of symbolic links, which exists() takes for nothing there
             above = next(path for path in (folder, *folder.parents) if path.exists())
             if not above.is_dir():
                 return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
             if not os.access(above, os.W_OK | os.X_OK):
                 return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
                         "you can write")
-        except OSError as exc:  # a folder on the way that cannot be searched, a name too long
-            return f"{variable} is {folder}, which cannot be used ({exc.strerror}): point {variable} at a folder"
+        except (OSError, RuntimeError) as exc:  # a folder on the way that cannot be searched, a name too long
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return f"{variable} is {folder}, which cannot be used ({reason}): point {variable} at a folder"
     return None
 
 
@@ -158,6 +173,14 @@ def chdb_path_problem(path: str) -> str | None:
         return (f"the warehouse path {path} has a '?', which the embedded engine reads as the start of "
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
+    folder = Path(path)
+    try:
+        foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(folder.iterdir())
+    except OSError:
+        foreign = False  # a folder that cannot be listed: the engine says why when it opens it
+    if foreign:
+        return (f"ECOM_CHDB_PATH={path} is a folder of other files, not a warehouse: the engine would write "
+                "its own folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse")
     return None
 
 
@@ -195,11 +218,12 @@ class Settings:
             raise SettingError(f"CLICKHOUSE_PORT={port!r} is not a port number (1-65535)")
         secure = env_flag("CLICKHOUSE_SECURE", False, env)
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
-        if target == "dev" and (problem := chdb_path_problem(str(chdb_path.resolve()))):
-            raise SettingError(problem)
         raw_dir = data_path(env.get("ECOM_RAW_DIR") or "data/raw")
-        if target == "dev" and (problem := shared_folder_problem(raw_dir.resolve(), chdb_path.resolve())):
-            raise SettingError(problem)
+        resolved_raw = usable_path("ECOM_RAW_DIR", raw_dir)
+        if target == "dev":
+            resolved_chdb = usable_path("ECOM_CHDB_PATH", chdb_path)
+            if problem := (chdb_path_problem(str(resolved_chdb)) or shared_folder_problem(resolved_raw, resolved_chdb)):
+                raise SettingError(problem)
         return cls(
             raw_dir=raw_dir,
             chdb_path=chdb_path,

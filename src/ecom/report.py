@@ -882,7 +882,12 @@ def write_report(client: Client, out_path: Path) -> Path:
     # Written through a symbolic link, not over it; written beside the page, then renamed over it,
     # which would replace a device or a fifo with a plain file.
     out_path = Path(os.path.realpath(out_path))
-    if out_path.exists() and not out_path.is_file():
+    try:
+        not_a_file = out_path.exists() and not out_path.is_file()
+    except OSError as exc:  # a name too long, a folder on the way that cannot be searched
+        raise ReportError(f"cannot write {out_path} ({exc.strerror or exc}); choose another path with --out or "
+                          "ECOM_REPORT_PATH") from None
+    if not_a_file:
         raise ReportError(f"cannot write {out_path}: it is not a regular file; choose another path with --out or "
                           "ECOM_REPORT_PATH")
     data = read_gold(client)
