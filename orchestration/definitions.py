@@ -23,13 +23,14 @@ from orchestration.jobs import build_daily_job, executor
 from orchestration.partitions import daily_partitions
 from orchestration.resources import WAREHOUSE_POOL, Warehouse, dbt_project, dbt_resource, settings
 from orchestration.schedules import build_daily_schedule
-from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, default_status
+from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, default_status, webhook_url
 
 
 def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
     """Everything of the code location; `project_dir` points at another copy of the dbt project."""
     current = settings()
     simulator_enabled()  # a bad ECOM_SIMULATOR stops the code location, not the first run missing a day
+    webhook_url()  # and a bad ECOM_ALERT_WEBHOOK, not the first failed run
     pool = WAREHOUSE_POOL
     partitions = daily_partitions()
     project = dbt_project(project_dir)

@@ -20,6 +20,7 @@ alert there (`text` carries a one-line summary, so a Slack or Teams incoming web
 import hashlib
 import json
 import os
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from ecom.config import Settings, env_flag
+from ecom.config import SettingError, Settings, env_flag
 from ecom.contract import COLUMNS
 from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
@@ -322,6 +323,19 @@ def alert_payload(run: dg.DagsterRun, error: str | None) -> dict[str, str | None
     }
 
 
+def webhook_url(environ: Mapping[str, str] | None = None) -> str | None:
+    """ECOM_ALERT_WEBHOOK, checked when the code location loads rather than when a run has failed
+    (urllib would open a file:// URL, and refuse one without a scheme, only then)."""
+    url = (os.environ if environ is None else environ).get(WEBHOOK_ENV, "").strip()
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingError(f"{WEBHOOK_ENV}={url!r} is not an http:// or https:// URL: set it to the address the "
+                           "alerts are POSTed to, or unset it")
+    return url
+
+
 def post_json(url: str, payload: Mapping[str, object], timeout: float = 10.0) -> int:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode("utf-8"), method="POST",
@@ -339,7 +353,7 @@ def post_json(url: str, payload: Mapping[str, object], timeout: float = 10.0) ->
 def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
     payload = alert_payload(context.dagster_run, _why(context))
     context.log.error(payload["text"])
-    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    url = webhook_url()
     if not url:
         return
     try:

@@ -772,6 +772,18 @@ def test_a_bad_simulator_setting_stops_the_code_location(monkeypatch):
         build_definitions()
 
 
+def test_a_webhook_that_is_no_http_url_stops_the_code_location(monkeypatch):
+    # Checked only when a run failed, a file:// URL was "delivered" and one without a scheme raised then.
+    assert sensors.webhook_url({}) is None
+    assert sensors.webhook_url({sensors.WEBHOOK_ENV: " https://hooks.example/x "}) == "https://hooks.example/x"
+    for url in ("file:///tmp/alerts", "hooks.example/x", "http://"):
+        with pytest.raises(SettingError, match=rf"{sensors.WEBHOOK_ENV}='{url}' is not an http:// or https:// URL"):
+            sensors.webhook_url({sensors.WEBHOOK_ENV: url})
+    monkeypatch.setenv(sensors.WEBHOOK_ENV, "file:///tmp/alerts")
+    with pytest.raises(SettingError, match=rf"{sensors.WEBHOOK_ENV}='file:///tmp/alerts' is not an http"):
+        build_definitions()
+
+
 def test_a_bad_warehouse_setting_stops_the_code_location_with_its_sentence(monkeypatch, tmp_path):
     # Raised as SystemExit, it ended the code server: `dagster dev` never served the UI.
     monkeypatch.setenv("DBT_TARGET", "prod")
