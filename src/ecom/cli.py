@@ -235,8 +235,8 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
 
     if not settings.raw_dir.is_dir():
         problem = "is not a directory" if settings.raw_dir.exists() else "does not exist"
-        click.echo(f"error: raw directory {settings.raw_dir} {problem}; run `ecom generate` "
-                   "or set ECOM_RAW_DIR", err=True)
+        click.echo(f"error: raw directory {settings.raw_dir} {problem}; run `ecom generate`, or point "
+                   "ECOM_RAW_DIR (`ecom load --raw-dir`) at the exports", err=True)
         return 1
     if problem := raw_dir_problem(settings.raw_dir):
         click.echo(f"error: {problem}", err=True)
