@@ -419,6 +419,14 @@ def test_a_folder_of_other_files_is_no_warehouse(env):
             "write its own folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse")
     assert [p.name for p in docs.iterdir()] == ["notes.txt"]
     assert not raw.exists(), "refused before anything ran"
+    # An empty folder is a warehouse to be: a read leaves the engine's `tmp` there, and a load builds on it.
+    empty = raw.parent / "empty"
+    empty.mkdir()
+    raw.mkdir()
+    run_ecom("sql", "select 1", env={**env, "ECOM_CHDB_PATH": str(empty)})
+    assert [p.name for p in empty.iterdir()] == ["tmp"]
+    result = run_ecom("load", env={**env, "ECOM_CHDB_PATH": str(empty)}, check=False)
+    assert result.returncode == 0 and (empty / "metadata").is_dir(), result.stderr
 
 
 @pytest.mark.parametrize("variable", ["ECOM_CHDB_PATH", "ECOM_RAW_DIR", "ECOM_PROJECT_DIR", "DBT_TARGET_PATH"])

@@ -162,6 +162,11 @@ def env_number(name: str, default: float, low: float, high: float, what: str,
     return number
 
 
+# What the embedded engine writes into its folder (`ecom sql` on an empty folder leaves `tmp`).
+_ENGINE_ENTRIES = frozenset({"data", "metadata", "metadata_dropped", "store", "tmp", "user_files", "format_schemas",
+                             "preprocessed_configs", "status"})
+
+
 def chdb_path_problem(path: str) -> str | None:
     """Why the embedded engine cannot open the absolute `path`, or None. chDB reads a `?` as the
     start of connection options and opens the path before it: another warehouse than the one
@@ -174,8 +179,9 @@ def chdb_path_problem(path: str) -> str | None:
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
     folder = Path(path)
-    try:
-        foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(folder.iterdir())
+    try:  # a warehouse has `metadata`; before its first table, only some of the engine's folders
+        foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(
+            entry.name not in _ENGINE_ENTRIES for entry in folder.iterdir())
     except OSError:
         foreign = False  # a folder that cannot be listed: the engine says why when it opens it
     if foreign:
