@@ -3,9 +3,10 @@
 A day whose files are already there (delivered by the sources, or written by an earlier run)
 is only recorded. A day with neither files nor a simulator manifest is written by the source
 simulator (`ecom.generate`), so a demo world grows day by day; later days continue the same
-world, and the simulator is deterministic, so re-running a day changes nothing. It writes only into
-a folder it owns: an empty one, or one holding its manifests (`_manifest/`). In a folder of
-real exports (no manifests), or with ECOM_SIMULATOR=off, a missing day fails the step instead.
+world, and the simulator is deterministic, so re-running a day changes nothing. It writes only
+into a folder it owns: an empty one, or one holding its manifests (`_manifest/`). In a folder
+of real exports (no manifests), or with ECOM_SIMULATOR=off, a missing day fails the step
+instead.
 """
 
 import json

@@ -1,9 +1,9 @@
 """`ecom`: generate raw exports, land them in bronze, build the layers, query and report.
 
-The options that name the raw folder, the report's file and the bench's folder also read their
-environment variables (`ECOM_RAW_DIR`, `ECOM_REPORT_PATH`, `ECOM_BENCH_DIR`); the warehouse and the target come from
-`ECOM_CHDB_PATH` and `DBT_TARGET` (SPEC section 2), so `ecom`, dbt and Dagster agree. Results
-go to stdout, progress and errors to stderr.
+The options that name the raw folder, the report's file and the bench's folder also read
+their environment variables (`ECOM_RAW_DIR`, `ECOM_REPORT_PATH`, `ECOM_BENCH_DIR`); the
+warehouse and the target come from `ECOM_CHDB_PATH` and `DBT_TARGET` (SPEC section 2), so
+`ecom`, dbt and Dagster agree. Results go to stdout, progress and errors to stderr.
 """
 
 from __future__ import annotations
