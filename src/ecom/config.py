@@ -25,6 +25,11 @@ class SettingError(ValueError):
     """A setting of the environment with a value it cannot have; the message names it."""
 
 
+def _reason(exc: OSError | RuntimeError) -> str:
+    """What went wrong with a path: the system's words, or pathlib's for a loop of links."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def usable_path(name: str, path: str | Path) -> Path:
     """`path`, the value of the setting `name`, resolved; a SettingError naming the setting when
     the path cannot even be looked at (a loop of symbolic links, a name too long, a folder on the
@@ -33,8 +38,7 @@ def usable_path(name: str, path: str | Path) -> Path:
         resolved = Path(path).resolve()
         resolved.exists()
     except (OSError, RuntimeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SettingError(f"{name}={path} cannot be used ({reason}): set {name} to another path") from None
+        raise SettingError(f"{name}={path} cannot be used ({_reason(exc)}): set {name} to another path") from None
     return resolved
 
 
@@ -102,8 +106,7 @@ def dbt_folder_problem(root: Path) -> str | None:
                 return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
                         "you can write")
         except (OSError, RuntimeError) as exc:  # a folder on the way that cannot be searched, a name too long
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return f"{variable} is {folder}, which cannot be used ({reason}): point {variable} at a folder"
+            return f"{variable} is {folder}, which cannot be used ({_reason(exc)}): point {variable} at a folder"
     return None
 
 
