@@ -127,6 +127,13 @@ def test_a_build_that_failed_gives_no_figure_and_names_its_first_error(tmp_path,
     assert row.value is None
     assert row.error.startswith("dbt build failed (dbt build did not pass: 1 error)")
     assert row.error.endswith("first error: model fct_orders: Code: 241. Memory limit exceeded")
+    if row_id == "full_refresh.1x":  # the 10x full refresh's target says it failed, and after how long
+        failed = Row("full_refresh.10x", row.group, row.label, unit="s", error=row.error, detail=row.detail)
+        targets = {t.target.split(" [")[0]: t for t in evaluate_targets([failed], QUICK)}
+        assert (targets["full refresh under 60 s"].met, targets["full refresh under 60 s"].measured) == (
+            False, "dbt build failed after 3 s")
+        # A build that failed says nothing of the peak memory of one that would have finished.
+        assert targets["peak memory under 8 GB"].met is None
     result.update(dbt_success=True, dbt_statuses={"success": 4})
     bench._pipeline_detail(row := Row(row_id, row_id.split(".")[0], "run", unit="s"), result, dataset, day, day)
     assert (row.value, row.error) == (3.0, None)
