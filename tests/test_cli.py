@@ -427,6 +427,19 @@ def test_a_folder_of_other_files_is_no_warehouse(env):
     assert [p.name for p in empty.iterdir()] == ["tmp"]
     result = run_ecom("load", env={**env, "ECOM_CHDB_PATH": str(empty)}, check=False)
     assert result.returncode == 0 and (empty / "metadata").is_dir(), result.stderr
+    # Folders are not files of someone else's: a volume's lost+found, a hidden file, the raw folder.
+    volume = raw.parent / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    (volume / ".DS_Store").write_text("")
+    (volume / "raw").mkdir()
+    result = run_ecom("load", env={**env, "ECOM_CHDB_PATH": str(volume), "ECOM_RAW_DIR": str(volume / "raw")},
+                      check=False)
+    assert result.returncode == 0 and (volume / "metadata").is_dir(), result.stderr
+    # A command that does not read the raw folder works whatever it is set to.
+    loop = raw.parent / "loop"
+    loop.symlink_to(loop)
+    result = run_ecom("sql", "select 1", env={**env, "ECOM_CHDB_PATH": str(empty), "ECOM_RAW_DIR": str(loop)})
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("variable", ["ECOM_CHDB_PATH", "ECOM_RAW_DIR", "ECOM_PROJECT_DIR", "DBT_TARGET_PATH"])

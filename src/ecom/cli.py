@@ -39,6 +39,7 @@ from ecom.config import (
     env_number,
     project_dir,
     unpriced_start_problem,
+    usable_path,
 )
 from ecom.contract import MAX_ORDERS_PER_DAY, MAX_SEED, unloadable_days
 from ecom.lock import DEFAULT_DBT_LOCK_WAIT, LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
@@ -233,6 +234,7 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
     from ecom.load import discover, load, print_summary, raw_dir_problem
     from ecom.warehouse import session
 
+    usable_path("ECOM_RAW_DIR", settings.raw_dir)  # a loop of links, a name too long: said by name
     if not settings.raw_dir.is_dir():
         problem = "is not a directory" if settings.raw_dir.exists() else "does not exist"
         click.echo(f"error: raw directory {settings.raw_dir} {problem}; run `ecom generate`, or point "

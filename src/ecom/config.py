@@ -6,6 +6,7 @@ profiles.yml) and Dagster agree without passing anything around.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -30,16 +31,24 @@ def _reason(exc: OSError | RuntimeError) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
-def usable_path(name: str, path: str | Path) -> Path:
-    """`path`, the value of the setting `name`, resolved; a SettingError naming the setting when
-    the path cannot even be looked at (a loop of symbolic links, a name too long, a folder on the
-    way that cannot be searched), where pathlib would raise from deep inside a command."""
+def _look_at(path: Path) -> None:
+    """Raise what keeps `path` from being looked at: a loop of symbolic links (RuntimeError on
+    Python 3.11, OSError later), a name too long, a folder on the way that cannot be searched.
+    A path that is missing, or below a file, raises nothing: the callers say so in their words."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        path.resolve(strict=True)
+
+
+def usable_path(name: str, path: str | Path, given: str | None = None) -> Path:
+    """`path`, the value of the setting `name` (as the user `given` it), resolved; a SettingError
+    naming the setting when the path cannot be looked at, where pathlib would raise from deep
+    inside a command."""
     try:
-        resolved = Path(path).resolve()
-        resolved.exists()
+        _look_at(Path(path))
     except (OSError, RuntimeError) as exc:
-        raise SettingError(f"{name}={path} cannot be used ({_reason(exc)}): set {name} to another path") from None
-    return resolved
+        raise SettingError(f"{name}={given or path} cannot be used ({_reason(exc)}): set {name} to another "
+                           "path") from None
+    return Path(path).resolve()
 
 
 def _project_around_cwd() -> Path | None:
@@ -98,7 +107,7 @@ def dbt_folder_problem(root: Path) -> str | None:
     for variable, default in (("DBT_TARGET_PATH", "target"), ("DBT_LOG_PATH", "logs")):
         folder = root / (os.environ.get(variable) or default)
         try:
-            folder.resolve()  # raises on a loop of symbolic links, which exists() takes for nothing there
+            _look_at(folder)  # a loop of symbolic links, which exists() takes for nothing there
             above = next(path for path in (folder, *folder.parents) if path.exists())
             if not above.is_dir():
                 return f"{variable} is {folder}, but {above} is a file, not a folder: point {variable} at a folder"
@@ -165,11 +174,6 @@ def env_number(name: str, default: float, low: float, high: float, what: str,
     return number
 
 
-# What the embedded engine writes into its folder (`ecom sql` on an empty folder leaves `tmp`).
-_ENGINE_ENTRIES = frozenset({"data", "metadata", "metadata_dropped", "store", "tmp", "user_files", "format_schemas",
-                             "preprocessed_configs", "status"})
-
-
 def chdb_path_problem(path: str) -> str | None:
     """Why the embedded engine cannot open the absolute `path`, or None. chDB reads a `?` as the
     start of connection options and opens the path before it: another warehouse than the one
@@ -182,9 +186,9 @@ def chdb_path_problem(path: str) -> str | None:
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
     folder = Path(path)
-    try:  # a warehouse has `metadata`; before its first table, only some of the engine's folders
+    try:  # the engine writes only folders there; a file (not a hidden one) is someone else's
         foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(
-            entry.name not in _ENGINE_ENTRIES for entry in folder.iterdir())
+            entry.is_file() and not entry.name.startswith(".") for entry in folder.iterdir())
     except OSError:
         foreign = False  # a folder that cannot be listed: the engine says why when it opens it
     if foreign:
@@ -228,11 +232,15 @@ class Settings:
         secure = env_flag("CLICKHOUSE_SECURE", False, env)
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
         raw_dir = data_path(env.get("ECOM_RAW_DIR") or "data/raw")
-        resolved_raw = usable_path("ECOM_RAW_DIR", raw_dir)
         if target == "dev":
-            resolved_chdb = usable_path("ECOM_CHDB_PATH", chdb_path)
-            if problem := (chdb_path_problem(str(resolved_chdb)) or shared_folder_problem(resolved_raw, resolved_chdb)):
+            resolved_chdb = usable_path("ECOM_CHDB_PATH", chdb_path, env.get("ECOM_CHDB_PATH"))
+            if problem := chdb_path_problem(str(resolved_chdb)):
                 raise SettingError(problem)
+            # The raw folder is checked where it is read (the loader): a command that does not read
+            # it works whatever it is set to.
+            with contextlib.suppress(OSError, RuntimeError):
+                if problem := shared_folder_problem(raw_dir.resolve(), resolved_chdb):
+                    raise SettingError(problem)
         return cls(
             raw_dir=raw_dir,
             chdb_path=chdb_path,
