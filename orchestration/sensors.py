@@ -331,8 +331,10 @@ def webhook_url(environ: Mapping[str, str] | None = None) -> str | None:
         return None
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingError(f"{WEBHOOK_ENV}={url!r} is not an http:// or https:// URL: set it to the address the "
-                           "alerts are POSTed to, or unset it")
+        # Not the URL itself: a webhook's path is its secret.
+        found = f"starts with {parts.scheme}://" if parts.scheme else "has no scheme"
+        raise SettingError(f"{WEBHOOK_ENV} is not an http:// or https:// URL (it {found}): set it to the address "
+                           "the alerts are POSTed to, or unset it")
     return url
 
 

@@ -776,11 +776,14 @@ def test_a_webhook_that_is_no_http_url_stops_the_code_location(monkeypatch):
     # Checked only when a run failed, a file:// URL was "delivered" and one without a scheme raised then.
     assert sensors.webhook_url({}) is None
     assert sensors.webhook_url({sensors.WEBHOOK_ENV: " https://hooks.example/x "}) == "https://hooks.example/x"
-    for url in ("file:///tmp/alerts", "hooks.example/x", "http://"):
-        with pytest.raises(SettingError, match=rf"{sensors.WEBHOOK_ENV}='{url}' is not an http:// or https:// URL"):
+    for url, found in (("file:///tmp/alerts", "starts with file://"), ("hooks.example/T0/secret", "has no scheme"),
+                       ("http://", "starts with http://")):
+        with pytest.raises(SettingError) as refused:
             sensors.webhook_url({sensors.WEBHOOK_ENV: url})
+        assert str(refused.value) == (f"{sensors.WEBHOOK_ENV} is not an http:// or https:// URL (it {found}): set "
+                                      "it to the address the alerts are POSTed to, or unset it")
     monkeypatch.setenv(sensors.WEBHOOK_ENV, "file:///tmp/alerts")
-    with pytest.raises(SettingError, match=rf"{sensors.WEBHOOK_ENV}='file:///tmp/alerts' is not an http"):
+    with pytest.raises(SettingError, match=rf"{sensors.WEBHOOK_ENV} is not an http:// or https:// URL"):
         build_definitions()
 
 

@@ -13,6 +13,7 @@ cover the whole period in gold.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import math
@@ -898,8 +899,8 @@ def write_report(client: Client, out_path: Path) -> Path:
         partial.write_text(page, encoding="utf-8")
         partial.replace(out_path)
     except OSError as exc:
-        if partial.is_file():
-            partial.unlink()
+        with contextlib.suppress(OSError):  # the partial's own name may be the one too long
+            partial.unlink(missing_ok=True)
         # mkdir says "File exists" of a file where a folder of the path should be.
         blocker = next((folder for folder in out_path.parents if folder.exists() and not folder.is_dir()), None)
         why = (f"a file, not a folder, is in the way: {blocker}" if blocker is not None
