@@ -186,9 +186,11 @@ def chdb_path_problem(path: str) -> str | None:
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
     folder = Path(path)
-    try:  # the engine writes only folders there; a file (not a hidden one) is someone else's
+    try:  # the engine writes folders there, and `status` while it has the folder open (`uuid` on a
+        # server); any other file (not a hidden one) is someone else's
         foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(
-            entry.is_file() and not entry.name.startswith(".") for entry in folder.iterdir())
+            entry.is_file() and not entry.name.startswith(".") and entry.name not in ("status", "uuid")
+            for entry in folder.iterdir())
     except OSError:
         foreign = False  # a folder that cannot be listed: the engine says why when it opens it
     if foreign:
