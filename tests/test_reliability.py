@@ -465,6 +465,7 @@ def test_unwritable_or_misplaced_warehouse_directories_are_one_plain_line(tmp_pa
         assert result.returncode == 1 and len(lines) == 1, (path, result.stderr)
         assert expected in lines[0] and "ECOM_CHDB_PATH" in lines[0], lines[0]
     assert not any(read_only.iterdir()), "nothing was written into the read-only warehouse"
+    assert not (tmp_path / "a-file.pipeline.lock").exists(), "no lock left beside a file in the warehouse's place"
 
 
 # ---------------------------------------------------------------------------------------------

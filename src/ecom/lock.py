@@ -135,6 +135,11 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
     """
     real = Path(path).resolve()  # one lock per warehouse, however its path is spelt (symbolic links)
     lock_path = real.with_name(real.name + ".pipeline.lock")
+    if real.exists() and not real.is_dir():  # refused before a lock is left beside it
+        raise WarehouseUnavailable(
+            f"cannot create the warehouse directory {real} (a file, not a directory, is in the way); "
+            "point ECOM_CHDB_PATH at a directory this user can write"
+        )
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a+")  # noqa: SIM115 (closed by the with below)
