@@ -486,6 +486,8 @@ def test_settings_from_the_environment():
     assert server.secure and not server.embedded and server.cluster is None
     assert server.describe() == "ClickHouse https://ch.example:9440"
     assert "example-password" not in repr(server), "the password never shows in logs"
+    blank_host = Settings.from_env({"DBT_TARGET": "server", "CLICKHOUSE_HOST": " "})
+    assert blank_host.describe() == "ClickHouse http://localhost:8123", "set but empty: the default"
 
     cluster = Settings.from_env({"DBT_TARGET": "cluster", "CLICKHOUSE_CLUSTER": "analytics"})
     assert cluster.cluster == "analytics"

@@ -524,13 +524,13 @@ for target, settings in cases:
 def test_dbt_alone_refuses_a_mistyped_port_or_secure_flag_by_name(tmp_path):
     """dbt reads the server settings from profiles.yml, not through `ecom`: a mistyped
     CLICKHOUSE_SECURE or CLICKHOUSE_PORT must stop it there too, not drop TLS and send the
-    password in clear, or connect to another port."""
+    password in clear, or connect to another port; an empty CLICKHOUSE_HOST is the default."""
     env = ecom_env(tmp_path / "raw", tmp_path / "warehouse", CLICKHOUSE_HOST="127.0.0.1",
                    CLICKHOUSE_PORT=str(closed_port()), DBT_LOG_PATH=str(tmp_path / "logs"),
                    DBT_TARGET_PATH=str(tmp_path / "target"))
     cases = [*[(target, {"CLICKHOUSE_SECURE": "ture"}) for target in ("server", "cluster")],
              *[("server", {"CLICKHOUSE_PORT": port}) for port in ("http", "0", "65536", "8\N{SUPERSCRIPT TWO}")],
-             ("cluster", {"CLICKHOUSE_SECURE": " On "})]
+             ("cluster", {"CLICKHOUSE_SECURE": " On "}), ("server", {"CLICKHOUSE_HOST": " "})]
     run = subprocess.run([sys.executable, "-c", DEBUG_CASES, str(ROOT), json.dumps(cases)], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     outputs = re.split(r"^=== ", run.stdout, flags=re.MULTILINE)[1:]
@@ -544,6 +544,7 @@ def test_dbt_alone_refuses_a_mistyped_port_or_secure_flag_by_name(tmp_path):
     for (_, settings), output in zip(cases[2:6], outputs[2:6], strict=True):
         assert f"CLICKHOUSE_PORT={settings['CLICKHOUSE_PORT']} is not a port number (1-65535)" in output, output
     assert "secure: True" in outputs[6] and "https://127.0.0.1" in outputs[6], outputs[6]
+    assert "host: localhost" in outputs[7], "set but empty: the default, as `ecom` reads it"
 
 
 def make_recipe(target: str) -> str:

@@ -247,7 +247,7 @@ class Settings:
             raw_dir=raw_dir,
             chdb_path=chdb_path,
             target=target,
-            host=env.get("CLICKHOUSE_HOST", "localhost"),
+            host=env.get("CLICKHOUSE_HOST", "").strip() or "localhost",  # set but empty: the default
             port=int(port) if port else None,
             user=env.get("CLICKHOUSE_USER", "default"),
             password=env.get("CLICKHOUSE_PASSWORD", ""),
