@@ -117,6 +117,9 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
     """order_id -> the latest valid version of the order (SPEC section 6)."""
     currencies = {c["currency_code"]: c["currency_code"] for c in seed("currencies")}
     currencies |= {c["symbol"]: c["currency_code"] for c in seed("currencies") if c["symbol"]}
+    # `$` on an order shipped to Canada or Mexico is that country's currency (orders_versions).
+    dollar_countries = {c[name].upper(): c["currency_code"] for c in seed("countries") for name in
+                        ("country_code", "alpha3", "country_name") if c["currency_code"] in ("CAD", "MXN")}
     statuses = {s["order_status"] for s in seed("order_statuses")}
     first_rates = {currency: min(months) for currency, months in fx_rates().items()}
     latest: dict[str, tuple] = {}
@@ -125,6 +128,8 @@ def valid_orders(raw_dir: Path) -> dict[str, dict]:
         order_id = v["order_id"].strip(SPACE)
         order_ts, updated_at = parse_ts(v["order_ts"]), parse_ts(v["updated_at"])
         currency = currencies.get(v["currency"].strip(SPACE).upper(), "")
+        if v["currency"].strip(SPACE) == "$":
+            currency = dollar_countries.get(v["shipping_country"].strip(SPACE).upper(), currency)
         fee = v["shipping_fee"].strip(SPACE)
         discount = parse_decimal(v["order_discount"]) if v["order_discount"].strip(SPACE) else Decimal(0)
         is_test = parse_bool(v["is_test"])  # an empty one too is bad_value

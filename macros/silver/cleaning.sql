@@ -150,6 +150,24 @@ nullIf({{ trim_space(column) }}, '')
 transform(upperUTF8({{ trim_space(column) }}), {{ lookup }}.1, {{ lookup }}.2, '')
 {%- endmacro %}
 
+{#- Each country's currency (the countries seed), as (countries, currencies). -#}
+{% macro country_currency_lookup() -%}
+(select (groupArray(country_code), groupArray(currency_code)) from {{ ref('countries') }})
+{%- endmacro %}
+
+{#- An order's currency: its code or symbol through the currency seed, which reads `$` as USD,
+    except that an order shipped to a country whose currency is also written `$` (Canada's CAD,
+    Mexico's MXN) is priced in that currency (SPEC 4: an order is priced in its shipping
+    country's currency). `country` is the cleaned alpha-2 code. -#}
+{% macro order_currency(column, country, lookup='currency_map', countries='country_currency') -%}
+if(
+    {{ trim_space(column) }} = '$'
+        and transform({{ country }}, {{ countries }}.1, {{ countries }}.2, '') in ('CAD', 'MXN'),
+    transform({{ country }}, {{ countries }}.1, {{ countries }}.2, ''),
+    {{ to_currency(column, lookup) }}
+)
+{%- endmacro %}
+
 {#- Country: alpha-2, alpha-3 or English name in any case to alpha-2 through the seed; 'ZZ' when unknown. -#}
 {% macro country_lookup() -%}
 (

@@ -15,6 +15,7 @@ with
 {{ currency_lookup() }} as currency_map,
 {{ fx_first_month_lookup() }} as fx_first_month,
 {{ country_lookup() }} as country_map,
+{{ country_currency_lookup() }} as country_currency,
 
 bronze_rows as (
     select {{ raw_with_lineage('orders') }}
@@ -29,7 +30,7 @@ typed as (
         {{ parse_timestamp('raw_order_ts') }} as order_ts,
         {{ clean_code('raw_status') }} as order_status,
         {{ clean_code('raw_channel') }} as channel,
-        {{ to_currency('raw_currency') }} as currency_code,
+        {{ order_currency('raw_currency', 'shipping_country_code') }} as currency_code,
         coalesce({{ parse_decimal('raw_shipping_fee') }}, toDecimal64(0, 2)) as shipping_fee,
         coalesce({{ parse_decimal('raw_order_discount') }}, toDecimal64(0, 2)) as order_discount,
         {{ nullif_blank('raw_coupon_code') }} as coupon_code,
