@@ -4,9 +4,10 @@ A day whose files are already there (delivered by the sources, or written by an 
 is only recorded. A day with neither files nor a simulator manifest is written by the source
 simulator (`ecom.generate`), so a demo world grows day by day; later days continue the same
 world, and the simulator is deterministic, so re-running a day changes nothing. It writes only
-into a folder it owns: an empty one, or one holding its manifests (`_manifest/`). In a folder
-of real exports (no manifests), or with ECOM_SIMULATOR=off, a missing day fails the step
-instead.
+into a folder it owns: one holding its manifests (`_manifest/`), or a missing or empty one
+beside a warehouse that has landed nothing yet (a mistyped or unmounted ECOM_RAW_DIR must not
+fill a warehouse of real data with invented rows). In a folder of real exports (no manifests),
+or with ECOM_SIMULATOR=off, a missing day fails the step instead.
 """
 
 import json
@@ -48,6 +49,14 @@ def simulated_world(raw_dir: Path) -> bool:
         return not any(not entry.name.startswith(".") for entry in raw_dir.iterdir())  # `.gitkeep`, `.DS_Store`
     except FileNotFoundError:
         return True
+
+
+def landed_files(warehouse: Warehouse) -> int:
+    """How many files the warehouse's ingest log lists as landed (0 for a new warehouse)."""
+    with warehouse.session() as client:
+        if not client.command("EXISTS TABLE bronze.ingest_log"):
+            return 0
+        return int(client.command("SELECT count() FROM bronze.ingest_log WHERE status = 'landed'"))
 
 
 def _manifest_path(raw_dir: Path, day: date) -> Path:
@@ -127,6 +136,14 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
                 f"no raw exports in {raw_dir.resolve()} for {', '.join(map(str, missing))}; they have not "
                 f"arrived yet. The folder holds real exports (no {MANIFEST_DIR}/ of the simulator), so the "
                 "simulator does not write into it; run the partition again once the files are there"
+            )
+        if missing and not (raw_dir / MANIFEST_DIR).is_dir() and (landed := landed_files(warehouse)):
+            state = "is empty" if raw_dir.is_dir() else "does not exist"
+            raise dg.Failure(
+                f"{raw_dir.resolve()} {state}, but the warehouse has landed {landed} files: the simulator "
+                "starts a new world only beside a new warehouse, never among landed data. Check ECOM_RAW_DIR "
+                "(the exports' folder: mistyped, or not mounted?); for a new demo world, point ECOM_CHDB_PATH "
+                "at a new warehouse too"
             )
         written: list[str] = []
         for start, count in missing_runs(missing):

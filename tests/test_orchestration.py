@@ -726,6 +726,37 @@ def test_the_simulator_never_writes_among_real_exports(tmp_path, monkeypatch):
         "orders/2026/09/01/orders_20260901.csv"]
 
 
+def test_the_simulator_never_starts_a_world_beside_landed_data(tmp_path, monkeypatch):
+    """A mistyped or unmounted ECOM_RAW_DIR (missing or empty) beside a warehouse that has landed
+    files fails the day: invented rows would land among the real ones."""
+    from orchestration.assets_raw import build_raw_exports
+    from orchestration.partitions import daily_partitions
+    from orchestration.resources import Warehouse
+
+    from ecom.load import load
+
+    exports = tmp_path / "exports"
+    generate(exports, date(2026, 9, 1), 1, orders_per_day=5, seed=5, progress=False, workers=1)
+    for key in [k for k in os.environ if k.startswith(OWN_PREFIXES)]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("ECOM_CHDB_PATH", str(tmp_path / "warehouse"))
+    monkeypatch.setenv("ECOM_RAW_DIR", str(exports))
+    with session(Settings.from_env()) as client:
+        landed = len(load(Settings.from_env(), client).landed)
+    assert landed > 0
+
+    (tmp_path / "empty").mkdir()
+    for typo, state in ((tmp_path / "exprots", "does not exist"), (tmp_path / "empty", "is empty")):
+        monkeypatch.setenv("ECOM_RAW_DIR", str(typo))
+        result = dg.materialize([build_raw_exports(daily_partitions(date(2026, 9, 1)))], partition_key="2026-09-02",
+                                resources={"warehouse": Warehouse()}, raise_on_error=False)
+        assert not result.success, typo
+        [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        assert f"{typo} {state}, but the warehouse has landed {landed} files" in \
+            failure.step_failure_data.user_failure_data.description
+        assert not typo.exists() or not any(typo.iterdir()), "nothing simulated"
+
+
 def test_only_the_newest_dbt_run_folders_are_kept(tmp_path):
     from orchestration.assets_dbt import prune_run_folders
 
