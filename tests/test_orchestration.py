@@ -343,6 +343,30 @@ def test_quality_checks_ran_and_passed(pipeline):
                and e.passed for e in evaluations)
 
 
+def test_the_dashboard_is_not_written_from_numbers_that_do_not_add_up(pipeline):
+    """Another run's build can come between a run's all_balanced check and its dashboard step:
+    the step reads the reconciliation itself."""
+    base, defs, instance, _ = pipeline
+    page = base / "report.html"
+    before = page.read_bytes()
+    dashboard = defs.resolve_job_def(DAILY_JOB).get_subset(asset_selection={DASHBOARD})
+    with session(settings_of(base)) as client:
+        client.command("INSERT INTO silver.reconciliation (entity, file_date, bronze_rows, silver_rows, "
+                       "duplicate_rows, superseded_rows, quarantined_rows, is_balanced) "
+                       "VALUES ('orders', '2001-01-01', 2, 1, 0, 0, 0, false)")
+    try:
+        refused = dashboard.execute_in_process(partition_key=DAYS[-1], instance=instance, raise_on_error=False)
+    finally:
+        with session(settings_of(base)) as client:
+            client.command("DELETE FROM silver.reconciliation WHERE file_date = '2001-01-01'")
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "1 entity-days of silver.reconciliation do not balance" in failure.step_failure_data.error.message
+    assert page.read_bytes() == before, "the last page is kept"
+    written = dashboard.execute_in_process(partition_key=DAYS[-1], instance=instance)
+    assert materialized(written)[DASHBOARD]["path"].value == str(page)
+
+
 def test_rerunning_a_partition_changes_nothing(pipeline):
     base, defs, instance, _ = pipeline
     before = snapshot(settings_of(base))
