@@ -11,7 +11,7 @@ or misplaced) belongs to no partition, so it is named by every run until then.
 
 import os
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ INGEST_LOG = "ingest_log"
 LANDED_TABLES: tuple[str, ...] = (*ENTITIES, INGEST_LOG)
 NO_REJECTED_FILES = "no_rejected_files"
 A_FILE_EVERY_DAY = "a_file_every_day"
+# The time Dagster's freshness checks take for an asset's last update, when its materialization has it.
+LAST_UPDATED = "dagster/last_updated_timestamp"
 
 
 def landing_key(table: str) -> dg.AssetKey:
@@ -99,6 +101,12 @@ def _still_rejected(client: Client, raw_dir: Path, first: date, last: date) -> l
     removed, no longer counts)."""
     return [(r.path, r.reason, r.error) for r in latest_rejections(client)
             if (r.file_date is None or first <= r.file_date <= last) and _still_there(raw_dir / r.path, r.sha256)]
+
+
+def _last_updated(newest_at: datetime | None) -> dict[str, dg.MetadataValue]:
+    """The metadata Dagster's last-update freshness checks read instead of the materialization's
+    own time; none before a first file has landed."""
+    return {} if newest_at is None else {LAST_UPDATED: dg.MetadataValue.timestamp(newest_at)}
 
 
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
@@ -189,6 +197,12 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                     parameters={"first": first, "last": last},
                 ).result_rows
             }
+            # When each entity's newest file landed: what the freshness checks read (as dbt's
+            # source freshness reads `_ingested_at`), not when this step ran, so a run that lands
+            # nothing of an entity (its feed stopped) leaves its freshness where it was.
+            newest = {str(entity): newest_at.replace(tzinfo=UTC) for entity, newest_at in client.query(
+                "SELECT entity, max(finished_at) FROM " + LOG_TABLE + " WHERE status = 'landed' GROUP BY entity"
+            ).result_rows}
         context.log.info(
             f"{first}..{last}: landed {len(result.landed)} files ({result.rows:,} rows), "
             f"rejected {len(result.rejected)}, skipped {len(result.skipped)} on {settings.describe()}"
@@ -204,6 +218,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                 "files_skipped": sum(o.status == "skipped" for o in mine),
                 "dagster/partition_row_count": in_window.get(entity, 0),
                 "dagster/row_count": totals[entity],
+                **_last_updated(newest.get(entity)),
             })
             if dg.AssetCheckKey(landing_key(entity), A_FILE_EVERY_DAY) in checks:
                 yield _a_file_every_day(entity, {o.file.file_date for o in mine}, first, last)
@@ -218,6 +233,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             "files_skipped": len(result.skipped),
             "orphan_rows_removed": result.orphan_rows_removed,
             "dagster/row_count": totals[INGEST_LOG],
+            **_last_updated(max(newest.values(), default=None)),
         })
         yield _no_rejected_files(failing, len(rejected), first, last)
 

@@ -6,11 +6,12 @@
 * quarantine share: per entity, quarantined rows / bronze rows stays at or under
   ECOM_QUARANTINE_MAX_SHARE (default 0.25). A warning: the rows are kept in quarantine.
 * freshness of the landing: the thresholds of each bronze source's dbt freshness (`error_after`,
-  else `warn_after`) as a Dagster last-update check on its landing asset: it fails when Dagster
-  has not materialized the landing within that time. It reads Dagster's event log, not the
-  warehouse, so landings by `ecom run` outside Dagster do not count, and a landing run counts
-  even when it landed nothing new; `dbt source freshness` reads `loaded_at_field` in the
-  warehouse instead.
+  else `warn_after`) as a Dagster last-update check on its landing asset: it fails when the
+  entity's newest file landed longer ago than that. Each landing run records that time (from
+  the ingest log) on its materialization, which the check reads from Dagster's event log: a run
+  that lands nothing of an entity leaves its time as it was, as `dbt source freshness` (which
+  reads `_ingested_at` in the warehouse) would; a landing by `ecom run` counts from the next
+  landing run in Dagster.
 """
 
 import warnings
@@ -137,8 +138,8 @@ def _hours(rule: Mapping[str, Any] | None) -> timedelta | None:
 def build_freshness_checks(manifest: Mapping[str, Any]) -> list[dg.AssetChecksDefinition]:
     """One last-update freshness check per bronze source that declares freshness in dbt.
 
-    dbt's `error_after` becomes an error, else `warn_after` a warning: the landing asset must
-    have been materialized within that time.
+    dbt's `error_after` becomes an error, else `warn_after` a warning: the entity's newest file,
+    as the landing asset's latest materialization records it, must have landed within that time.
     """
     by_rule: dict[tuple[timedelta, dg.AssetCheckSeverity], list[dg.AssetKey]] = {}
     for source in manifest.get("sources", {}).values():

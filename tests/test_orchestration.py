@@ -367,6 +367,23 @@ def test_the_dashboard_is_not_written_from_numbers_that_do_not_add_up(pipeline):
     assert materialized(written)[DASHBOARD]["path"].value == str(page)
 
 
+def test_the_landing_records_when_each_entity_last_landed_not_when_it_ran(pipeline):
+    """What the freshness checks read: a run that lands nothing (a feed that stopped) does not
+    make its entity look fresh."""
+    base, defs, instance, _ = pipeline
+    started = datetime.now(UTC).timestamp()
+    again = land(defs, instance, DAYS[-1])
+    assert materialized(again)[landing_key(INGEST_LOG)]["files_landed"].value == 0
+    with session(settings_of(base)) as client:
+        newest = {str(entity): newest_at.replace(tzinfo=UTC).timestamp() for entity, newest_at in client.query(
+            "SELECT entity, max(finished_at) FROM bronze.ingest_log WHERE status = 'landed' GROUP BY entity"
+        ).result_rows}
+    recorded = {key.path[-1]: meta["dagster/last_updated_timestamp"].value
+                for key, meta in materialized(again).items()}
+    assert recorded == {**newest, INGEST_LOG: max(newest.values())}
+    assert max(recorded.values()) < started
+
+
 def test_rerunning_a_partition_changes_nothing(pipeline):
     base, defs, instance, _ = pipeline
     before = snapshot(settings_of(base))
