@@ -26,10 +26,11 @@ from ecom.reference import files_fingerprint
 from ecom.warehouse import session
 from reference import daily_sales
 
-SILVER_RULES = ("silver rules 5: exact duplicates are the copies of a row further up the same file; "  # silver_rules()
+SILVER_RULES = ("silver rules 6: exact duplicates are the copies of a row further up the same file; "  # silver_rules()
                 "ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; "
                 "an apostrophe in an email; an order before its currency has FX rates; "
-                "tabs and no-break spaces trimmed")
+                "tabs and no-break spaces trimmed; a dollar sign in the currency of an order shipped to Canada "
+                "or Mexico")
 
 
 def connect(world_env: dict[str, str]) -> AbstractContextManager[Client]:
