@@ -135,7 +135,11 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
     """
     real = Path(path).resolve()  # one lock per warehouse, however its path is spelt (symbolic links)
     lock_path = real.with_name(real.name + ".pipeline.lock")
-    if real.exists() and not real.is_dir():  # refused before a lock is left beside it
+    try:
+        in_the_way = real.exists() and not real.is_dir()
+    except OSError:  # a folder on the way that cannot be looked into: the open below says so
+        in_the_way = False
+    if in_the_way:  # refused before a lock is left beside it
         raise WarehouseUnavailable(
             f"cannot create the warehouse directory {real} (a file, not a directory, is in the way); "
             "point ECOM_CHDB_PATH at a directory this user can write"
