@@ -105,8 +105,9 @@ def _still_rejected(client: Client, raw_dir: Path, first: date, last: date) -> l
 
 def _last_updated(newest_at: datetime | None) -> dict[str, dg.MetadataValue]:
     """The metadata Dagster's last-update freshness checks read instead of the materialization's
-    own time; none before a first file has landed."""
-    return {} if newest_at is None else {LAST_UPDATED: dg.MetadataValue.timestamp(newest_at)}
+    own time. Before a first file has landed: the epoch's first second, so that the check fails
+    (without the key, or at 0, it would take the materialization's time)."""
+    return {LAST_UPDATED: dg.MetadataValue.timestamp(newest_at.timestamp() if newest_at else 1.0)}
 
 
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,

@@ -42,7 +42,8 @@ def simulator_enabled(environ: dict[str, str] | None = None) -> bool:
 def simulated_world(raw_dir: Path) -> bool:
     """Whether the simulator may write into `raw_dir`: it is empty or missing, or the simulator
     wrote it (its manifests are there). Real exports have no manifests: a late export must not be
-    replaced by invented rows at its path."""
+    replaced by invented rows at its path. (An empty or missing folder is written only beside a
+    warehouse that has landed nothing: `landed_files`.)"""
     if (raw_dir / MANIFEST_DIR).is_dir():
         return True
     try:
@@ -53,6 +54,9 @@ def simulated_world(raw_dir: Path) -> bool:
 
 def landed_files(warehouse: Warehouse) -> int:
     """How many files the warehouse's ingest log lists as landed (0 for a new warehouse)."""
+    current = warehouse.settings
+    if current.embedded and not current.chdb_path.exists():
+        return 0  # not created (nor locked) by this step: the landing makes it
     with warehouse.session() as client:
         if not client.command("EXISTS TABLE bronze.ingest_log"):
             return 0
