@@ -124,6 +124,19 @@ def open_when_free(path: str | os.PathLike, wait_seconds: float, open_engine: Ca
                 raise
 
 
+IN_THE_WAY = "a file, not a directory, is in the way"
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a path could not be made or opened, in a few words."""
+    return IN_THE_WAY if isinstance(exc, FileExistsError | NotADirectoryError) else exc.strerror or str(exc)
+
+
+def cannot_create_warehouse(path: Path, why: str) -> WarehouseUnavailable:
+    return WarehouseUnavailable(f"cannot create the warehouse directory {path} ({why}); point ECOM_CHDB_PATH "
+                                "at a directory this user can write")
+
+
 @contextmanager
 def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold `<path>.pipeline.lock` for a whole multi-step run (load, then dbt in a subprocess); the
@@ -140,19 +153,14 @@ def pipeline_lock(path: str | os.PathLike, wait_seconds: float = 0.0) -> Iterato
     except OSError:  # a folder on the way that cannot be looked into: the open below says so
         in_the_way = False
     if in_the_way:  # refused before a lock is left beside it
-        raise WarehouseUnavailable(
-            f"cannot create the warehouse directory {real} (a file, not a directory, is in the way); "
-            "point ECOM_CHDB_PATH at a directory this user can write"
-        )
+        raise cannot_create_warehouse(real, IN_THE_WAY)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a+")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
-        why = ("a file, not a directory, is in the way" if isinstance(exc, FileExistsError | NotADirectoryError)
-               else exc.strerror or str(exc))
         raise WarehouseUnavailable(
-            f"cannot create the pipeline lock {lock_path} ({why}); point ECOM_CHDB_PATH at a directory "
-            "this user can write"
+            f"cannot create the pipeline lock {lock_path} ({os_reason(exc)}); point ECOM_CHDB_PATH at a "
+            "directory this user can write"
         ) from None
     deadline = time.monotonic() + wait_seconds
     told = False

@@ -14,7 +14,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from urllib3.util import Timeout
 
 from ecom.config import Settings
-from ecom.lock import WarehouseUnavailable, open_when_free
+from ecom.lock import WarehouseUnavailable, cannot_create_warehouse, open_when_free, os_reason
 
 # A server that takes the connection but does not answer: the first exchange gives up after
 # HANDSHAKE_SECONDS, not after the read timeout of a query (clickhouse-connect's 300 s).
@@ -66,10 +66,7 @@ def prepare_directory(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WarehouseUnavailable(
-            f"cannot create the warehouse directory {path} ({_strerror(exc)}); "
-            "point ECOM_CHDB_PATH at a directory this user can write"
-        ) from None
+        raise cannot_create_warehouse(path, os_reason(exc)) from None
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         raise WarehouseUnavailable(
             f"warehouse directory {path} is not writable by this user (permission denied); fix its "
@@ -90,12 +87,6 @@ def described_columns(client: Client, sql: str) -> tuple[str, ...]:
         return tuple(name for name, _ in describe(client, sql))
     except DatabaseError:
         return ()
-
-
-def _strerror(exc: OSError) -> str:
-    if isinstance(exc, FileExistsError | NotADirectoryError):
-        return "a file, not a directory, is in the way"
-    return exc.strerror or str(exc)
 
 
 def _reason(exc: Exception) -> str:
