@@ -190,20 +190,16 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
             # Read for the ingest log's check only.
             still_rejected = ([] if landing_key(INGEST_LOG) not in selected
                               else _still_rejected(client, settings.raw_dir, first, last))
-            in_window = {
-                entity: int(rows)
-                for entity, rows in client.query(
-                    "SELECT entity, sum(rows) FROM " + LOG_TABLE + " WHERE status = 'landed' "
-                    "AND file_date BETWEEN {first:Date} AND {last:Date} GROUP BY entity",
-                    parameters={"first": first, "last": last},
-                ).result_rows
-            }
-            # When each entity's newest file landed: what the freshness checks read (as dbt's
-            # source freshness reads `_ingested_at`), not when this step ran, so a run that lands
-            # nothing of an entity (its feed stopped) leaves its freshness where it was.
-            newest = {str(entity): newest_at.replace(tzinfo=UTC) for entity, newest_at in client.query(
-                "SELECT entity, max(finished_at) FROM " + LOG_TABLE + " WHERE status = 'landed' GROUP BY entity"
-            ).result_rows}
+            # The rows of the window's days, and when each entity's newest file landed: what the
+            # freshness checks read (as dbt's source freshness reads `_ingested_at`), not when this
+            # step ran, so a run that lands nothing of an entity (its feed stopped) leaves it as it was.
+            logged = client.query(
+                "SELECT entity, sumIf(rows, file_date BETWEEN {first:Date} AND {last:Date}), max(finished_at) "
+                "FROM " + LOG_TABLE + " WHERE status = 'landed' GROUP BY entity",
+                parameters={"first": first, "last": last},
+            ).result_rows
+            in_window = {str(entity): int(rows) for entity, rows, _ in logged}
+            newest = {str(entity): newest_at.replace(tzinfo=UTC) for entity, _, newest_at in logged}
         context.log.info(
             f"{first}..{last}: landed {len(result.landed)} files ({result.rows:,} rows), "
             f"rejected {len(result.rejected)}, skipped {len(result.skipped)} on {settings.describe()}"

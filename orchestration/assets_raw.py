@@ -19,7 +19,7 @@ import dagster as dg
 from ecom.config import env_flag
 from ecom.contract import ENTITIES
 from ecom.generate import MANIFEST_DIR, claim_path, generate
-from ecom.load import RawFile, discover
+from ecom.load import LOG_TABLE, RawFile, discover
 from orchestration.partitions import BACKFILL_POLICY, days_of
 from orchestration.resources import Warehouse
 
@@ -58,9 +58,9 @@ def landed_files(warehouse: Warehouse) -> int:
     if current.embedded and not current.chdb_path.exists():
         return 0  # not created (nor locked) by this step: the landing makes it
     with warehouse.session() as client:
-        if not client.command("EXISTS TABLE bronze.ingest_log"):
+        if not client.command(f"EXISTS TABLE {LOG_TABLE}"):
             return 0
-        return int(client.command("SELECT count() FROM bronze.ingest_log WHERE status = 'landed'"))
+        return int(client.command(f"SELECT count() FROM {LOG_TABLE} WHERE status = 'landed'"))
 
 
 def _manifest_path(raw_dir: Path, day: date) -> Path:
