@@ -30,7 +30,7 @@ SILVER_RULES = ("silver rules 6: exact duplicates are the copies of a row furthe
                 "ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; "
                 "an apostrophe in an email; an order before its currency has FX rates; "
                 "tabs and no-break spaces trimmed; a dollar sign in the currency of an order shipped to Canada "
-                "or Mexico")
+                "or Mexico and of its payments")
 
 
 def connect(world_env: dict[str, str]) -> AbstractContextManager[Client]:

@@ -104,9 +104,9 @@ cityHash64({{ columns | join(', ') }})
        (it was valid, and gold’s FX tests failed the build).
     5: values are trimmed of tabs, line breaks and no-break spaces too, not spaces alone (a key
        of white space only was a key, a padded code or number was quarantined).
-    6: $ on an order shipped to Canada or Mexico is CAD or MXN (it was USD). -#}
+    6: $ on an order shipped to Canada or Mexico, and on its payments, is CAD or MXN (it was USD). -#}
 {% macro silver_rules() -%}
-silver rules 6: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates; tabs and no-break spaces trimmed; a dollar sign in the currency of an order shipped to Canada or Mexico
+silver rules 6: exact duplicates are the copies of a row further up the same file; ISO 8601 fractions up to nine digits; ISO 8601 without seconds or with an hour offset; an apostrophe in an email; an order before its currency has FX rates; tabs and no-break spaces trimmed; a dollar sign in the currency of an order shipped to Canada or Mexico and of its payments
 {%- endmacro %}
 
 {#- The order of a key’s versions, latest last (SPEC section 5): `updated_at`, ties by
