@@ -18,44 +18,45 @@ bronze_rows as (
     from ({{ new_bronze_rows('payments') }})
 ),
 
-{#- The orders paid with `$` whose currency is another written `$` too (CAD, MXN; see
-    order_currency), as (orders, currencies): the order's latest valid version landed so far. A
-    payment carries no country; its `$` is its order's currency, USD while the order has not
-    landed. Only the orders of the new `$` payments are looked up. -#}
-(
-    select (groupArray(order_id), groupArray(toString(currency)))
-    from (
-        select
-            order_id,
-            argMax(currency_code, {{ version_order() }}) as currency
-        from {{ ref('orders_versions') }}
-        where
-            order_id in (
-                select {{ trim_space('raw_order_id') }} from bronze_rows
-                where {{ trim_space('raw_currency') }} = '$'
-            )
-            and reason = '' and not _is_duplicate
-        group by order_id
-        having currency in ('CAD', 'MXN')
-    )
-) as dollar_orders,
+{# A payment carries no country: its `$` is its order's currency where that is another written
+    `$` too (CAD, MXN; see order_currency), as the order's valid versions landed last before the
+    payment say (the latest of them if several landed at once); USD while none has landed. By
+    landing, not as of the run, so that a full refresh reads what the incremental runs read.
+    Only the orders of the new `$` payments are looked up. -#}
+dollar_orders as (
+    select
+        order_id,
+        _ingested_at,
+        toString(argMax(currency_code, {{ version_order() }})) as order_currency
+    from {{ ref('orders_versions') }}
+    where
+        order_id in (
+            select {{ trim_space('raw_order_id') }} from bronze_rows
+            where {{ trim_space('raw_currency') }} = '$'
+        )
+        and reason = '' and not _is_duplicate
+    group by order_id, _ingested_at
+),
 
 typed as (
     select
-        *,
+        bronze_rows.*,
         {{ trim_space('raw_payment_id') }} as payment_id,
         {{ trim_space('raw_order_id') }} as order_id,
         {{ parse_timestamp('raw_payment_ts') }} as payment_ts,
         {{ clean_code('raw_method') }} as payment_method,
         {{ parse_decimal('raw_amount') }} as amount,
         if(
-            {{ trim_space('raw_currency') }} = '$',
-            transform(order_id, dollar_orders.1, dollar_orders.2, {{ to_currency('raw_currency') }}),
+            {{ trim_space('raw_currency') }} = '$' and dollar_orders.order_currency in ('CAD', 'MXN'),
+            dollar_orders.order_currency,
             {{ to_currency('raw_currency') }}
         ) as currency_code,
         {{ clean_code('raw_status') }} as payment_status,
         {{ parse_timestamp('raw_updated_at') }} as updated_at
     from bronze_rows
+    asof left join dollar_orders
+        on {{ trim_space('bronze_rows.raw_order_id') }} = dollar_orders.order_id
+        and bronze_rows._ingested_at >= dollar_orders._ingested_at
 ),
 
 checked as (
