@@ -155,6 +155,11 @@ transform(upperUTF8({{ trim_space(column) }}), {{ lookup }}.1, {{ lookup }}.2, '
 (select (groupArray(country_code), groupArray(currency_code)) from {{ ref('countries') }})
 {%- endmacro %}
 
+{#- The currencies of the seed other than USD that are written `$` too. -#}
+{% macro other_dollar_currencies() -%}
+('CAD', 'MXN')
+{%- endmacro %}
+
 {#- An order's currency: its code or symbol through the currency seed, which reads `$` as USD,
     except that an order shipped to a country whose currency is also written `$` (Canada's CAD,
     Mexico's MXN) is priced in that currency (SPEC 4: an order is priced in its shipping
@@ -162,7 +167,7 @@ transform(upperUTF8({{ trim_space(column) }}), {{ lookup }}.1, {{ lookup }}.2, '
 {% macro order_currency(column, country, lookup='currency_map', countries='country_currency') -%}
 if(
     {{ trim_space(column) }} = '$'
-        and transform({{ country }}, {{ countries }}.1, {{ countries }}.2, '') in ('CAD', 'MXN'),
+        and transform({{ country }}, {{ countries }}.1, {{ countries }}.2, '') in {{ other_dollar_currencies() }},
     transform({{ country }}, {{ countries }}.1, {{ countries }}.2, ''),
     {{ to_currency(column, lookup) }}
 )

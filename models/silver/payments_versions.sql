@@ -47,7 +47,7 @@ typed as (
         {{ clean_code('raw_method') }} as payment_method,
         {{ parse_decimal('raw_amount') }} as amount,
         if(
-            {{ trim_space('raw_currency') }} = '$' and dollar_orders.order_currency in ('CAD', 'MXN'),
+            {{ trim_space('raw_currency') }} = '$' and dollar_orders.order_currency in {{ other_dollar_currencies() }},
             dollar_orders.order_currency,
             {{ to_currency('raw_currency') }}
         ) as currency_code,
