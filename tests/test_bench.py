@@ -134,6 +134,13 @@ def test_a_build_that_failed_gives_no_figure_and_names_its_first_error(tmp_path,
             False, "dbt build failed after 3 s")
         # A build that failed says nothing of the peak memory of one that would have finished.
         assert targets["peak memory under 8 GB"].met is None
+        # Other data landed too: that is the row's error, and the target still says the build failed.
+        bench._pipeline_detail(row := Row(row_id, row.group, row.label, unit="s"),
+                               {**result, "order_lines_landed": 4}, dataset, day, day)
+        assert row.value is None and row.detail["failure"] == "landed other data than the dataset lists"
+        failed = Row("full_refresh.10x", row.group, row.label, unit="s", error=row.error, detail=row.detail)
+        targets = {t.target.split(" [")[0]: t for t in evaluate_targets([failed], QUICK)}
+        assert targets["full refresh under 60 s"].measured == "dbt build failed after 3 s"
     result.update(dbt_success=True, dbt_statuses={"success": 4})
     bench._pipeline_detail(row := Row(row_id, row_id.split(".")[0], "run", unit="s"), result, dataset, day, day)
     assert (row.value, row.error) == (3.0, None)

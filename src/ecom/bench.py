@@ -998,6 +998,8 @@ def _pipeline_detail(row: Row, result: dict[str, Any], dataset: Dataset, first: 
         "files_rejected": result["files_rejected"],
         "rows_landed": result["rows_landed"],
         "order_lines_landed": result["order_lines_landed"],
+        # Also kept when the row has no figure: how long a failed build ran.
+        "seconds": round(result["seconds"], 2),
         "load_seconds": round(result["load_seconds"], 2),
         "dbt_seconds": round(result["dbt_seconds"], 2),
         "peak_rss_gb": round(result["peak_rss_bytes"] / GB, 2),
@@ -1015,8 +1017,7 @@ def _pipeline_detail(row: Row, result: dict[str, Any], dataset: Dataset, first: 
         row.value, row.error = None, problem
         row.detail["failure"] = "landed other data than the dataset lists"
     elif not result["dbt_success"]:
-        # A build that stopped early would time less than the work: no figure, but how long it ran.
-        row.detail["seconds"] = round(result["seconds"], 2)
+        # A build that stopped early would time less than the work: no figure.
         row.value, row.error = None, (f"dbt build failed ({row.detail.get('note', 'see its log')}); first error: "
                                       + (result.get("dbt_errors") or ["none reported"])[0])
 
