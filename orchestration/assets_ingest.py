@@ -87,7 +87,8 @@ def _no_rejected_files(failing: list[tuple[str, str, str]], rejected_here: int, 
         passed=not failing,
         severity=dg.AssetCheckSeverity.WARN,
         description=(f"{len(failing)} file(s) of {first}..{last} or of no day stay rejected ({rejected_here} in "
-                     "this run): see bronze.ingest_log" if failing
+                     "this run): " + ", ".join(f"{path} ({reason})" for path, reason, _ in failing[:3])
+                     + (", ..." if len(failing) > 3 else "") + "; see bronze.ingest_log" if failing
                      else "no file of the partition, nor of no day, is still as it was rejected"),
         metadata={"rejected": dg.MetadataValue.json(
             [{"file": path, "reason": reason, "detail": detail} for path, reason, detail in failing]

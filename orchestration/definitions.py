@@ -23,7 +23,13 @@ from orchestration.jobs import build_daily_job, executor
 from orchestration.partitions import daily_partitions
 from orchestration.resources import WAREHOUSE_POOL, Warehouse, dbt_project, dbt_resource, settings
 from orchestration.schedules import build_daily_schedule
-from orchestration.sensors import alert_on_run_failure, build_new_files_sensor, default_status, webhook_url
+from orchestration.sensors import (
+    alert_on_failed_checks,
+    alert_on_run_failure,
+    build_new_files_sensor,
+    default_status,
+    webhook_url,
+)
 
 
 def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
@@ -53,6 +59,7 @@ def build_definitions(project_dir: Path | None = None) -> dg.Definitions:
         sensors=[
             build_new_files_sensor(daily_job, partitions),
             alert_on_run_failure,
+            alert_on_failed_checks,
             *build_freshness_sensor(freshness_checks, default_status()),
         ],
         resources={"warehouse": Warehouse(), "dbt": dbt_resource(project, current)},

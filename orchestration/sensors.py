@@ -1,4 +1,5 @@
-"""Sensors: start a run when new raw files arrive, and raise an alert when a run fails.
+"""Sensors: start a run when new raw files arrive, and raise an alert when a run fails or ends
+with a failed check.
 
 `new_raw_files` lists ECOM_RAW_DIR every minute and remembers, per day, a signature of the
 day's files (names, sizes, modification times) in its cursor, so an idle tick touches no
@@ -15,6 +16,11 @@ Dagster's run records alone; one that succeeded or was cancelled is forgotten.
 
 `alert_on_run_failure` logs every failed run and, when ECOM_ALERT_WEBHOOK is set, POSTs a JSON
 alert there (`text` carries a one-line summary, so a Slack or Teams incoming webhook shows it).
+`alert_on_failed_checks` does the same for a run that succeeded with checks that did not pass,
+when a check's failure is news (it passed, or said something else, in the run before): a
+warning does not fail the run (the landing's `no_rejected_files` warns while a rejected file
+waits in the raw folder, where `ecom load` exits 3; a stopped feed fails its freshness check in
+a run of its own), so without it nobody would be told.
 """
 
 import hashlib
@@ -44,6 +50,7 @@ if TYPE_CHECKING:  # define_asset_job's return type is not exported by dagster
 
 NEW_FILES_SENSOR = "new_raw_files"
 FAILURE_SENSOR = "alert_on_run_failure"
+CHECKS_SENSOR = "alert_on_failed_checks"
 AUTOMATION_ENV = "ECOM_AUTOMATION"
 WEBHOOK_ENV = "ECOM_ALERT_WEBHOOK"
 UI_URL_ENV = "ECOM_DAGSTER_URL"
@@ -307,20 +314,52 @@ def _why(context: dg.RunFailureSensorContext) -> str | None:
     return " ".join([message or "", *causes]).strip() or None
 
 
-def alert_payload(run: dg.DagsterRun, error: str | None) -> dict[str, str | None]:
+def alert_payload(run: dg.DagsterRun, error: str | None, status: str = "failure") -> dict[str, str | None]:
     days = run_days(run.tags)
     partition = days_text(days) if days else None
     base = os.environ.get(UI_URL_ENV, "http://127.0.0.1:3000").rstrip("/")
     what = f"{run.job_name}" + (f" for {partition}" if partition else "")
+    outcome = "failed" if status == "failure" else "succeeded with failed checks"
     return {
-        "text": f"ecom pipeline run failed: {what} (run {run.run_id[:8]}): {error or 'no error message'}",
-        "status": "failure",
+        "text": f"ecom pipeline run {outcome}: {what} (run {run.run_id[:8]}): {error or 'no error message'}",
+        "status": status,
         "job": run.job_name,
         "run_id": run.run_id,
         "partition": partition,
         "error": error,
         "url": f"{base}/runs/{run.run_id}",
     }
+
+
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """One line per check of the run that did not pass and has news: its previous evaluation, in
+    another run, passed, or said something else (`bronze/ingest_log no_rejected_files (WARN): 1
+    file(s) ...`; at most five, then how many more). None when there is none: a warning that
+    stands, such as a dbt test of known dirt, is told once, not every day."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data
+        if evaluation.passed or _told_before(instance, run_id, evaluation):
+            continue
+        said = (evaluation.description or "").strip().splitlines()
+        lines.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} "
+                     f"({evaluation.severity.value})" + (f": {said[0][:300]}" if said else ""))
+    if not lines:
+        return None
+    more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
+    return f"{len(lines)} check(s) did not pass: " + "; ".join(lines[:5]) + more
+
+
+def _told_before(instance: dg.DagsterInstance, run_id: str, evaluation) -> bool:
+    """Whether the check's latest evaluation in another run failed too, saying the same."""
+    key = dg.AssetCheckKey(evaluation.asset_key, evaluation.check_name)
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=5):
+        event = record.event.dagster_event if record.event else None
+        if record.run_id == run_id or event is None or event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue  # this run's, or one still running (planned)
+        before = event.event_specific_data
+        return not before.passed and before.description == evaluation.description
+    return False
 
 
 def webhook_url(environ: Mapping[str, str] | None = None) -> str | None:
@@ -347,6 +386,20 @@ def post_json(url: str, payload: Mapping[str, object], timeout: float = 10.0) ->
         return response.status
 
 
+def _deliver(context: dg.RunStatusSensorContext, payload: Mapping[str, object]) -> None:
+    url = webhook_url()
+    if not url:
+        return
+    try:
+        status = post_json(url, payload)
+    except (OSError, ValueError) as exc:  # ValueError: not a URL urllib can open ("unknown url type")
+        # The log line stays; raising marks the sensor's tick as failed in the UI, so an
+        # unreachable webhook is seen (Dagster moves on to the next run either way).
+        context.log.error(f"could not deliver the alert to {WEBHOOK_ENV}: {exc}")
+        raise
+    context.log.info(f"alert delivered to {WEBHOOK_ENV} (HTTP {status})")
+
+
 @dg.run_failure_sensor(
     name=FAILURE_SENSOR,
     default_status=default_status(),
@@ -355,14 +408,21 @@ def post_json(url: str, payload: Mapping[str, object], timeout: float = 10.0) ->
 def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
     payload = alert_payload(context.dagster_run, _why(context))
     context.log.error(payload["text"])
-    url = webhook_url()
-    if not url:
+    _deliver(context, payload)
+
+
+@dg.run_status_sensor(
+    name=CHECKS_SENSOR,
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    default_status=default_status(),
+    description="Logs every run that succeeded with checks that newly did not pass (warnings, such as "
+                "a rejected raw file, or a freshness check; a check that failed the same way in the run "
+                "before is not told again) and POSTs a JSON alert to ECOM_ALERT_WEBHOOK when it is set.",
+)
+def alert_on_failed_checks(context: dg.RunStatusSensorContext) -> None:
+    failed = failed_checks(context.instance, context.dagster_run.run_id)
+    if failed is None:
         return
-    try:
-        status = post_json(url, payload)
-    except (OSError, ValueError) as exc:  # ValueError: not a URL urllib can open ("unknown url type")
-        # The log line above stays; raising marks the sensor's tick as failed in the UI, so an
-        # unreachable webhook is seen (Dagster moves on to the next failed run either way).
-        context.log.error(f"could not deliver the alert to {WEBHOOK_ENV}: {exc}")
-        raise
-    context.log.info(f"alert delivered to {WEBHOOK_ENV} (HTTP {status})")
+    payload = alert_payload(context.dagster_run, failed, status="failed_checks")
+    context.log.warning(payload["text"])
+    _deliver(context, payload)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -395,30 +396,46 @@ def test_rerunning_a_partition_changes_nothing(pipeline):
     assert snapshot(settings_of(base)) == before
 
 
-def test_a_rejected_file_keeps_the_landing_check_failing_until_it_is_gone(pipeline):
+def test_a_rejected_file_keeps_the_landing_check_failing_and_alerting_until_it_is_gone(pipeline, monkeypatch):
+    """The run stays green (the good files land), so the alert comes from its failed check: when
+    the check fails, or says something else than in the run before."""
     base, defs, instance, _ = pipeline
     bad = base / "raw" / "orders" / "2026" / "09" / "02" / "orders_20260902_part9.csv"
     bad.write_text("id;status\n1;paid\n")
     misnamed = base / "raw" / "orders" / "2026-09-02-orders.csv"  # no day: named by every run while it is there
     misnamed.write_text("id;status\n2;paid\n")
 
-    def landing_check() -> tuple[bool, list[str]]:
+    def landing_check() -> tuple[bool, list[str], list[dict]]:
         result = land(defs, instance, DAYS[-1])
+        assert result.success
         [check] = [c for c in check_evaluations(result) if c.check_name == "no_rejected_files"]
-        return check.passed, [r["file"] for r in check.metadata["rejected"].value]
+        with webhook(monkeypatch) as received:
+            sensors.alert_on_failed_checks(dg.build_run_status_sensor_context(
+                sensor_name=sensors.CHECKS_SENSOR, dagster_instance=instance,
+                dagster_run=result.dagster_run, dagster_event=result.get_run_success_event()))
+        return check.passed, [r["file"] for r in check.metadata["rejected"].value], [r["json"] for r in received]
 
     try:
-        for attempt in ("rejected in this run", "rejected in an earlier run"):
-            passed, files = landing_check()
+        for attempt in ("rejected in this run", "rejected in an earlier run", "the same again"):
+            passed, files, alerts = landing_check()
             assert not passed and "orders/2026/09/02/orders_20260902_part9.csv" in files, attempt
             assert "orders/2026-09-02-orders.csv" in files, attempt
+            if attempt == "the same again":  # the check says what it said in the run before: told once
+                assert alerts == [], alerts
+                continue
+            [alert] = alerts
+            assert alert["status"] == "failed_checks" and alert["partition"] == DAYS[-1], alert
+            assert f"bronze/ingest_log no_rejected_files (WARN): {len(files)} file(s)" in alert["text"], alert
+            assert f"{files[0]} (" in alert["text"], alert
+            assert "(0 in this run)" in alert["text"] or attempt == "rejected in this run", alert
     finally:
         bad.unlink()
         misnamed.unlink()
-    passed, files = landing_check()
+    passed, files, alerts = landing_check()
     assert "orders/2026/09/02/orders_20260902_part9.csv" not in files
     assert "orders/2026-09-02-orders.csv" not in files
     assert passed == (not files)
+    assert bool(alerts) == bool(files), alerts
 
 
 def test_a_day_without_one_entitys_export_is_named_by_its_landing_check(pipeline, tmp_path):
@@ -619,16 +636,24 @@ def broken_job():
     _broken_step()
 
 
-@pytest.mark.parametrize("with_webhook", [True, False])
-def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
+@contextmanager
+def webhook(monkeypatch) -> Iterator[list[dict]]:
+    """A local HTTP endpoint set as ECOM_ALERT_WEBHOOK: yields the list of requests it received."""
     server = HTTPServer(("127.0.0.1", 0), _Webhook)
     _Webhook.received = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    monkeypatch.setenv(sensors.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hook")
     try:
-        if with_webhook:
-            monkeypatch.setenv(sensors.WEBHOOK_ENV, f"http://127.0.0.1:{server.server_port}/hook")
-        else:
+        yield _Webhook.received
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("with_webhook", [True, False])
+def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
+    with webhook(monkeypatch):
+        if not with_webhook:
             monkeypatch.delenv(sensors.WEBHOOK_ENV, raising=False)
         with dg.instance_for_test() as instance:
             result = broken_job.execute_in_process(instance=instance, raise_on_error=False)
@@ -638,8 +663,6 @@ def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
                 dagster_run=result.dagster_run, dagster_event=result.get_run_failure_event(),
             ).for_run_failure()
             sensors.alert_on_run_failure(context)
-    finally:
-        server.shutdown()
     if not with_webhook:
         assert _Webhook.received == []
         return
