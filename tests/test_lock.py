@@ -91,6 +91,41 @@ def test_the_probe_names_the_holder_and_what_to_do(env):
     assert lock_holder(path) is None
 
 
+# Opens the warehouse the way `ecom` does, but lets the holder of HOLDER take it right after the
+# probe found it free: the engine then refuses, and prints its refusal on stderr itself.
+RACE = """
+import subprocess, sys
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ProgrammingError
+from ecom.lock import WarehouseLocked, open_when_free
+
+path = sys.argv[1]
+holders = []
+
+def taken_meanwhile():
+    holder = subprocess.Popen([sys.executable, "-c", sys.argv[2], "60"], stdout=subprocess.PIPE, text=True)
+    holders.append(holder)
+    assert holder.stdout.readline().strip() == "ready"
+    return clickhouse_connect.get_client(interface="chdb", path=path)
+
+try:
+    open_when_free(path, 0, taken_meanwhile, ProgrammingError)
+except WarehouseLocked as exc:
+    print(exc, file=sys.stderr)
+finally:
+    for holder in holders:
+        holder.kill()
+"""
+
+
+def test_a_holder_that_comes_between_the_probe_and_the_open_is_told_in_one_line(env):
+    path = env["ECOM_CHDB_PATH"]
+    result = subprocess.run([sys.executable, "-c", RACE, path, HOLDER], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result
+    assert_one_plain_line(result.stderr, path)
+
+
 def test_ecom_load_and_sql_say_so_in_one_line(env):
     path = env["ECOM_CHDB_PATH"]
     with holding(env):

@@ -12,6 +12,8 @@ import fcntl
 import logging
 import os
 import re
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -114,14 +116,49 @@ def open_when_free(path: str | os.PathLike, wait_seconds: float, open_engine: Ca
     deadline = time.monotonic() + wait_seconds
     while True:
         ensure_unlocked(path, max(0.0, deadline - time.monotonic()))
+        with _engine_stderr() as lock_refusal:
+            try:
+                return open_engine()
+            except refused:
+                if lock_holder(path) is None:
+                    raise
+                lock_refusal.drop = True  # its line said what the message below says
+                if time.monotonic() >= deadline:
+                    ensure_unlocked(path)  # raises the one-line message naming the holder
+                    raise
+
+
+# What the engine prints on stderr, itself, when another process took the lock between the probe
+# and the open (the exception it raises says only "Error initializing EmbeddedServer").
+_LOCK_REFUSAL = "Cannot lock file"
+
+
+class _Refusal:
+    drop = False
+
+
+@contextmanager
+def _engine_stderr() -> Iterator[_Refusal]:
+    """Hold back what is written to file descriptor 2 meanwhile and write it to stderr at the end,
+    but for the engine's refusal of a held lock when the block set `drop`: the engine prints it
+    from C++, where Python cannot catch it, before the one-line message names the holder."""
+    sys.stderr.flush()
+    refusal = _Refusal()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
         try:
-            return open_engine()
-        except refused:
-            if lock_holder(path) is None:
-                raise
-            if time.monotonic() >= deadline:
-                ensure_unlocked(path)  # raises the one-line message naming the holder
-                raise
+            yield refusal
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            printed = held.read().decode(errors="replace").splitlines(keepends=True)
+            if refusal.drop:
+                printed = [line for line in printed if _LOCK_REFUSAL not in line]
+            if printed:
+                sys.stderr.write("".join(printed))
+                sys.stderr.flush()
 
 
 IN_THE_WAY = "a file, not a directory, is in the way"
