@@ -256,6 +256,12 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     result = run_ecom("run", "--quiet", env={**env, variable: str(tmp_path / ("x" * 300) / "dbt")}, check=False)
     assert result.returncode == 1
     assert f"{variable} is " in one_error_line(result.stderr) and "File name too long" in result.stderr
+    # A folder nobody can make, whatever the rights above say (a root user may write /proc itself).
+    result = run_ecom("run", "--quiet", env={**env, variable: "/proc/ecom-dbt"}, check=False)
+    assert result.returncode == 1
+    line = one_error_line(result.stderr)
+    assert line.startswith(f"error: {variable} is /proc/ecom-dbt") and f"point {variable} at a folder" in line, line
+    assert not (tmp_path / "warehouse").exists(), "nothing landed"
 
 
 def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path, run_to_a_gone_reader):

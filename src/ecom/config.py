@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -114,6 +115,11 @@ def dbt_folder_problem(root: Path) -> str | None:
             if not os.access(above, os.W_OK | os.X_OK):
                 return (f"{variable} is {folder}, but {above} cannot be written: point {variable} at a folder "
                         "you can write")
+            # dbt makes the folder itself; made and written to here, what the rights above do not
+            # tell fails now (a root user's write into /proc or a read-only file system).
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
         except (OSError, RuntimeError) as exc:  # a folder on the way that cannot be searched, a name too long
             return f"{variable} is {folder}, which cannot be used ({_reason(exc)}): point {variable} at a folder"
     return None
