@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -262,6 +263,26 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     line = one_error_line(result.stderr)
     assert line.startswith(f"error: {variable} is /proc/ecom-dbt") and f"point {variable} at a folder" in line, line
     assert not (tmp_path / "warehouse").exists(), "nothing landed"
+
+
+def test_a_build_that_stops_before_its_first_node_points_at_no_earlier_results(env, tmp_path):
+    """A project that does not compile writes no run_results.json: the one there is an earlier
+    build's, and the error must not send the user to it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("dbt_project.yml", "profiles.yml", "models", "macros", "seeds", "data_tests", "docs"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, project / name)
+    (project / "models" / "broken.sql").write_text("select * from {{ ref('no_such_model') }}\n")
+    results = Path(env["DBT_TARGET_PATH"]) / "run_results.json"
+    results.parent.mkdir(parents=True)
+    results.write_text("{}")
+    os.utime(results, (0, 0))
+    run_ecom("generate", "--days", "1", "--orders-per-day", "2", "--quiet", env=env)
+    result = run_ecom("run", "--quiet", env={**env, "ECOM_PROJECT_DIR": str(project)}, check=False)
+    assert result.returncode == 1
+    assert "no_such_model" in result.stderr
+    assert result.stderr.splitlines()[-1] == "error: dbt build failed; see the log above", result.stderr[-2000:]
 
 
 def test_settings_read_after_the_load_are_checked_before_it(env, tmp_path, run_to_a_gone_reader):

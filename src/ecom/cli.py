@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
@@ -410,12 +411,17 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
         build = ["build", "--exclude-resource-type", "unit_test"]
         build += ["--full-refresh"] if full_refresh else []
         build += reference.LEAVE_OUT if reference_current == [True] else []
+        began = time.time()
         if (status := dbt(*build, settings=settings, wait=wait)) != 0:
             # dbt resolves DBT_TARGET_PATH (default `target`) against the project directory.
             results = project_dir() / (os.environ.get("DBT_TARGET_PATH") or "target") / "run_results.json"
             # One ended by a signal wrote no summary, and maybe no log line: say which signal.
             how = f"was killed by signal {-status}" if status < 0 else "failed"
-            click.echo(f"error: dbt build {how}; see the log above and {results}", err=True)
+            # A build that stopped before its first node (a project that does not parse) leaves an
+            # earlier build's results there.
+            written = results.exists() and results.stat().st_mtime >= began - 1
+            click.echo(f"error: dbt build {how}; see the log above" + (f" and {results}" if written else ""),
+                       err=True)
             sys.exit(1)
         if reference_current != [True]:
             try:
