@@ -415,7 +415,12 @@ def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(e
     kept = tmp_path / "kept"
     (kept / "_archive" / "orders").mkdir(parents=True)
     result = run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(kept)}, check=False)
-    assert result.returncode == 0 and "nothing to land" in result.stderr, result.stderr
+    assert result.returncode == 0 and f"nothing to land: no raw files found in {kept} (" in result.stderr, \
+        result.stderr
+    # A day asked for without exports (a mistyped day): the warning names it and the folder.
+    result = run_ecom("load", "--quiet", "--start", "2026-04-10", "--end", "2026-04-10",
+                      env={**env, "ECOM_RAW_DIR": str(kept)}, check=False)
+    assert f"no raw files found in {kept} for 2026-04-10 (" in result.stderr, result.stderr
 
 
 def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env):

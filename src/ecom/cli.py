@@ -256,7 +256,9 @@ def _run_load(settings: Settings, start: date | None, end: date | None, wait: fl
         result = load(settings, client, start, end, on_file=on_file, files=files)
         if then is not None and result.exit_code != 1:
             then(client)
-    print_summary(result, out=_Results())
+    days = "" if start is None and end is None else (
+        f" for {start}" if start == end else f" for {start or 'the first day'}..{end or 'the last day'}")
+    print_summary(result, out=_Results(), looked_in=f"in {settings.raw_dir}{days}")
     return result.exit_code
 
 

@@ -1360,8 +1360,9 @@ def _files(count: int) -> str:
     return f"{count} file" if count == 1 else f"{count} files"
 
 
-def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
-    """What a load did, for people: counts first, then why nothing landed when nothing did."""
+def print_summary(result: LoadResult, out: TextIO | None = None, looked_in: str = "") -> None:
+    """What a load did, for people: counts first, then why nothing landed when nothing did
+    (`looked_in`: where and for which days the files were looked for)."""
     out = out or sys.stdout
     landed, rejected, skipped = result.landed, result.rejected, result.skipped
     rows = "row" if result.rows == 1 else "rows"
@@ -1373,8 +1374,8 @@ def print_summary(result: LoadResult, out: TextIO | None = None) -> None:
     earlier = [o for o in skipped if o.reason != "already_landed"]
     if not result.outcomes:
         # A day whose exports have not arrived is worth a look: said on stderr, beside the counts.
-        print("warning: nothing to land: no raw files found (check ECOM_RAW_DIR and the days asked for)",
-              file=sys.stderr)
+        print(f"warning: nothing to land: no raw files found{' ' + looked_in if looked_in else ''} (check "
+              "ECOM_RAW_DIR and the days asked for)", file=sys.stderr)
     elif not landed and not rejected:
         print(f"nothing new to land: {_files(len(already))} already landed (same sha256 in bronze.ingest_log)",
               file=out)
