@@ -165,6 +165,11 @@ def test_sql_limit_stops_the_query_itself(sql_env):
     assert lines[-1].startswith("(first 3 rows shown; the query returns more"), lines[-1]
     assert run_ecom("sql", "select number from numbers(3)", "--limit", "3", env=sql_env).stdout.splitlines()[-1] \
         == "(3 rows)"
+    # The largest limit the engine takes (one more is sent), and one above it: refused as an option.
+    most = str(2**63 - 2)
+    assert run_ecom("sql", "select 1", "--limit", most, env=sql_env).stdout.splitlines()[-1] == "(1 rows)"
+    above = run_ecom("sql", "select 1", "--limit", str(2**64 - 1), env=sql_env, check=False)
+    assert above.returncode == 2 and f"is not in the range 0<=x<={most}" in above.stderr, above.stderr
 
 
 def test_a_question_mark_in_the_warehouse_path_is_refused(env, tmp_path):

@@ -483,7 +483,9 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
 
 @main.command()
 @click.argument("query")
-@click.option("--limit", type=click.IntRange(min=0), default=200, show_default=True, help="Rows to print at most.")
+# The engine's `limit` setting gets one more (a signed 64-bit number on the way).
+@click.option("--limit", type=click.IntRange(min=0, max=2**63 - 2), default=200, show_default=True,
+              help="Rows to print at most.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True, callback=_a_number,
               help="Seconds to wait for another process to release the embedded warehouse.")
 def sql(query: str, limit: int, wait: float) -> None:
