@@ -95,6 +95,9 @@ def test_sql_only_reads(env):
         result = run_ecom("sql", statement, env=env, check=False)
         assert result.returncode == 1, statement
         assert "only reads" in one_error_line(result.stderr) or "readonly" in result.stderr, result.stderr
+        assert "Code:" not in result.stderr and "Exception" not in result.stderr, result.stderr
+    result = run_ecom("sql", "select 1 settings readonly = 0", env=env, check=False)
+    assert one_error_line(result.stderr).startswith("error: Cannot modify 'readonly' setting"), result.stderr
 
     counts = run_ecom("sql", "select (select count() from bronze.order_items) as lines, "
                              "(select count() from bronze.ingest_log) as files settings max_threads = 1", env=env)

@@ -1317,6 +1317,9 @@ def _file_named_in(exc: Exception, batches: list[_Batch]) -> _Batch | None:
     return batches[index - 1] if 0 < index <= len(batches) else None
 
 
+_NESTED_CODE = re.compile(r"Code: \d+\. (?:DB::)?Exception: ")
+
+
 def _engine_message(exc: Exception) -> str:
     """The engine's own sentence, without stack trace or version trailer."""
     text = " ".join(str(exc).split())
@@ -1324,6 +1327,8 @@ def _engine_message(exc: Exception) -> str:
         if marker in text:
             text = text.split(marker, 1)[1]
             break
+    while nested := _NESTED_CODE.match(text):  # an error the engine passed on inside its own
+        text = text[nested.end():]
     for cut in (" (version ", ". Stack trace", " Stack trace"):
         text = text.split(cut, 1)[0]
     return text[:300]
