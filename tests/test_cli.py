@@ -156,6 +156,10 @@ def test_sql_runs_one_statement_and_prints_a_table(sql_env):
     # A SYSTEM statement is refused as one that does not only read, not as a syntax error.
     result = run_ecom("sql", "system flush logs", env=sql_env, check=False)
     assert result.returncode == 1 and "only reads" in one_error_line(result.stderr), result.stderr
+    # A syntax error lists what the engine expected, whole, without the statement it formatted.
+    result = run_ecom("sql", "select 1 frm x where", env=sql_env, check=False)
+    line = one_error_line(result.stderr)
+    assert result.returncode == 1 and line.startswith("error: Syntax error") and line.endswith("end of query"), line
 
 
 def test_sql_limit_stops_the_query_itself(sql_env):

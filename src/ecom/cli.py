@@ -529,8 +529,9 @@ def sql(query: str, limit: int, wait: float) -> None:
                 # comes, and the table shows its first rows.
                 result = client.query(statement)
         except DatabaseError as exc:
-            message = _engine_message(exc).replace(" FORMAT Native", "")
-            message = re.sub(r"\.? ?: In scope SELECT formatQuerySingleLine\(.*$", "", message)
+            # The statement as `_one_read` sent it to the engine to format is no news to the user.
+            said = re.sub(r"\.? ?: In scope SELECT formatQuerySingleLine\(.*$", "", " ".join(str(exc).split()))
+            message = _engine_message(Exception(said)).replace(" FORMAT Native", "")
             if "(READONLY)" in str(exc):
                 message += READ_ONLY
             elif "Multi-statements are not allowed" in message:

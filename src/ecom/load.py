@@ -1331,7 +1331,9 @@ def _engine_message(exc: Exception) -> str:
         text = text[nested.end():]
     for cut in (" (version ", ". Stack trace", " Stack trace"):
         text = text.split(cut, 1)[0]
-    return text[:300]
+    if len(text) <= 300:
+        return text
+    return text[:300].rsplit(" ", 1)[0].rstrip(",;:") + " ..."  # a long list of what was expected
 
 
 def _parse_failure(exc: Exception, raw: RawFile) -> str:
