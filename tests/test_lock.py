@@ -258,6 +258,9 @@ def test_a_stopped_ecom_run_ends_its_dbt_before_it_lets_go(env, tmp_path, signum
         if to_dbt:
             assert "error: dbt build was killed by signal 9; see the log above" in output.read_text(), \
                 output.read_text(errors="replace")[-3000:]
+        if signum == signal.SIGINT:  # Ctrl-C: what to do next
+            assert "stopped: run `ecom run` again to finish" in output.read_text(errors="replace"), \
+                output.read_text(errors="replace")[-3000:]
         assert not [pid for pid, started in children.items() if _alive(pid, started)], "dbt outlived ecom"
         settings = Settings.from_env(env)
         with pipeline_lock(settings.chdb_path):

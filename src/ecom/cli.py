@@ -127,6 +127,11 @@ class EcomGroup(click.Group):
         except SystemExit as done:
             _tell_lost_results(done.code)
             raise
+        except KeyboardInterrupt:  # click then says "Aborted!" and ends with status 1
+            if ctx.invoked_subcommand in ("load", "run"):
+                click.echo(f"stopped: run `ecom {ctx.invoked_subcommand}` again to finish; it first takes back "
+                           "what this one left half done", err=True)
+            raise
         _tell_lost_results(0)
         return outcome
 
