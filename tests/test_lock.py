@@ -126,6 +126,32 @@ def test_a_holder_that_comes_between_the_probe_and_the_open_is_told_in_one_line(
     assert_one_plain_line(result.stderr, path)
 
 
+# dbt opens a connection in each of its threads, at once.
+THREADS = """
+import os, sys, threading
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ProgrammingError
+from ecom.lock import open_when_free
+
+before = os.readlink("/proc/self/fd/2")
+opened = []
+threads = [threading.Thread(target=lambda: opened.append(open_when_free(
+    sys.argv[1], 30, lambda: clickhouse_connect.get_client(interface="chdb", path=sys.argv[1]), ProgrammingError)))
+    for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len(opened), before == os.readlink("/proc/self/fd/2"))
+"""
+
+
+def test_threads_opening_the_warehouse_at_once_leave_stderr_where_it_was(env):
+    result = subprocess.run([sys.executable, "-c", THREADS, env["ECOM_CHDB_PATH"]], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.split() == ["8", "True"], result
+
+
 def test_ecom_load_and_sql_say_so_in_one_line(env):
     path = env["ECOM_CHDB_PATH"]
     with holding(env):

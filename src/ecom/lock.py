@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -137,15 +138,20 @@ class _Refusal:
     drop = False
 
 
+# File descriptor 2 is the process's: one thread at a time redirects it (dbt opens a connection
+# in each of its threads), or one would put back another's redirection for good.
+_REDIRECTING = threading.Lock()
+
+
 @contextmanager
 def _engine_stderr() -> Iterator[_Refusal]:
     """Hold back what is written to file descriptor 2 meanwhile and write it to stderr at the end,
     but for the engine's refusal of a held lock when the block set `drop`: the engine prints it
     from C++, where Python cannot catch it, before the one-line message names the holder."""
-    sys.stderr.flush()
     refusal = _Refusal()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
+    with _REDIRECTING, tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(held.fileno(), 2)
         try:
             yield refusal
