@@ -29,6 +29,9 @@ from orchestration.partitions import days_text, run_days
 from orchestration.resources import Warehouse
 
 QUARANTINE_SHARE = "quarantine_share"
+ALL_BALANCED = "all_balanced"
+# The name dagster's build_last_update_freshness_checks gives each of its checks.
+FRESHNESS_CHECK = "freshness_check"
 MAX_SHARE_ENV = "ECOM_QUARANTINE_MAX_SHARE"
 DEFAULT_MAX_SHARE = 0.25
 
@@ -59,7 +62,7 @@ def build_quality_checks(pool: str | None,
     checks: list[dg.AssetChecksDefinition] = []
 
     if RECONCILIATION in present:
-        @dg.asset_check(asset=RECONCILIATION, name="all_balanced", blocking=True, pool=pool,
+        @dg.asset_check(asset=RECONCILIATION, name=ALL_BALANCED, blocking=True, pool=pool,
                         description="Every entity and day of silver.reconciliation is balanced.")
         def all_balanced(warehouse: Warehouse) -> dg.AssetCheckResult:
             with warehouse.session() as client:
