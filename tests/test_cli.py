@@ -394,6 +394,10 @@ def test_a_reader_gone_from_stdout_stops_no_work(run_to_a_gone_reader):
     result = subprocess.run([str(BIN / "ecom"), "load", "--quiet"], env=env, cwd=ROOT, preexec_fn=lambda: os.close(1),
                             stderr=subprocess.PIPE, text=True, timeout=300)
     assert (result.returncode, result.stderr) == (0, "")
+    # Started with stderr closed (`2>&-`): the warehouse opens all the same, the results come.
+    result = subprocess.run([str(BIN / "ecom"), "sql", "select 7 as n"], env=env, cwd=ROOT,
+                            preexec_fn=lambda: os.close(2), stdout=subprocess.PIPE, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.splitlines()[2].strip() == "7", result
 
 
 def test_load_without_a_raw_directory(env):

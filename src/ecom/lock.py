@@ -149,22 +149,30 @@ def _engine_stderr() -> Iterator[_Refusal]:
     but for the engine's refusal of a held lock when the block set `drop`: the engine prints it
     from C++, where Python cannot catch it, before the one-line message names the holder."""
     refusal = _Refusal()
-    with _REDIRECTING, tempfile.TemporaryFile() as held:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
+    with _REDIRECTING:
         try:
+            saved = os.dup(2)
+        except OSError:  # started with stderr closed (`2>&-`): nothing is printed to hold back
             yield refusal
+            return
+        try:
+            with tempfile.TemporaryFile() as held:
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                os.dup2(held.fileno(), 2)
+                try:
+                    yield refusal
+                finally:
+                    os.dup2(saved, 2)
+                    held.seek(0)
+                    printed = held.read().decode(errors="replace").splitlines(keepends=True)
+                    if refusal.drop:
+                        printed = [line for line in printed if _LOCK_REFUSAL not in line]
+                    if printed and sys.stderr is not None:
+                        sys.stderr.write("".join(printed))
+                        sys.stderr.flush()
         finally:
-            os.dup2(saved, 2)
             os.close(saved)
-            held.seek(0)
-            printed = held.read().decode(errors="replace").splitlines(keepends=True)
-            if refusal.drop:
-                printed = [line for line in printed if _LOCK_REFUSAL not in line]
-            if printed:
-                sys.stderr.write("".join(printed))
-                sys.stderr.flush()
 
 
 IN_THE_WAY = "a file, not a directory, is in the way"
