@@ -316,11 +316,35 @@ def _why(context: dg.RunFailureSensorContext) -> str | None:
     return " ".join([message or "", *causes]).strip() or None
 
 
-def alert_payload(run: dg.DagsterRun, error: str | None, status: str = "failure") -> dict[str, str | None]:
+# The job Dagster runs a selection of assets or checks in when no job of the location is named
+# (`IMPLICIT_ASSET_JOB_NAME` in dagster._core; a suffix per partitions definition may follow).
+IMPLICIT_ASSET_JOB = "__ASSET_JOB"
+
+
+def run_subject(run: dg.DagsterRun, checked: Iterable[dg.AssetKey] = (), shown: int = 3) -> str:
+    """The job of a run, or for a run of Dagster's implicit asset job (`__ASSET_JOB`: the
+    freshness sensor's checks, a materialization launched from the asset graph) what it ran:
+    `assets silver/orders, ...` or `checks of bronze/orders, bronze/payments`, the first `shown`.
+    A run that records no selection (one executed in process) is named by the assets of its
+    `checked` checks."""
+    if not run.job_name.startswith(IMPLICIT_ASSET_JOB):
+        return run.job_name
+    assets = sorted(key.to_user_string() for key in run.asset_selection or ())
+    checks = sorted({key.asset_key.to_user_string() for key in run.asset_check_selection or ()}
+                    or {key.to_user_string() for key in checked})
+    names, kind = (assets, "assets") if assets else (checks, "checks of")
+    if not names:
+        return run.job_name
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{kind} {', '.join(names[:shown])}{more}"
+
+
+def alert_payload(run: dg.DagsterRun, error: str | None, status: str = "failure",
+                  checked: Iterable[dg.AssetKey] = ()) -> dict[str, str | None]:
     days = run_days(run.tags)
     partition = days_text(days) if days else None
     base = os.environ.get(UI_URL_ENV, "http://127.0.0.1:3000").rstrip("/")
-    what = f"{run.job_name}" + (f" for {partition}" if partition else "")
+    what = run_subject(run, checked) + (f" for {partition}" if partition else "")
     outcome = "failed" if status == "failure" else "succeeded with failed checks"
     return {
         "text": f"ecom pipeline run {outcome}: {what} (run {run.run_id[:8]}): {error or 'no error message'}",
@@ -341,21 +365,23 @@ def alert_payload(run: dg.DagsterRun, error: str | None, status: str = "failure"
 ALERTED_CHECKS = frozenset({NO_REJECTED_FILES, A_FILE_EVERY_DAY, QUARANTINE_SHARE, ALL_BALANCED, FRESHNESS_CHECK})
 
 
-def failed_checks(instance: dg.DagsterInstance, run_id: str) -> str | None:
+def failed_checks(instance: dg.DagsterInstance, run_id: str) -> tuple[str, list[dg.AssetKey]] | None:
     """One line per check of ALERTED_CHECKS that did not pass in the run (`bronze/ingest_log
-    no_rejected_files (WARN): 1 file(s) ...`; at most five, then how many more); None if none."""
-    lines = []
+    no_rejected_files (WARN): 1 file(s) ...`; at most five, then how many more), and the checks'
+    assets; None if none."""
+    lines, assets = [], []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data
         if evaluation.passed or evaluation.check_name not in ALERTED_CHECKS:
             continue
         said = (evaluation.description or "").strip().splitlines()
+        assets.append(evaluation.asset_key)
         lines.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} "
                      f"({evaluation.severity.value})" + (f": {said[0][:300]}" if said else ""))
     if not lines:
         return None
     more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
-    return f"{len(lines)} check(s) did not pass: " + "; ".join(lines[:5]) + more
+    return f"{len(lines)} check(s) did not pass: " + "; ".join(lines[:5]) + more, assets
 
 
 def webhook_url(environ: Mapping[str, str] | None = None) -> str | None:
@@ -419,6 +445,7 @@ def alert_on_failed_checks(context: dg.RunStatusSensorContext) -> None:
     failed = failed_checks(context.instance, context.dagster_run.run_id)
     if failed is None:
         return
-    payload = alert_payload(context.dagster_run, failed, status="failed_checks")
+    text, assets = failed
+    payload = alert_payload(context.dagster_run, text, status="failed_checks", checked=assets)
     context.log.warning(payload["text"])
     _deliver(context, payload)

@@ -689,6 +689,42 @@ def test_run_failure_sensor_posts_an_alert(with_webhook, monkeypatch):
     assert "_broken_step: RuntimeError: planted failure for the alert test" in alert["json"]["text"], alert
 
 
+@dg.asset(key=["bronze", "stale_feed"])
+def _stale_feed() -> None:
+    pass
+
+
+@dg.asset_check(asset=_stale_feed, name=checks.FRESHNESS_CHECK)
+def _stale_feed_freshness() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                               description="the newest file landed 3 days ago")
+
+
+def test_a_check_run_of_the_implicit_asset_job_is_named_by_what_it_checked(monkeypatch):
+    """The freshness sensor runs its checks in Dagster's implicit asset job: the alert names the
+    checked assets, not `__ASSET_JOB`."""
+    defs = dg.Definitions(assets=[_stale_feed], asset_checks=[_stale_feed_freshness])
+    job = defs.resolve_implicit_global_asset_job_def()
+    key = dg.AssetCheckKey(dg.AssetKey(["bronze", "stale_feed"]), checks.FRESHNESS_CHECK)
+    with webhook(monkeypatch) as received, dg.instance_for_test() as instance:
+        result = job.get_subset(asset_selection=set(), asset_check_selection={key}).execute_in_process(
+            instance=instance)
+        assert result.dagster_run.job_name.startswith(sensors.IMPLICIT_ASSET_JOB)
+        sensors.alert_on_failed_checks(dg.build_run_status_sensor_context(
+            sensor_name=sensors.CHECKS_SENSOR, dagster_instance=instance,
+            dagster_run=result.dagster_run, dagster_event=result.get_run_success_event()))
+    [alert] = [r["json"] for r in received]
+    assert alert["text"].startswith("ecom pipeline run succeeded with failed checks: checks of bronze/stale_feed "
+                                    f"(run {result.run_id[:8]}): "), alert
+    assert "__ASSET_JOB" not in alert["text"] and "the newest file landed 3 days ago" in alert["text"], alert
+    # A run the daemon launched records its selection: the freshness sensor's, or the asset graph's.
+    run = dg.DagsterRun(job_name=result.dagster_run.job_name, asset_check_selection={
+        dg.AssetCheckKey(dg.AssetKey(["bronze", entity]), checks.FRESHNESS_CHECK) for entity in ENTITIES})
+    assert sensors.run_subject(run) == "checks of bronze/customers, bronze/order_items, bronze/orders and 2 more"
+    run = dg.DagsterRun(job_name=result.dagster_run.job_name, asset_selection={dg.AssetKey(["gold", "fct_orders"])})
+    assert sensors.run_subject(run) == "assets gold/fct_orders"
+
+
 # -- a failing error-severity dbt test stops bad data before gold ---------------------------
 
 PLANTED = """{{ config(severity='error') }}
