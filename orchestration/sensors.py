@@ -40,6 +40,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from ecom.config import SettingError, Settings, env_flag
 from ecom.contract import COLUMNS
 from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
+from ecom.load import inspect as inspect_file
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
 from orchestration.assets_ingest import A_FILE_EVERY_DAY, NO_REJECTED_FILES
@@ -72,8 +73,9 @@ class Logged:
     """The latest ingest-log entry of a path."""
 
     bytes: int
-    sha256: str
+    sha256: str  # '' for a file rejected before its bytes were read (its name, a link, no read access)
     finished_at: float  # epoch seconds
+    status: str = "landed"  # landed | rejected | removed
 
 
 def files_by_day(raw_dir: Path, first: date, last: date) -> tuple[dict[str, list[RawFile]], list[RawFile]]:
@@ -116,9 +118,11 @@ def signature(files: Iterable[RawFile]) -> str:
     return digest.hexdigest()[:16]
 
 
-def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[RawFile]:
+def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged], rewritten: bool = False) -> list[RawFile]:
     """Files the ingest log does not hold in their current version (landed or rejected; a file put
-    back after its removal was logged is new again)."""
+    back after its removal was logged is new again). A file of the size logged is read when it
+    changed after it was logged, or with `rewritten` (a file of its day changed since the last
+    look) whenever: a copy that kept its time (`cp -p`, `rsync -a`) is older than its landing."""
     pending = []
     for raw in files:
         logged = ledger.get(raw.relative)
@@ -128,11 +132,26 @@ def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> list[Raw
             if logged is None:
                 pending.append(raw)
             continue
-        if logged is None or logged.bytes != stat.st_size:
+        if logged is not None and logged.status == "rejected" and not logged.sha256:
+            # Rejected for its name, as a link or as unreadable: a load rejects it again, unless
+            # it can be read now.
+            if inspect_file(raw).sha256:
+                pending.append(raw)
+        elif logged is None or logged.bytes != stat.st_size:
             pending.append(raw)
-        elif stat.st_mtime > logged.finished_at and file_sha256(raw.path) != logged.sha256:
+        elif (rewritten or stat.st_mtime > logged.finished_at) and file_sha256(raw.path) != logged.sha256:
             pending.append(raw)  # rewritten in place with the same size
     return pending
+
+
+def ledger_mark(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> str:
+    """What the ingest log holds of the files (their latest entries' times), for a run key: files
+    put back as they were when a run was asked for them, after another version landed, ask for a
+    run of a new key (Dagster starts one run per key, and the files' signature is the same)."""
+    logged = [f"{raw.relative}@{ledger[raw.relative].finished_at}" for raw in files if raw.relative in ledger]
+    if not logged:
+        return ""
+    return "~" + hashlib.sha1("\n".join(sorted(logged)).encode(), usedforsecurity=False).hexdigest()[:8]
 
 
 def read_ledger(settings: Settings) -> dict[str, Logged]:
@@ -154,14 +173,14 @@ def _query_ledger(settings: Settings) -> dict[str, Logged]:
         try:
             rows = client.query(
                 f"SELECT file_path, argMax(bytes, finished_at), argMax(sha256, finished_at), "
-                f"toUnixTimestamp64Milli(max(finished_at)) FROM {LOG_TABLE} "
+                f"toUnixTimestamp64Milli(max(finished_at)), argMax(status, finished_at) FROM {LOG_TABLE} "
                 "WHERE status IN ('landed', 'rejected', 'removed') GROUP BY file_path"
             ).result_rows
         except DatabaseError as exc:
             if "UNKNOWN_TABLE" in str(exc) or "UNKNOWN_DATABASE" in str(exc):
                 return {}  # nothing has landed into this warehouse yet
             raise
-    return {path: Logged(int(size), sha, millis / 1000) for path, size, sha, millis in rows}
+    return {path: Logged(int(size), sha, millis / 1000, status) for path, size, sha, millis, status in rows}
 
 
 # Runs of a day's files after the first that failed: a failure that lasts (a full disk) costs a
@@ -263,16 +282,18 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                                                                        if undated_changed else "")
             return result(f"{exc}; {waiting} wait for the next tick")
         due: list[str] = []
+        keyed = dict(signatures)  # per day, what its run key holds
         for day in changed:
-            pending = unlanded(days[day], ledger)
+            pending = unlanded(days[day], ledger, rewritten=day in seen)
             if pending:
                 context.log.info(f"{day}: {len(pending)} file(s) not landed yet: "
                                  + ", ".join(raw.relative for raw in pending[:5]))
                 due.append(day)
+                keyed[day] += ledger_mark(pending, ledger)
             seen[day] = signatures[day]
         undated_day = None
         if undated_changed:
-            pending = unlanded(undated, ledger)
+            pending = unlanded(undated, ledger, rewritten="undated" in state)
             if pending:
                 latest = undated_day = max(days) if days else last_key
                 context.log.warning(
@@ -284,7 +305,7 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
             state["undated"] = undated_signature
         for start, count in missing_runs([date.fromisoformat(day) for day in due]):
             run = [(start + timedelta(days=i)).isoformat() for i in range(count)]
-            key = _run_key(run, signatures)
+            key = _run_key(run, keyed)
             if undated_day in run:  # its days' files may be unchanged: a key Dagster has not seen
                 key += f"+{undated_signature}"
             asked[key] = {"days": [run[0], run[-1]], "attempt": 0}

@@ -31,6 +31,7 @@ from conftest import parsed_project_env
 from ecom.config import SettingError, Settings, first_priced_month
 from ecom.contract import ENTITIES
 from ecom.generate import generate
+from ecom.load import load
 from ecom.warehouse import session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -616,6 +617,64 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
         quiet = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
         assert not quiet.run_requests
         assert json.loads(quiet.cursor)["asked"] == {}, "the runs that gave up or were cancelled are forgotten"
+
+
+def test_new_files_sensor_sees_files_put_back_with_their_times_and_not_files_rejected_for_their_name(
+        pipeline, tmp_path, monkeypatch):
+    base, defs, _, _ = pipeline
+    raw_dir, warehouse = tmp_path / "raw", tmp_path / "warehouse"
+    shutil.copytree(base / "raw", raw_dir)
+    shutil.copytree(base / "warehouse", warehouse, symlinks=True)
+    monkeypatch.setenv("ECOM_RAW_DIR", str(raw_dir))
+    monkeypatch.setenv("ECOM_CHDB_PATH", str(warehouse))
+    settings = Settings.from_env()
+    sensor = defs.resolve_sensor_def(sensors.NEW_FILES_SENSOR)
+    day = date.fromisoformat(DAYS[0])
+    products = raw_dir / "products" / f"{day:%Y/%m/%d}" / f"products_{day:%Y%m%d}.csv"
+    landed, changed = tmp_path / "landed.csv", tmp_path / "changed.csv"
+    shutil.copy2(products, landed)
+
+    def land_day() -> None:
+        with session(settings) as client:
+            load(settings, client, day, day)
+
+    with dg.instance_for_test() as instance:
+        def tick(cursor: str | None) -> dg.SensorExecutionData:
+            return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+
+        cursor = tick(None).cursor
+        # A second version lands, then the first is put back as it was (`cp -p`) and lands, then
+        # the second is put back: the files are as they were when the second was first asked
+        # for, but the ingest log holds another version, so the run has a key of its own.
+        products.write_text(landed.read_text() + landed.read_text().splitlines()[1] + "\n")
+        shutil.copy2(products, changed)
+        keys = []
+        for version in (changed, landed, changed):
+            shutil.copy2(version, products)
+            asked = tick(cursor)
+            cursor = asked.cursor
+            assert len(asked.run_requests) == 1, asked.skip_message
+            [request] = asked.run_requests
+            assert request.partition_key == DAYS[0]
+            keys.append(request.run_key)
+            land_day()
+        assert len(set(keys)) == 3, keys
+        # Rewritten with the size of the version landed, its time set before that landing.
+        header, first_row, rest = changed.read_text().split("\n", 2)
+        products.write_text(f"{header}\n{first_row.swapcase()}\n{rest}")
+        assert products.stat().st_size == changed.stat().st_size
+        os.utime(products, ns=(landed.stat().st_atime_ns, landed.stat().st_mtime_ns))
+        asked = tick(cursor)
+        assert [r.partition_key for r in asked.run_requests] == [DAYS[0]], asked.skip_message
+        land_day()
+
+        # A file rejected for its name stays rejected: no run for it, even from a sensor with no
+        # cursor yet (a daemon's first tick).
+        (raw_dir / "orders" / "orders-september.csv").write_text("order_id\n")
+        with session(settings) as client:
+            assert [o.reason for o in load(settings, client).rejected] == ["bad_name"]
+        fresh = tick(None)
+        assert fresh.run_requests == [], [r.run_key for r in fresh.run_requests]
 
 
 def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):
