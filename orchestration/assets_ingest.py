@@ -214,7 +214,7 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
                 "rows_landed": sum(o.rows for o in landed),
                 "files_rejected": sum(o.status == "rejected" for o in mine),
                 "files_skipped": sum(o.status == "skipped" for o in mine),
-                "dagster/partition_row_count": in_window.get(entity, 0),
+                **_window_rows(first, last, in_window.get(entity, 0)),
                 "dagster/row_count": totals[entity],
                 **_last_updated(newest.get(entity)),
             })
@@ -236,3 +236,12 @@ def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefi
         yield _no_rejected_files(failing, len(rejected), first, last)
 
     return bronze_landing
+
+
+def _window_rows(first: date, last: date, rows: int) -> dict[str, object]:
+    """The rows the ingest log holds of the run's days: a day's partition row count, or, for a
+    range run (one run of a backfill), a figure of the whole range, which Dagster would otherwise
+    show on every day of it."""
+    if first == last:
+        return {"dagster/partition_row_count": rows}
+    return {"days": f"{first}..{last}", "rows_of_the_days": rows}

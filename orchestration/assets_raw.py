@@ -171,6 +171,8 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             "bytes": sum(raw.path.stat().st_size for raw in files),
             "days_simulated": ", ".join(written) or "none (the exports were there)",
         }
+        if first != last:  # a range run's figures are the range's, shown on each of its days
+            metadata["days"] = f"{first}..{last}"
         if any(rows.values()):  # the simulator's manifests count rows; delivered files are not read here
             metadata["rows_by_entity"] = dg.MetadataValue.json(rows)
             metadata["dagster/row_count"] = sum(rows.values())

@@ -291,6 +291,7 @@ def test_bronze_holds_every_raw_row_and_says_so_in_metadata(pipeline):
             for day in DAYS:
                 meta = materialized(results[day])[dg.AssetKey(["bronze", entity])]
                 assert meta["rows_landed"].value == csv_rows(base / "raw", entity, (day,)), (entity, day)
+                assert meta["dagster/partition_row_count"].value == meta["rows_landed"].value, (entity, day)
                 assert meta["dagster/row_count"].value > 0
     orders_meta = materialized(results[DAYS[1]])[dg.AssetKey(["silver", "orders"])]
     assert orders_meta["dagster/row_count"].value > 0
@@ -837,6 +838,12 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
     assert f"ecom_dbt: {first_line}" in why, why
     built = set(materialized(result))
     assert materialized(result)[RAW_EXPORTS]["days_simulated"].value == ", ".join(DAYS)
+    # Its figures are the range's: said so, and not given as each day's partition row count.
+    assert materialized(result)[RAW_EXPORTS]["days"].value == f"{DAYS[0]}..{DAYS[-1]}"
+    for entity in ENTITIES:
+        meta = materialized(result)[dg.AssetKey(["bronze", entity])]
+        assert meta["days"].value == f"{DAYS[0]}..{DAYS[-1]}" and "dagster/partition_row_count" not in meta
+        assert meta["rows_of_the_days"].value == csv_rows(tmp_path / "raw", entity, DAYS), entity
     with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
         for entity in ENTITIES:
             landed = int(client.command(f"SELECT count() FROM bronze.`{entity}`"))
