@@ -222,7 +222,7 @@ def _retries(instance: dg.DagsterInstance, asked: dict[str, dict], log) -> list[
         if ask["attempt"] >= RETRIES:
             named = "..".join(dict.fromkeys(days))  # one day once
             log.warning(f"{named}: run {runs[0].run_id[:8]} failed, the last of {RETRIES + 1} attempts; "
-                        "the files wait for the schedule, a backfill or new files of their day")
+                        "the days run again with the schedule, a backfill or new files of theirs")
             continue
         retry = f"{key.split('#')[0]}#{ask['attempt'] + 1}"
         asked[retry] = {"days": days, "attempt": ask["attempt"] + 1}
