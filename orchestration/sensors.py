@@ -26,6 +26,7 @@ told.
 import hashlib
 import json
 import os
+import stat as file_stat
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,8 @@ class Logged:
     """The latest ingest-log entry of a path."""
 
     bytes: int
-    sha256: str  # '' for a file rejected before its bytes were read (its name, a link, no read access)
+    sha256: str  # '' for a file rejected before its bytes were read (its name, a link, no read
+    # access), and for a `removed` entry
     finished_at: float  # epoch seconds
     status: str = "landed"  # landed | rejected | removed
 
@@ -139,9 +141,20 @@ def unlanded(files: Iterable[RawFile], ledger: Mapping[str, Logged], rewritten: 
                 pending.append(raw)
         elif logged is None or logged.bytes != stat.st_size:
             pending.append(raw)
-        elif (rewritten or stat.st_mtime > logged.finished_at) and file_sha256(raw.path) != logged.sha256:
-            pending.append(raw)  # rewritten in place with the same size
+        elif (rewritten or stat.st_mtime > logged.finished_at) and _sha256_or_none(raw.path, stat) != logged.sha256:
+            pending.append(raw)  # rewritten in place with the same size, or cannot be read now
     return pending
+
+
+def _sha256_or_none(path: Path, stat: os.stat_result) -> str | None:
+    """A regular file's sha256; None for one that cannot be read, or is not a file (reading a
+    named pipe would wait forever): a load tells why."""
+    if not file_stat.S_ISREG(stat.st_mode):
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
 
 
 def ledger_mark(files: Iterable[RawFile], ledger: Mapping[str, Logged]) -> str:
@@ -199,9 +212,10 @@ def _run_request(run: list[str], key: str) -> dg.RunRequest:
 
 def _run_key(run: list[str], signatures: Mapping[str, str]) -> str:
     """The day and its files' signature, or the range and a digest of its days' signatures."""
-    if len(run) == 1:
-        return f"{run[0]}:{signatures[run[0]]}"
-    digest = hashlib.sha1("".join(signatures[day] for day in run).encode(), usedforsecurity=False).hexdigest()
+    if len(run) == 1:  # a day without files: the run of the latest day for files that name none
+        return f"{run[0]}:{signatures.get(run[0], '-')}"
+    digest = hashlib.sha1("".join(signatures.get(day, "-") for day in run).encode(),
+                          usedforsecurity=False).hexdigest()
     return f"{run[0]}..{run[-1]}:{digest[:16]}"
 
 
@@ -222,7 +236,7 @@ def _retries(instance: dg.DagsterInstance, asked: dict[str, dict], log) -> list[
         if ask["attempt"] >= RETRIES:
             named = "..".join(dict.fromkeys(days))  # one day once
             log.warning(f"{named}: run {runs[0].run_id[:8]} failed, the last of {RETRIES + 1} attempts; "
-                        "the days run again with the schedule, a backfill or new files of theirs")
+                        "run them with a backfill, or new files of theirs start a run")
             continue
         retry = f"{key.split('#')[0]}#{ask['attempt'] + 1}"
         asked[retry] = {"days": days, "attempt": ask["attempt"] + 1}
@@ -291,11 +305,12 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                 due.append(day)
                 keyed[day] += ledger_mark(pending, ledger)
             seen[day] = signatures[day]
-        undated_day = None
+        undated_day, undated_mark = None, ""
         if undated_changed:
             pending = unlanded(undated, ledger, rewritten="undated" in state)
             if pending:
                 latest = undated_day = max(days) if days else last_key
+                undated_mark = ledger_mark(pending, ledger)
                 context.log.warning(
                     f"{len(pending)} file(s) whose name gives no day: "
                     + ", ".join(raw.relative for raw in pending[:5])
@@ -307,7 +322,7 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
             run = [(start + timedelta(days=i)).isoformat() for i in range(count)]
             key = _run_key(run, keyed)
             if undated_day in run:  # its days' files may be unchanged: a key Dagster has not seen
-                key += f"+{undated_signature}"
+                key += f"+{undated_signature}{undated_mark}"
             asked[key] = {"days": [run[0], run[-1]], "attempt": 0}
             requests.append(_run_request(run, key))
         return result(f"files of {len(changed)} changed day(s) are all in {LOG_TABLE} already")

@@ -31,7 +31,7 @@ from conftest import parsed_project_env
 from ecom.config import SettingError, Settings, first_priced_month
 from ecom.contract import ENTITIES
 from ecom.generate import generate
-from ecom.load import load
+from ecom.load import RawFile, load
 from ecom.warehouse import session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -676,6 +676,29 @@ def test_new_files_sensor_sees_files_put_back_with_their_times_and_not_files_rej
             assert [o.reason for o in load(settings, client).rejected] == ["bad_name"]
         fresh = tick(None)
         assert fresh.run_requests == [], [r.run_key for r in fresh.run_requests]
+
+
+def test_new_files_sensor_reads_no_pipe_and_runs_for_files_that_name_no_day_alone(pipeline, tmp_path, monkeypatch):
+    # A named pipe where a removed file was (no bytes logged, as the pipe has): not read, which
+    # would wait forever, but left to a load, which rejects it.
+    day = date.fromisoformat(DAYS[0])
+    pipe = tmp_path / "raw" / "orders" / f"{day:%Y/%m/%d}" / f"orders_{day:%Y%m%d}.csv"
+    pipe.parent.mkdir(parents=True)
+    os.mkfifo(pipe)
+    raw = RawFile(pipe, pipe.relative_to(tmp_path / "raw").as_posix(), "orders", day)
+    ledger = {raw.relative: sensors.Logged(0, "", 0.0, "removed")}
+    assert sensors.unlanded([raw], ledger, rewritten=True) == [raw]
+    pipe.unlink()
+    # A raw folder holding only a file whose name gives no day: the run of the last day rejects it.
+    _, defs, _, _ = pipeline
+    (tmp_path / "raw" / "orders" / "orders-september.csv").write_text("order_id\n")
+    monkeypatch.setenv("ECOM_RAW_DIR", str(tmp_path / "raw"))
+    monkeypatch.setenv("ECOM_CHDB_PATH", str(tmp_path / "no-warehouse-yet"))
+    sensor = defs.resolve_sensor_def(sensors.NEW_FILES_SENSOR)
+    with dg.instance_for_test() as instance:
+        tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    [request] = tick.run_requests
+    assert request.partition_key == defs.resolve_job_def(DAILY_JOB).partitions_def.get_last_partition_key()
 
 
 def test_new_files_sensor_skips_while_the_warehouse_is_busy(held_warehouse, pipeline):
