@@ -77,7 +77,7 @@ class Logged:
     sha256: str  # '' for a file rejected before its bytes were read (its name, a link, no read
     # access), and for a `removed` entry
     finished_at: float  # epoch seconds
-    status: str = "landed"  # landed | rejected | removed
+    status: str  # landed | rejected | removed
 
 
 def files_by_day(raw_dir: Path, first: date, last: date) -> tuple[dict[str, list[RawFile]], list[RawFile]]:
@@ -211,8 +211,9 @@ def _run_request(run: list[str], key: str) -> dg.RunRequest:
 
 
 def _run_key(run: list[str], signatures: Mapping[str, str]) -> str:
-    """The day and its files' signature, or the range and a digest of its days' signatures."""
-    if len(run) == 1:  # a day without files: the run of the latest day for files that name none
+    """The day and its files' signature, or the range and a digest of its days' signatures ('-'
+    for a day without files: the run that rejects the files that name no day, when no day has any)."""
+    if len(run) == 1:
         return f"{run[0]}:{signatures.get(run[0], '-')}"
     digest = hashlib.sha1("".join(signatures.get(day, "-") for day in run).encode(),
                           usedforsecurity=False).hexdigest()
