@@ -9,13 +9,14 @@ dashboard.png (in docs/img with `make screenshots`).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import stat
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pytest
 from chromium import chrome, full_page_screenshot, needs_chromium, outside_requests, severe_console_errors
 from conftest import SCREENSHOTS, World, dbt, ecom_env, run_ecom
 from ecom.config import Settings
-from ecom.report import CHARTS, PAIR_MIN_ORDERS, write_report
+from ecom.report import CHARTS, CHECK_LABELS, FIGURES, PAIR_MIN_ORDERS, render, write_report
 from ecom.warehouse import session
 
 SCREENSHOT = SCREENSHOTS / "dashboard.png"
@@ -78,6 +79,7 @@ def test_headline_cards_are_the_totals_of_the_mart(report, gold):
         "from gold.mart_daily_sales")[0]
     kpis = data["kpis"]
     assert (kpis["start"], kpis["end"]) == (first.isoformat(), last.isoformat())
+    assert kpis["days"] == (last - first).days + 1
     assert cents(kpis["net_revenue_usd"]) == revenue
     assert kpis["revenue_orders"] == orders
     assert kpis["new_customers"] == new
@@ -155,6 +157,33 @@ def test_data_quality_panel_is_the_data_quality_mart(report, gold):
                                                + recon["quarantined_rows"][index]), entity
         assert recon["unbalanced_days"][index] == unbalanced[entity], entity
     assert set(recon["entity"]) == set(unbalanced)
+
+
+def test_a_day_without_orders_is_drawn_as_a_day_of_none(report):
+    """The mart has no row for a day without orders: the charts draw it as none (AOV: a gap), not a
+    line from the day before to the day after, and the checks that found nothing still show."""
+    _, data = report
+    data = copy.deepcopy(data)
+    every = data["daily"]["order_date"]
+    gap = every[len(every) // 2]
+    for name in ("daily", "new_vs_returning", "country_daily"):
+        keep = [i for i, day in enumerate(data[name]["order_date"]) if day != gap]
+        data[name] = {column: [values[i] for i in keep] for column, values in data[name].items()}
+    data["checks"] = {"check_category": [], "metric": [], "value": []}
+
+    daily = FIGURES["chart-daily-revenue"](data)
+    assert len(daily.data) == 2 * (1 + len(data["revenue_by_country"]["country_code"]))
+    for trace in daily.data:  # revenue and orders of every country and of all
+        assert list(trace.x) == every, trace.meta
+        assert trace.y[every.index(gap)] == 0, trace.meta
+    [aov] = FIGURES["chart-aov"](data).data
+    assert list(aov.x) == every and aov.y[every.index(gap)] is None and not aov.connectgaps
+    for trace in FIGURES["chart-new-returning"](data).data:
+        assert list(trace.x) == every and trace.y[every.index(gap)] == 0, trace.name
+    page = render(data, datetime.now(UTC))
+    checks = page[page.index('id="checks"'):]
+    for metric in CHECK_LABELS:
+        assert re.search(rf"<code>{metric}</code>.*?<td class=\"num\">0</td>", checks), metric
 
 
 def test_the_page_needs_nothing_outside_itself(report):
@@ -286,8 +315,15 @@ def test_dashboard_in_a_browser(report):
         for chart_id, svgs, traces in drawn:
             assert svgs > 0 and traces > 0, f"{chart_id} is not drawn"
 
-        # The chart draws what the JSON block holds.
-        assert driver.execute_script(VISIBLE_TRACES)[0] == ["All countries", data["daily"]["net_revenue_usd"]]
+        # The chart draws what the JSON block holds, every day of the period (0 on a day without any).
+        first = date.fromisoformat(data["kpis"]["start"])
+        every = [(first + timedelta(days=n)).isoformat() for n in range(data["kpis"]["days"])]
+
+        def each_day(days: list[str], values: list) -> list:
+            return [dict(zip(days, values, strict=True)).get(day, 0) for day in every]
+
+        assert driver.execute_script(VISIBLE_TRACES)[0] == [
+            "All countries", each_day(data["daily"]["order_date"], data["daily"]["net_revenue_usd"])]
 
         # The country dropdown swaps in the revenue and orders of one country.
         pick_country(driver, 1)
@@ -295,8 +331,9 @@ def test_dashboard_in_a_browser(report):
         assert label == label_orders != "All countries"
         country = label.rsplit("(", 1)[1].rstrip(")")
         series = data["country_daily"]
-        assert revenue == [v for c, v in zip(series["country_code"], series["net_revenue_usd"], strict=True)
-                           if c == country]
+        mine = [i for i, code in enumerate(series["country_code"]) if code == country]
+        assert revenue == each_day([series["order_date"][i] for i in mine],
+                                   [series["net_revenue_usd"][i] for i in mine])
         pick_country(driver, 0)
         assert driver.execute_script(VISIBLE_TRACES)[0][0] == "All countries"
 
@@ -327,7 +364,12 @@ def test_dashboard_in_a_browser(report):
         axis = driver.execute_script("return document.getElementById('chart-daily-revenue')._fullLayout.xaxis.range")
         assert [bound[:10] for bound in axis] == [(date.fromisoformat(days[-7]) - timedelta(days=1)).isoformat(),
                                                   days[-1]]
-        pick_country(driver, 0)
+        # An axis of orders has no tick between whole orders, for a country of few orders too.
+        ticks = "return document.getElementById('chart-daily-revenue')._fullLayout.yaxis2.dtick"
+        assert driver.execute_script(ticks) >= 1 and float(driver.execute_script(ticks)).is_integer()
+        pick_country(driver, 0)  # and all countries get Plotly's own ticks back
+        mode = "return document.getElementById('chart-daily-revenue')._fullLayout.yaxis2.tickmode"
+        assert driver.execute_script(mode) == ("linear" if max(data["daily"]["revenue_orders"]) <= 5 else "auto")
         # The buttons count days back from the end of the range shown: "7d" of a range ending two
         # days early, then "30d", which reaches past the first of the 14 days. (Months would be
         # counted by JavaScript's calendar, in which 31 March less a month is 3 March.)

@@ -265,8 +265,9 @@ def _missing(client: Client) -> list[str]:
 
 
 def _kpis(client: Client) -> dict[str, Any]:
-    """Headline figures over every day of gold.mart_daily_sales, summed exactly in the engine."""
-    start, end, days, revenue, orders, new, returned, items, placed, cancelled = client.query("""
+    """Headline figures over every day of gold.mart_daily_sales, summed exactly in the engine (its
+    days' figures, each rounded to cents: the card is what an analyst adding up the mart gets)."""
+    start, end, rows, revenue, orders, new, returned, items, placed, cancelled = client.query("""
         select min(order_date), max(order_date), count(), sum(net_revenue_usd), sum(revenue_orders),
             sum(new_customers), sum(returned_revenue_usd), sum(items_sold), sum(orders_placed),
             sum(cancelled_orders)
@@ -274,9 +275,10 @@ def _kpis(client: Client) -> dict[str, Any]:
     """).result_rows[0]
     aov = (Decimal(revenue) / orders).quantize(Decimal("0.01"), ROUND_HALF_UP) if orders else None
     return {
-        "start": start.isoformat() if days else None,
-        "end": end.isoformat() if days else None,
-        "days": int(days),
+        "start": start.isoformat() if rows else None,
+        "end": end.isoformat() if rows else None,
+        # Calendar days: the mart has no row for a day without orders.
+        "days": (end - start).days + 1 if rows else 0,
         "net_revenue_usd": float(revenue),
         "revenue_orders": int(orders),
         "aov_usd": float(aov) if aov is not None else None,
@@ -358,6 +360,21 @@ RANGE_BUTTONS = [
 BAR_WIDTH = 0.75 * 24 * 3600 * 1000
 
 
+def _every_day(data: dict[str, Any]) -> list[str]:
+    """Every calendar day from the first to the last of gold.mart_daily_sales, which has a row only
+    for a day with orders: a day without one is drawn as a day of none, not bridged by a line."""
+    if not data["kpis"]["days"]:
+        return []
+    first = date.fromisoformat(data["kpis"]["start"])
+    return [(first + timedelta(days=n)).isoformat() for n in range(data["kpis"]["days"])]
+
+
+def _on_every_day(every: list[str], days: list[str], values: list, missing: Any = 0) -> list:
+    """`values` of `days` laid on `every` day, `missing` on the days they leave out."""
+    by_day = dict(zip(days, values, strict=True))
+    return [by_day.get(day, missing) for day in every]
+
+
 def _day_axis(days: list[str]) -> dict[str, Any]:
     """A date axis over whole days: from noon before the first to noon of the last, so every bar
     shows whole, the range buttons count back whole days from the end (Plotly's own padding put
@@ -373,12 +390,21 @@ def _day_axis(days: list[str]) -> dict[str, Any]:
     return axis
 
 
+def _order_ticks(orders: list[int]) -> dict[str, Any]:
+    """The orders axis: a tick per order where Plotly would put ticks between whole orders, else
+    Plotly's own (set back explicitly: a dropdown's update leaves the previous series' ticks)."""
+    if max(orders, default=0) <= 5:
+        return {"tickmode": "linear", "tick0": 0, "dtick": 1}
+    return {"tickmode": "auto", "nticks": 6}
+
+
 def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
     """Revenue bars and revenue-order line; the dropdown swaps in one country's pair of traces."""
-    daily, by_country = data["daily"], data["country_daily"]
+    daily, by_country, every = data["daily"], data["country_daily"], _every_day(data)
     names = dict(zip(data["countries"]["country_code"], data["countries"]["country_name"], strict=True))
     fig = go.Figure()
-    series = [("All countries", daily["order_date"], daily["net_revenue_usd"], daily["revenue_orders"])]
+    series = [("All countries", every, _on_every_day(every, daily["order_date"], daily["net_revenue_usd"]),
+               _on_every_day(every, daily["order_date"], daily["revenue_orders"]))]
     per_country: dict[str, list] = defaultdict(lambda: [[], [], []])
     for code, day, revenue, orders in zip(by_country["country_code"], by_country["order_date"],
                                           by_country["net_revenue_usd"], by_country["revenue_orders"],
@@ -390,7 +416,8 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
                       data["revenue_by_country"]["net_revenue_usd"], strict=True))
     for code in sorted(per_country, key=lambda c: (-totals.get(c, 0), c)):
         days, revenue, orders = per_country[code]
-        series.append((f"{names.get(code, code)} ({code})", days, revenue, orders))
+        series.append((f"{names.get(code, code)} ({code})", every, _on_every_day(every, days, revenue),
+                       _on_every_day(every, days, orders)))
     for index, (label, days, revenue, orders) in enumerate(series):
         visible = index == 0
         fig.add_bar(x=days, y=revenue, name="Net revenue USD", legendgroup="revenue", visible=visible, width=BAR_WIDTH,
@@ -401,10 +428,13 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
                         line={"color": PALETTE["orders"], "width": 2},
                         hovertemplate="%{x|%a %d %b %Y}<br>revenue orders %{y:,}<extra>%{meta}</extra>")
     buttons = []
-    for index, (label, *_rest) in enumerate(series):
+    for index, (label, *_rest, orders) in enumerate(series):
         visible = [False] * (2 * len(series))
         visible[2 * index] = visible[2 * index + 1] = True
-        buttons.append({"label": label, "method": "restyle", "args": [{"visible": visible}]})
+        # A count of orders has no half: a country of a few orders a day gets a tick per order.
+        buttons.append({"label": label, "method": "update",
+                        "args": [{"visible": visible},
+                                 {f"yaxis2.{key}": value for key, value in _order_ticks(orders).items()}]})
     # The legend on a row of its own under the buttons and the dropdown: beside them it ran under
     # the dropdown in a narrow window.
     _layout(fig, height=450, margin={"l": 10, "r": 10, "t": 90, "b": 10}, bargap=0.25,
@@ -412,8 +442,7 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
     fig.update_layout(
         yaxis={"title": {"text": "net revenue USD"}, "tickformat": ",.0f", "rangemode": "tozero"},
         yaxis2={"title": {"text": "revenue orders"}, "overlaying": "y", "side": "right",
-                "rangemode": "tozero", "showgrid": False, "tickformat": ",~f", "tickmode": "auto",
-                "nticks": 6},
+                "rangemode": "tozero", "showgrid": False, "tickformat": ",~f", **_order_ticks(series[0][3])},
         xaxis={**_day_axis(daily["order_date"]), "rangeslider": {"visible": True, "thickness": 0.08},
                "rangeselector": {"buttons": RANGE_BUTTONS, "x": 0, "y": 1.16, "yanchor": "bottom",
                                  "bgcolor": "#eef1f5", "activecolor": "#c9d6ee"}},
@@ -430,10 +459,10 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
 
 
 def fig_aov(data: dict[str, Any]) -> go.Figure:
-    daily, kpis = data["daily"], data["kpis"]
+    daily, kpis, every = data["daily"], data["kpis"], _every_day(data)
     fig = go.Figure()
-    fig.add_scatter(x=daily["order_date"], y=daily["aov_usd"], name="AOV USD", mode="lines+markers",
-                    marker_size=5, line={"color": PALETTE["aov"], "width": 2}, connectgaps=False,
+    fig.add_scatter(x=every, y=_on_every_day(every, daily["order_date"], daily["aov_usd"], None), name="AOV USD",
+                    mode="lines+markers", marker_size=5, line={"color": PALETTE["aov"], "width": 2}, connectgaps=False,
                     hovertemplate="%{x|%a %d %b %Y}<br>AOV USD %{y:,.2f}<extra></extra>")
     if kpis["aov_usd"] is not None:
         fig.add_hline(y=kpis["aov_usd"], line={"dash": "dot", "color": "#7b8794", "width": 1},
@@ -447,15 +476,18 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
 
 
 def fig_new_returning(data: dict[str, Any]) -> go.Figure:
-    rows = data["new_vs_returning"]
+    rows, every = data["new_vs_returning"], _every_day(data)
     fig = go.Figure()
-    fig.add_bar(x=rows["order_date"], y=rows["new_customers"], name="New customers", width=BAR_WIDTH,
+    fig.add_bar(x=every, y=_on_every_day(every, rows["order_date"], rows["new_customers"]), name="New customers",
+                width=BAR_WIDTH,
                 marker_color=PALETTE["new"],
                 hovertemplate="%{x|%a %d %b %Y}<br>new customers %{y:,}<extra></extra>")
-    fig.add_bar(x=rows["order_date"], y=rows["returning_customers"], name="Returning customers", width=BAR_WIDTH,
+    fig.add_bar(x=every, y=_on_every_day(every, rows["order_date"], rows["returning_customers"]),
+                name="Returning customers", width=BAR_WIDTH,
                 marker_color=PALETTE["returning"],
                 hovertemplate="%{x|%a %d %b %Y}<br>returning customers %{y:,}<extra></extra>")
-    fig.add_scatter(x=rows["order_date"], y=rows["guest_orders"], name="Guest orders", mode="lines",
+    fig.add_scatter(x=every, y=_on_every_day(every, rows["order_date"], rows["guest_orders"]), name="Guest orders",
+                    mode="lines",
                     line={"color": PALETTE["guest"], "width": 1.5, "dash": "dot"},
                     hovertemplate="%{x|%a %d %b %Y}<br>guest revenue orders %{y:,}<extra></extra>")
     _layout(fig, barmode="stack", bargap=0.25)
@@ -677,12 +709,14 @@ def _reconciliation_table(data: dict[str, Any]) -> str:
 
 
 def _checks_table(data: dict[str, Any]) -> str:
-    rows = data["checks"]
+    found = dict(zip(data["checks"]["metric"], data["checks"]["value"], strict=True))
+    # Every check, 0 where it found nothing: the mart has rows only for what was found.
+    counts = {metric: found.get(metric, 0) for metric in CHECK_LABELS} | found
     body = "".join(
         f"<tr><td><code>{html.escape(metric)}</code></td><td>{html.escape(CHECK_LABELS.get(metric, ''))}</td>"
         f'<td class="num{" bad" if metric == "rejected_files" and value else ""}">{value:,}</td></tr>'
-        for metric, value in zip(rows["metric"], rows["value"], strict=True)
-    ) or '<tr><td colspan="3">Nothing found</td></tr>'
+        for metric, value in counts.items()
+    )
     return (f'<div class="scroll"><table class="table" id="checks"><thead><tr><th>check</th><th>what it counts</th>'
             f'<th class="num">count</th></tr></thead><tbody>{body}</tbody></table></div>')
 
@@ -692,7 +726,7 @@ def _chart(chart_id: str, fig: go.Figure, wide: bool = False) -> str:
     div = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=chart_id, config=PLOT_CONFIG,
                       default_height=f"{fig.layout.height}px")
     return (f'<section class="card chart{" wide" if wide else ""}" aria-labelledby="{chart_id}-title">'
-            f'<h2 id="{chart_id}-title">{html.escape(title)}</h2>'
+            f'<h3 id="{chart_id}-title">{html.escape(title)}</h3>'
             f'<div class="source">from <code>{html.escape(marts)}</code></div>{div}'
             f'<p class="explain">{html.escape(explanation)}</p></section>')
 
@@ -711,8 +745,8 @@ header h1 { margin: 0 0 4px; font-size: 24px; font-weight: 650; letter-spacing: 
 header .meta { color: #bcccdc; font-size: 13px; }
 header .meta code { color: #d9e2ec; }
 main { max-width: 1440px; margin: 0 auto; padding: 20px 24px 40px; }
-h2 { font-size: 16px; margin: 0; font-weight: 620; }
-h3.section { font-size: 13px; text-transform: uppercase; letter-spacing: 0.08em; color: var(--muted);
+h3 { font-size: 16px; margin: 0; font-weight: 620; }
+h2.section { font-size: 13px; text-transform: uppercase; letter-spacing: 0.08em; color: var(--muted);
   margin: 28px 4px 10px; font-weight: 600; }
 .grid { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 16px; }
 .kpis { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 16px; }
@@ -736,7 +770,8 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
 .ok { color: #0f7b55; font-weight: 600; }
 .bad { color: #c62839; font-weight: 600; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 8px 0 30px; }
-@media (max-width: 980px) { .grid, .kpis { grid-template-columns: 1fr; } }
+/* minmax(0, 1fr), not 1fr: a column of 1fr grows to its widest table and the page scrolls sideways. */
+@media (max-width: 980px) { .grid, .kpis { grid-template-columns: minmax(0, 1fr); } }
 """.replace("FONT_STACK", FONT)
 
 # Ties the date range of the daily chart to the other time series and to the cards.
@@ -755,12 +790,12 @@ SCRIPT = """
   function update(range) {
     var d = data.daily, lo = range ? toTime(range[0]) : -Infinity, hi = range ? toTime(range[1]) : Infinity;
     var revenue = 0, orders = 0, fresh = 0, returned = 0, items = 0, placed = 0, cancelled = 0;
-    var first = null, last = null, days = 0;
+    var first = null, last = null;
     for (var i = 0; i < d.order_date.length; i++) {
       var t = toTime(d.order_date[i]);
       if (t < lo || t > hi) continue;
       revenue += d.net_revenue_usd[i]; orders += d.revenue_orders[i]; fresh += d.new_customers[i];
-      returned += d.returned_revenue_usd[i]; items += d.items_sold[i]; days += 1;
+      returned += d.returned_revenue_usd[i]; items += d.items_sold[i];
       placed += d.orders_placed[i]; cancelled += d.cancelled_orders[i];
       if (first === null) first = d.order_date[i];
       last = d.order_date[i];
@@ -775,6 +810,8 @@ SCRIPT = """
     document.getElementById('kpi-items').textContent = count(items);
     document.getElementById('kpi-cancellation').textContent = placed ?
       (cancelled / placed * 100).toFixed(2) + '%' : '\u2013';
+    // Calendar days, as the page's period: the mart has no row for a day without orders.
+    var days = first === null ? 0 : Math.round((toTime(last) - toTime(first)) / 86400000) + 1;
     document.getElementById('range-text').textContent = days ? first + ' to ' + last + ' (' + days +
       (days === 1 ? ' day)' : ' days)') : 'no day in the selected range';
   }
@@ -838,7 +875,7 @@ def render(data: dict[str, Any], generated_at: datetime, title: str = "Sales das
 {_kpi_cards(kpis)}
   </div>
 
-  <h3 class="section">Sales</h3>
+  <h2 class="section">Sales</h2>
   <div class="grid">
     {_chart("chart-daily-revenue", charts["chart-daily-revenue"], wide=True)}
     {_chart("chart-aov", charts["chart-aov"])}
@@ -847,24 +884,24 @@ def render(data: dict[str, Any], generated_at: datetime, title: str = "Sales das
     {_chart("chart-category", charts["chart-category"])}
   </div>
 
-  <h3 class="section">Products and customers</h3>
+  <h2 class="section">Products and customers</h2>
   <div class="grid">
     {_chart("chart-top-products", charts["chart-top-products"])}
     {_chart("chart-pairs", charts["chart-pairs"])}
     {_chart("chart-cohorts", charts["chart-cohorts"], wide=True)}
   </div>
 
-  <h3 class="section">Data quality</h3>
+  <h2 class="section">Data quality</h2>
   <div class="grid">
     {_chart("chart-quarantine", charts["chart-quarantine"])}
     <section class="card" aria-labelledby="reconciliation-title">
-      <h2 id="reconciliation-title">Reconciliation, bronze to silver</h2>
+      <h3 id="reconciliation-title">Reconciliation, bronze to silver</h3>
       <div class="source">from <code>gold.mart_data_quality</code></div>
       {_reconciliation_table(data)}
       <p class="explain">For every entity and file day, bronze rows = silver rows + duplicates + superseded
       versions + quarantined rows. A day is unbalanced when a row went missing or appeared twice; every
       count covers all file days.</p>
-      <h2 style="margin-top: 18px">Integrity, consistency and landing checks</h2>
+      <h3 style="margin-top: 18px">Integrity, consistency and landing checks</h3>
       {_checks_table(data)}
     </section>
   </div>
