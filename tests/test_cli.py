@@ -551,6 +551,11 @@ def test_settings_from_the_environment():
     for port in ("0", "99999"):
         with pytest.raises(SettingError, match=rf"CLICKHOUSE_PORT='{port}' is not a port number \(1-65535\)"):
             Settings.from_env({"CLICKHOUSE_PORT": port})
+    for url in ("http://ch.example:8123/", "ch.example:9440", "ch.example/"):
+        with pytest.raises(SettingError, match=rf"CLICKHOUSE_HOST='{url}' is not a host name: give the name alone"):
+            Settings.from_env({"DBT_TARGET": "server", "CLICKHOUSE_HOST": url})
+    assert Settings.from_env({"DBT_TARGET": "server", "CLICKHOUSE_HOST": "::1"}).host == "::1", "an IPv6 address"
+    assert Settings.from_env({"CLICKHOUSE_HOST": "http://ch.example"}).embedded, "read only off the embedded target"
     # A mistyped flag is refused, not read as off: TLS would be dropped without a word.
     with pytest.raises(SettingError, match=r"CLICKHOUSE_SECURE='ture' is neither on nor off"):
         Settings.from_env({"CLICKHOUSE_SECURE": "ture"})

@@ -238,6 +238,11 @@ class Settings:
         if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
             raise SettingError(f"CLICKHOUSE_PORT={port!r} is not a port number (1-65535)")
         secure = env_flag("CLICKHOUSE_SECURE", False, env)
+        host = env.get("CLICKHOUSE_HOST", "").strip() or "localhost"  # set but empty: the default
+        # A URL or host:port would be read as a name and reached as http://http://...:8123.
+        if target != "dev" and ("/" in host or (host.count(":") == 1 and host.rpartition(":")[2].isdigit())):
+            raise SettingError(f"CLICKHOUSE_HOST={host!r} is not a host name: give the name alone (such as "
+                               "ch.example.com), the port in CLICKHOUSE_PORT and CLICKHOUSE_SECURE=1 for https")
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
         raw_dir = data_path(env.get("ECOM_RAW_DIR") or "data/raw")
         if target == "dev":
@@ -253,7 +258,7 @@ class Settings:
             raw_dir=raw_dir,
             chdb_path=chdb_path,
             target=target,
-            host=env.get("CLICKHOUSE_HOST", "").strip() or "localhost",  # set but empty: the default
+            host=host,
             port=int(port) if port else None,
             user=env.get("CLICKHOUSE_USER", "default"),
             password=env.get("CLICKHOUSE_PASSWORD", ""),
