@@ -277,6 +277,16 @@ def test_a_dbt_folder_inside_a_file_is_refused_before_anything_lands(env, tmp_pa
     assert not (tmp_path / "warehouse").exists(), "nothing landed"
 
 
+def test_a_dbt_that_cannot_start_is_named_not_a_traceback(tmp_path, monkeypatch):
+    from ecom import cli
+
+    (tmp_path / "dbt").write_text("")  # there, but not executable
+    for missing in (tmp_path / "dbt", tmp_path / "nothing-here"):
+        monkeypatch.setattr(cli, "dbt_executable", lambda missing=missing: str(missing))
+        with pytest.raises(SettingError, match=rf"^cannot start dbt \({missing}\): .*; run `make install`"):
+            cli.dbt("--version")
+
+
 def test_a_build_that_stops_before_its_first_node_points_at_no_earlier_results(env, tmp_path):
     """A project dbt cannot read writes no run_results.json: the one there is an earlier build's,
     and the error must not send the user to it."""

@@ -309,7 +309,11 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
     if not env.get("DBT_USE_COLORS") and (env.get("NO_COLOR") or not (sys.stderr and sys.stderr.isatty())):
         # dbt colours its lines wherever they go: a CI log or a file got the escape codes.
         env["DBT_USE_COLORS"] = "false"
-    return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
+    try:
+        return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
+    except OSError as exc:  # not there, not executable: the install is broken, not the run
+        raise SettingError(f"cannot start dbt ({command[0]}): {exc.strerror or exc}; run `make install` to "
+                           "install it again") from None
 
 
 def _call_passing_on_signals(command: list[str], **kwargs) -> int:
