@@ -446,6 +446,15 @@ def test_the_folder_above_the_raw_exports_is_refused_before_anything_is_logged(e
     result = run_ecom("load", "--quiet", "--start", "2026-04-10", "--end", "2026-04-10",
                       env={**env, "ECOM_RAW_DIR": str(kept)}, check=False)
     assert f"no raw files found in {kept} for 2026-04-10 (" in result.stderr, result.stderr
+    # Also when a file rejected before (misnamed: it belongs to no day, so every load reads it) is all
+    # there is: "nothing new to land: 0 files already landed" said nothing of the day.
+    (kept / "orders.csv").write_text("order_id\n")
+    assert run_ecom("load", "--quiet", env={**env, "ECOM_RAW_DIR": str(kept)}, check=False).returncode == 3
+    result = run_ecom("load", "--quiet", "--start", "2026-04-10", "--end", "2026-04-10",
+                      env={**env, "ECOM_RAW_DIR": str(kept)}, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"no raw files found in {kept} for 2026-04-10 but 1 file rejected before (" in result.stderr, \
+        result.stderr + result.stdout
 
 
 def test_a_warehouse_path_that_cannot_hold_a_warehouse_is_refused(env):
