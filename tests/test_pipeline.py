@@ -589,6 +589,21 @@ def test_a_changed_seed_file_or_setting_loads_the_seeds_again(tmp_path):
         assert files_fingerprint(tmp_path) == loaded, name
 
 
+def test_store_failures_keeps_the_failing_rows_where_dbt_says(world: World):
+    """`dbt test --store-failures` keeps a test's failing rows in a table and prints the query that
+    reads them; a project setting that turned storing off had dbt point at a table never made."""
+    test = "relationships_present_fct_payments_order_id__order_id__ref_fct_orders_"
+    result = dbt("test", "--store-failures", "-s", test, env=world.env)
+    assert result.returncode == 0, result.stdout[-3000:]
+    results = json.loads((Path(world.env["DBT_TARGET_PATH"]) / "run_results.json").read_text())["results"]
+    [outcome] = [r for r in results if r["unique_id"].startswith("test.")]  # and the on-run hooks
+    assert outcome["status"] == "warn" and outcome["failures"] > 0, outcome  # payments of test orders
+    assert f"select * from {outcome['relation_name']}" in result.stdout, result.stdout[-3000:]
+    with session(Settings(chdb_path=world.chdb_path)) as client:
+        assert client.query(f"select count() from {outcome['relation_name']}").result_rows == [
+            (outcome["failures"],)]
+
+
 def test_the_unit_tests_pass(world: World):
     """`ecom run` leaves dbt's unit tests out of its build (they check SQL, not data): run them here.
 
