@@ -159,16 +159,22 @@ def test_data_quality_panel_is_the_data_quality_mart(report, gold):
     assert set(recon["entity"]) == set(unbalanced)
 
 
+def without_day(data: dict, gap: str) -> dict:
+    """The page's data as gold would have it if no order had been placed on `gap`."""
+    data = copy.deepcopy(data)
+    for name in ("daily", "new_vs_returning", "country_daily"):
+        keep = [i for i, day in enumerate(data[name]["order_date"]) if day != gap]
+        data[name] = {column: [values[i] for i in keep] for column, values in data[name].items()}
+    return data
+
+
 def test_a_day_without_orders_is_drawn_as_a_day_of_none(report):
     """The mart has no row for a day without orders: the charts draw it as none (AOV: a gap), not a
     line from the day before to the day after, and the checks that found nothing still show."""
     _, data = report
-    data = copy.deepcopy(data)
     every = data["daily"]["order_date"]
     gap = every[len(every) // 2]
-    for name in ("daily", "new_vs_returning", "country_daily"):
-        keep = [i for i, day in enumerate(data[name]["order_date"]) if day != gap]
-        data[name] = {column: [values[i] for i in keep] for column, values in data[name].items()}
+    data = without_day(data, gap)
     data["checks"] = {"check_category": [], "metric": [], "value": []}
 
     daily = FIGURES["chart-daily-revenue"](data)
@@ -183,7 +189,7 @@ def test_a_day_without_orders_is_drawn_as_a_day_of_none(report):
     page = render(data, datetime.now(UTC))
     checks = page[page.index('id="checks"'):]
     for metric in CHECK_LABELS:
-        assert re.search(rf"<code>{metric}</code>.*?<td class=\"num\">0</td>", checks), metric
+        assert re.search(rf'<code>{metric}</code></td><td>[^<]*</td><td class="num">0</td>', checks), metric
 
 
 def test_the_page_needs_nothing_outside_itself(report):
@@ -389,5 +395,19 @@ def test_dashboard_in_a_browser(report):
         driver.execute_script("window.scrollTo(0, 0)")
         time.sleep(0.5)
         full_page_screenshot(driver, SCREENSHOT, 1400)
+
+        # A day without orders in the range counts as a day of the range, at its edge too.
+        gap = days[-3]
+        (gapped := page.with_name("gap.html")).write_text(render(without_day(data, gap), datetime.now(UTC)))
+        driver.get(gapped.as_uri())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not driver.execute_script(
+                "var g = document.getElementById('chart-daily-revenue'); return !!(g && g.on && g._fullLayout);"):
+            time.sleep(0.2)
+        for end, shown in ((gap, f"{gap} to {gap} (1 day)"), (days[-1], f"{gap} to {days[-1]} (3 days)")):
+            orders_text, *_ = driver.execute_async_script(SET_RANGE, f"{days[-4]} 12:00:00", f"{end} 12:00:00")
+            assert driver.find_element(By.ID, "range-text").text == shown
+        assert orders_text == f"{sum(data['daily']['revenue_orders'][-2:]):,}"
+        problems += severe_console_errors(driver)
     assert not problems, problems
     assert not outside, outside

@@ -478,16 +478,16 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
 def fig_new_returning(data: dict[str, Any]) -> go.Figure:
     rows, every = data["new_vs_returning"], _every_day(data)
     fig = go.Figure()
-    fig.add_bar(x=every, y=_on_every_day(every, rows["order_date"], rows["new_customers"]), name="New customers",
-                width=BAR_WIDTH,
+    def each_day(column: str) -> list:
+        return _on_every_day(every, rows["order_date"], rows[column])
+
+    fig.add_bar(x=every, y=each_day("new_customers"), name="New customers", width=BAR_WIDTH,
                 marker_color=PALETTE["new"],
                 hovertemplate="%{x|%a %d %b %Y}<br>new customers %{y:,}<extra></extra>")
-    fig.add_bar(x=every, y=_on_every_day(every, rows["order_date"], rows["returning_customers"]),
-                name="Returning customers", width=BAR_WIDTH,
+    fig.add_bar(x=every, y=each_day("returning_customers"), name="Returning customers", width=BAR_WIDTH,
                 marker_color=PALETTE["returning"],
                 hovertemplate="%{x|%a %d %b %Y}<br>returning customers %{y:,}<extra></extra>")
-    fig.add_scatter(x=every, y=_on_every_day(every, rows["order_date"], rows["guest_orders"]), name="Guest orders",
-                    mode="lines",
+    fig.add_scatter(x=every, y=each_day("guest_orders"), name="Guest orders", mode="lines",
                     line={"color": PALETTE["guest"], "width": 1.5, "dash": "dot"},
                     hovertemplate="%{x|%a %d %b %Y}<br>guest revenue orders %{y:,}<extra></extra>")
     _layout(fig, barmode="stack", bargap=0.25)
@@ -787,18 +787,17 @@ SCRIPT = """
     if (s.length === 10) s += 'T00:00:00';
     return Date.parse(s.slice(0, 19) + 'Z');
   }
+  var DAY = 86400000;
+  function isoDay(time) { return new Date(time).toISOString().slice(0, 10); }
   function update(range) {
     var d = data.daily, lo = range ? toTime(range[0]) : -Infinity, hi = range ? toTime(range[1]) : Infinity;
     var revenue = 0, orders = 0, fresh = 0, returned = 0, items = 0, placed = 0, cancelled = 0;
-    var first = null, last = null;
     for (var i = 0; i < d.order_date.length; i++) {
       var t = toTime(d.order_date[i]);
       if (t < lo || t > hi) continue;
       revenue += d.net_revenue_usd[i]; orders += d.revenue_orders[i]; fresh += d.new_customers[i];
       returned += d.returned_revenue_usd[i]; items += d.items_sold[i];
       placed += d.orders_placed[i]; cancelled += d.cancelled_orders[i];
-      if (first === null) first = d.order_date[i];
-      last = d.order_date[i];
     }
     revenue = Math.round(revenue * 100) / 100;
     document.getElementById('kpi-net-revenue').textContent = money(revenue);
@@ -810,15 +809,18 @@ SCRIPT = """
     document.getElementById('kpi-items').textContent = count(items);
     document.getElementById('kpi-cancellation').textContent = placed ?
       (cancelled / placed * 100).toFixed(2) + '%' : '\u2013';
-    // Calendar days, as the page's period: the mart has no row for a day without orders.
-    var days = first === null ? 0 : Math.round((toTime(last) - toTime(first)) / 86400000) + 1;
-    document.getElementById('range-text').textContent = days ? first + ' to ' + last + ' (' + days +
+    // The period's calendar days in the range (the rows' rule: a day counts when its midnight is in
+    // it), not the mart's rows: the mart has none for a day without orders, drawn as a day of none.
+    var first = Math.max(toTime(data.kpis.start), Math.ceil(lo / DAY) * DAY);
+    var last = Math.min(toTime(data.kpis.end), Math.floor(hi / DAY) * DAY);
+    var days = data.kpis.days && first <= last ? Math.round((last - first) / DAY) + 1 : 0;
+    document.getElementById('range-text').textContent = days ? isoDay(first) + ' to ' + isoDay(last) + ' (' + days +
       (days === 1 ? ' day)' : ' days)') : 'no day in the selected range';
   }
   // Every day of the mart, noon to noon, as the page draws it: "all" and a reset of the axis
   // (autorange, which would pad it otherwise, or shrink it to one country's days) come back to it.
   function noon(day, offset) {
-    return new Date(toTime(day) + (offset + 0.5) * 86400000).toISOString().slice(0, 19).replace('T', ' ');
+    return new Date(toTime(day) + (offset + 0.5) * DAY).toISOString().slice(0, 19).replace('T', ' ');
   }
   var full = data.kpis.days ? [noon(data.kpis.start, -1), noon(data.kpis.end, 0)] : null;
   window.addEventListener('load', function () {
