@@ -1379,15 +1379,15 @@ def print_summary(result: LoadResult, out: TextIO | None = None, looked_in: str 
         print(f"removed {result.orphan_rows_removed:,} rows of an interrupted earlier load", file=out)
     already = [o for o in skipped if o.reason == "already_landed"]
     earlier = [o for o in skipped if o.reason != "already_landed"]
-    if not landed and not rejected and not already:
+    if not landed and not rejected and all(o.file.file_date is None for o in skipped):
         # A day whose exports have not arrived is worth a look: said on stderr, beside the counts,
-        # also when files rejected before (misnamed ones, which belong to no day) are all there is.
-        but = f" but {_files(len(earlier))} rejected before" if earlier else ""
+        # also when files rejected before whose names give no day (read by every load) are all there is.
+        but = f", only {_files(len(earlier))} rejected before whose names give no day" if earlier else ""
         print(f"warning: nothing to land: no raw files found{' ' + looked_in if looked_in else ''}{but} (check "
               "ECOM_RAW_DIR and the days asked for)", file=sys.stderr)
     elif not landed and not rejected:
-        print(f"nothing new to land: {_files(len(already))} already landed (same sha256 in bronze.ingest_log)",
-              file=out)
+        print("nothing new to land" + (f": {_files(len(already))} already landed (same sha256 in bronze.ingest_log)"
+                                       if already else ""), file=out)
     if earlier:
         print(f"{_files(len(earlier))} {'stays' if len(earlier) == 1 else 'stay'} rejected from earlier loads "
               "(see bronze.ingest_log)", file=out)
