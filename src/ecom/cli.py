@@ -311,7 +311,7 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
         env["DBT_USE_COLORS"] = "false"
     try:
         return _call_passing_on_signals(command, cwd=root, env=env, stdout=sys.stderr)
-    except OSError as exc:  # not there, not executable: the install is broken, not the run
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:  # the install is broken, not the run
         raise SettingError(f"cannot start dbt ({command[0]}): {exc.strerror or exc}; run `make install` to "
                            "install it again") from None
 

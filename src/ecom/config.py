@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import ipaddress
 import math
 import os
 import sys
@@ -216,6 +217,13 @@ def shared_folder_problem(raw_dir: Path, chdb_path: Path) -> str | None:
     return None
 
 
+def _ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     raw_dir: Path = Path("data/raw")
@@ -240,7 +248,7 @@ class Settings:
         secure = env_flag("CLICKHOUSE_SECURE", False, env)
         host = env.get("CLICKHOUSE_HOST", "").strip() or "localhost"  # set but empty: the default
         # A URL or host:port would be read as a name and reached as http://http://...:8123.
-        if target != "dev" and ("/" in host or (host.count(":") == 1 and host.rpartition(":")[2].isdigit())):
+        if target != "dev" and (any(c in host for c in "/@[]") or (":" in host and not _ipv6(host))):
             raise SettingError(f"CLICKHOUSE_HOST={host!r} is not a host name: give the name alone (such as "
                                "ch.example.com), the port in CLICKHOUSE_PORT and CLICKHOUSE_SECURE=1 for https")
         chdb_path = data_path(env.get("ECOM_CHDB_PATH") or "data/warehouse")  # set but empty: the default
