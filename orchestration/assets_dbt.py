@@ -48,7 +48,8 @@ LAYERS = ("bronze", "silver", "gold")
 
 # dbt unit tests check the SQL, not the day's data: they run in CI and in `dbt build`, and would
 # only slow every partition down (dbt's own advice is to leave them out of production builds).
-BUILD = ["build", "--exclude-resource-type", "unit_test"]
+# Without colours: dbt's log lines become the step's error text, shown in the UI and the alerts.
+BUILD = ["build", "--exclude-resource-type", "unit_test", "--no-use-colors"]
 
 
 def _layer(props: Mapping[str, Any]) -> str | None:
@@ -318,6 +319,15 @@ def build_dbt_assets(project: DbtProject, manifest: Mapping[str, Any],
     return ecom_dbt
 
 
+def shortened(text: str, limit: int = 300) -> str:
+    """`text` in `limit` characters at most: its start, which says what failed, and its end, which
+    often says what to do ("Build them first: ..."), with the middle left out."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return f"{text[:head]} … {text[-(limit - head - 3):]}"
+
+
 def dbt_failure(error: DagsterDbtCliRuntimeError, invocation: DbtCliInvocation, shown: int = 3) -> dg.Failure:
     """The step's failure with dbt's failed nodes and their errors in its first line, which the
     run's page and the failure alerts show; dagster-dbt's own message ("The dbt CLI process with
@@ -333,7 +343,7 @@ def dbt_failure(error: DagsterDbtCliRuntimeError, invocation: DbtCliInvocation, 
         lines = [line.strip() for line in (result.get("message") or "").splitlines() if line.strip()]
         if len(lines) > 1 and lines[0].startswith(("Database Error in", "Runtime Error in", "Compilation Error in")):
             lines = lines[1:]  # "Database Error in model <name> (<path>)": the node is named already
-        nodes.append(f"{kind} {name} ({result['status']}): {' '.join(lines)[:300]}")
+        nodes.append(f"{kind} {name} ({result['status']}): {shortened(' '.join(lines))}")
     more = f"; {len(failed) - shown} more" if len(failed) > shown else ""
     first = f"dbt build failed: {'; '.join(nodes)}{more}" if nodes else "dbt build failed"
     return dg.Failure(description=f"{first}\n\n{error}")

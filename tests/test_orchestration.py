@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:  # the code location is a top-level package of the
     sys.path.insert(0, str(ROOT))
 
 from orchestration import checks, sensors  # noqa: E402
-from orchestration.assets_dbt import RECONCILIATION  # noqa: E402
+from orchestration.assets_dbt import RECONCILIATION, shortened  # noqa: E402
 from orchestration.assets_ingest import (  # noqa: E402
     A_FILE_EVERY_DAY,
     INGEST_LOG,
@@ -180,6 +180,19 @@ def check_evaluations(result: dg.ExecuteInProcessResult) -> list:
 
 
 # -- the definitions ----------------------------------------------------------------------
+
+
+def test_a_long_node_error_keeps_its_start_and_what_to_do():
+    """The failure's first line (the run's page, the alerts) gives each failed node's error in 300
+    characters: cut at its end, it lost the stale-input guard's advice."""
+    behind = "; ".join(f"silver.{name} (not built since the newest landing)" for name in ENTITIES)
+    error = (f"gold.fct_orders builds on its last run, and from inputs behind the newest landing it would pass for "
+             f"good the rows they get later: {behind}. Build them first: `dbt build -s +fct_orders`, or `dbt build`")
+    short = shortened(error)
+    assert len(error) > 300 and len(short) <= 300
+    assert short.startswith("gold.fct_orders builds on its last run") and short.endswith(
+        "Build them first: `dbt build -s +fct_orders`, or `dbt build`"), short
+    assert shortened("short enough") == "short enough"
 
 
 def test_definitions_validate_on_a_fresh_checkout(validated):
@@ -858,6 +871,7 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     first_line = failure.step_failure_data.user_failure_data.description.splitlines()[0]
     assert first_line.startswith("dbt build failed: test planted_failure (fail): "), first_line
+    assert "\x1b[" not in failure.step_failure_data.user_failure_data.description, "dbt's colours are a terminal's"
     assert f"ecom_dbt: {first_line}" in why, why
     built = set(materialized(result))
     assert materialized(result)[RAW_EXPORTS]["days_simulated"].value == ", ".join(DAYS)
