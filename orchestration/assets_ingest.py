@@ -18,8 +18,9 @@ from typing import Any
 import dagster as dg
 from clickhouse_connect.driver.client import Client
 
-from ecom.contract import ENTITIES
+from ecom.contract import COLUMNS, ENTITIES, LINEAGE
 from ecom.load import (
+    LOG_COLUMNS,
     LOG_TABLE,
     FileOutcome,
     discover,
@@ -46,12 +47,19 @@ def landing_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["bronze", table])
 
 
-def _source_descriptions(manifest: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        source["name"]: source.get("description") or ""
-        for source in manifest.get("sources", {}).values()
-        if source.get("source_name") == "bronze"
-    }
+def _sources(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {source["name"]: source for source in manifest.get("sources", {}).values()
+            if source.get("source_name") == "bronze"}
+
+
+def column_schema(table: str, source: Mapping[str, Any]) -> dg.TableSchemaMetadataValue:
+    """The columns of a bronze table as the loader makes them, described as the dbt source is (the
+    dbt assets show theirs from the models' contracts)."""
+    typed = LOG_COLUMNS if table == INGEST_LOG else (*((c, "String") for c in COLUMNS[table]), *LINEAGE)
+    described = source.get("columns") or {}
+    return dg.MetadataValue.table_schema(dg.TableSchema(columns=[
+        dg.TableColumn(name, column_type, description=(described.get(name) or {}).get("description") or None)
+        for name, column_type in typed]))
 
 
 def _still_there(path: Path, sha256: str) -> bool:
@@ -113,15 +121,16 @@ def _last_updated(newest_at: datetime | None) -> dict[str, dg.MetadataValue]:
 
 def build_landing(manifest: Mapping[str, Any], partitions_def: dg.PartitionsDefinition,
                   pool: str | None) -> dg.AssetsDefinition:
-    described = _source_descriptions(manifest)
+    sources = _sources(manifest)
     specs = [
         dg.AssetSpec(
             key=landing_key(table),
             deps=[RAW_EXPORTS],
             group_name="bronze",
             kinds={"clickhouse"},
-            description=described.get(table) or f"bronze.{table} as landed by `ecom load`.",
-            metadata={"dagster/table_name": f"bronze.{table}"},
+            description=sources.get(table, {}).get("description") or f"bronze.{table} as landed by `ecom load`.",
+            metadata={"dagster/table_name": f"bronze.{table}",
+                      "dagster/column_schema": column_schema(table, sources.get(table, {}))},
         )
         for table in LANDED_TABLES
     ]

@@ -296,8 +296,16 @@ def test_the_second_partition_leaves_the_unchanged_seeds_out(pipeline):
 
 
 def test_bronze_holds_every_raw_row_and_says_so_in_metadata(pipeline):
-    base, _, _, results = pipeline
+    base, defs, _, results = pipeline
+    graph = defs.resolve_asset_graph()
     with session(settings_of(base)) as client:
+        # Each landing asset shows its table's columns, as the warehouse has them, described.
+        for table in (*ENTITIES, "ingest_log"):
+            schema = graph.get(dg.AssetKey(["bronze", table])).metadata["dagster/column_schema"].schema
+            assert [(c.name, c.type) for c in schema.columns] == client.query(
+                f"SELECT name, type FROM system.columns WHERE database = 'bronze' AND table = '{table}' "
+                "ORDER BY position").result_rows, table
+            assert all(c.description for c in schema.columns), table
         for entity in ENTITIES:
             landed = int(client.command(f"SELECT count() FROM bronze.`{entity}`"))
             assert landed == csv_rows(base / "raw", entity, DAYS), entity

@@ -41,6 +41,12 @@ from ecom.contract import COLUMNS, FIRST_DAY, LAST_DAY, LINEAGE, export_name, na
 from ecom.lock import WarehouseUnavailable
 
 LOG_TABLE = "bronze.ingest_log"
+LOG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("file_path", "String"), ("entity", "LowCardinality(String)"), ("file_date", "Nullable(Date)"),
+    ("sha256", "String"), ("bytes", "UInt64"), ("rows", "UInt64"), ("status", "LowCardinality(String)"),
+    ("reason", "LowCardinality(String)"), ("error", "String"), ("batch_id", "String"), ("version", "UInt32"),
+    ("started_at", "DateTime64(3, 'UTC')"), ("finished_at", "DateTime64(3, 'UTC')"),
+)
 # Every bronze row keeps the number of the INSERT that wrote it (`_block_number`), so the key tests
 # of bronze read only the batches written since they last passed (macros/tests/scoped_tests.sql).
 BLOCK_NUMBERS = "enable_block_number_column"
@@ -211,10 +217,7 @@ def bronze_ddl(cluster: str | None = None) -> list[str]:
               "toYear(_file_date)", "cityHash64(_batch_id)")
     table(
         "ingest_log",
-        "file_path String, entity LowCardinality(String), file_date Nullable(Date), sha256 String, "
-        "bytes UInt64, rows UInt64, status LowCardinality(String), reason LowCardinality(String), "
-        "error String, batch_id String, version UInt32, started_at DateTime64(3, 'UTC'), "
-        "finished_at DateTime64(3, 'UTC')",
+        ", ".join(f"{column} {column_type}" for column, column_type in LOG_COLUMNS),
         "(file_path, finished_at)",
         None,
         "cityHash64(file_path)",
