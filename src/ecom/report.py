@@ -477,10 +477,11 @@ def fig_aov(data: dict[str, Any]) -> go.Figure:
 
 def fig_new_returning(data: dict[str, Any]) -> go.Figure:
     rows, every = data["new_vs_returning"], _every_day(data)
-    fig = go.Figure()
+
     def each_day(column: str) -> list:
         return _on_every_day(every, rows["order_date"], rows[column])
 
+    fig = go.Figure()
     fig.add_bar(x=every, y=each_day("new_customers"), name="New customers", width=BAR_WIDTH,
                 marker_color=PALETTE["new"],
                 hovertemplate="%{x|%a %d %b %Y}<br>new customers %{y:,}<extra></extra>")
