@@ -326,7 +326,8 @@ def test_dashboard_in_a_browser(report):
         every = [(first + timedelta(days=n)).isoformat() for n in range(data["kpis"]["days"])]
 
         def each_day(days: list[str], values: list) -> list:
-            return [dict(zip(days, values, strict=True)).get(day, 0) for day in every]
+            by_day = dict(zip(days, values, strict=True))
+            return [by_day.get(day, 0) for day in every]
 
         assert driver.execute_script(VISIBLE_TRACES)[0] == [
             "All countries", each_day(data["daily"]["order_date"], data["daily"]["net_revenue_usd"])]
