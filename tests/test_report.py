@@ -250,7 +250,7 @@ def test_a_first_day_without_revenue_shows_empty_charts_that_say_so(tmp_path):
     # Nothing to pick a range or a country of: no buttons, no dropdown over the empty chart.
     daily = page[page.index('Plotly.newPlot(') : page.index('"chart-aov"')]
     assert '"chart-daily-revenue"' in daily and '"updatemenus"' not in daily
-    assert '"rangeslider":{"visible":false' in daily
+    assert re.search(r'"rangeslider":\{(\{[^{}]*\}|[^{}])*"visible":false', daily), daily[-3000:]
     assert re.search(r'"rangeselector":\{"buttons":\[(\{[^{}]*\},?)*\][^{}]*"visible":false', daily), daily[-3000:]
 
 
@@ -397,9 +397,13 @@ def test_dashboard_in_a_browser(report):
         time.sleep(0.5)
         full_page_screenshot(driver, SCREENSHOT, 1400)
 
-        # A day without orders in the range counts as a day of the range, at its edge too.
+        # A day without orders in the range counts as a day of the range, at its edge too. The
+        # first day sold a hundred times its revenue, AOV and new customers on this page.
         gap = days[-3]
-        (gapped := page.with_name("gap.html")).write_text(render(without_day(data, gap), datetime.now(UTC)))
+        spiked = without_day(data, gap)
+        for name, column in (("daily", "net_revenue_usd"), ("daily", "aov_usd"), ("new_vs_returning", "new_customers")):
+            spiked[name][column][0] *= 100
+        (gapped := page.with_name("gap.html")).write_text(render(spiked, datetime.now(UTC)))
         driver.get(gapped.as_uri())
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not driver.execute_script(
@@ -409,6 +413,29 @@ def test_dashboard_in_a_browser(report):
             orders_text, *_ = driver.execute_async_script(SET_RANGE, f"{days[-4]} 12:00:00", f"{end} 12:00:00")
             assert driver.find_element(By.ID, "range-text").text == shown
         assert orders_text == f"{sum(data['daily']['revenue_orders'][-2:]):,}"
+
+        # Each y axis fits the days in view (Plotly's own scale is every day's, the spike's), for
+        # the country picked too, and comes back to every day with the whole period.
+        def tops() -> list[float]:
+            return driver.execute_script("""return ['chart-daily-revenue', 'chart-aov', 'chart-new-returning']
+                .map(function (id) { return document.getElementById(id)._fullLayout.yaxis.range[1]; });""")
+
+        def highest(rows: dict, *columns: str) -> float:
+            return max(sum(rows[column][i] or 0 for column in columns)
+                       for i, day in enumerate(rows["order_date"]) if day in days[-2:])
+
+        revenue_top, aov_top, customers_top = tops()
+        assert highest(spiked["daily"], "net_revenue_usd") <= revenue_top < spiked["daily"]["net_revenue_usd"][0] / 10
+        assert highest(spiked["daily"], "aov_usd") <= aov_top < spiked["daily"]["aov_usd"][0] / 10
+        assert (highest(spiked["new_vs_returning"], "new_customers", "returning_customers") <= customers_top
+                < spiked["new_vs_returning"]["new_customers"][0] / 10)
+        pick_country(driver, 1)
+        [(label, revenue), _] = driver.execute_script(VISIBLE_TRACES)
+        assert max(revenue[-2:]) <= tops()[0] <= max(max(revenue[-2:]) * 1.2, 1), label
+        pick_country(driver, 0)
+        driver.execute_script("Plotly.relayout('chart-daily-revenue', {'xaxis.autorange': true});")
+        time.sleep(0.5)
+        assert tops()[0] >= spiked["daily"]["net_revenue_usd"][0]
         problems += severe_console_errors(driver)
     assert not problems, problems
     assert not outside, outside

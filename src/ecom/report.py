@@ -151,8 +151,8 @@ CHARTS: dict[str, tuple[str, str, str]] = {
         "month. Line: revenue orders, orders whose latest status is paid, shipped or delivered and that "
         "have at least one valid line; returned, cancelled and placed orders are not revenue. A day "
         "changes when its orders change status later. Drag the range slider or use the buttons to set "
-        "the date range of every time series and of the cards above; pick a shipping country in the "
-        "dropdown.",
+        "the date range of every time series and of the cards above (their value axes fit the days in "
+        "the range); pick a shipping country in the dropdown.",
     ),
     "chart-aov": (
         "Average order value by day",
@@ -443,7 +443,10 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
         yaxis={"title": {"text": "net revenue USD"}, "tickformat": ",.0f", "rangemode": "tozero"},
         yaxis2={"title": {"text": "revenue orders"}, "overlaying": "y", "side": "right",
                 "rangemode": "tozero", "showgrid": False, "tickformat": ",~f", **_order_ticks(series[0][3])},
-        xaxis={**_day_axis(daily["order_date"]), "rangeslider": {"visible": True, "thickness": 0.08},
+        # The slider's overview scales to every day, whatever range the axes above are fitted to
+        # (its yaxis2, which plotly.py does not know, is set so by the page's script).
+        xaxis={**_day_axis(daily["order_date"]),
+               "rangeslider": {"visible": True, "thickness": 0.08, "yaxis": {"rangemode": "auto"}},
                "rangeselector": {"buttons": RANGE_BUTTONS, "x": 0, "y": 1.16, "yanchor": "bottom",
                                  "bgcolor": "#eef1f5", "activecolor": "#c9d6ee"}},
         updatemenus=[{"type": "dropdown", "buttons": buttons, "active": 0, "x": 1, "xanchor": "right",
@@ -824,9 +827,47 @@ SCRIPT = """
     return new Date(toTime(day) + (offset + 0.5) * DAY).toISOString().slice(0, 19).replace('T', ' ');
   }
   var full = data.kpis.days ? [noon(data.kpis.start, -1), noon(data.kpis.end, 0)] : null;
+  // Plotly scales a y axis to every day of a trace, not to the days in view: one day of a 100x
+  // price kept a narrowed range flat. Each y axis is fitted to what its shown traces draw in the
+  // range (stacked bars as their stack), from 0 where the axis starts at 0.
+  function fitY(gd, range) {
+    if (!gd || !gd.data || !gd._fullLayout) return;
+    var lo = range ? toTime(range[0]) : -Infinity, hi = range ? toTime(range[1]) : Infinity;
+    var bounds = {}, stacks = {}, stacked = gd._fullLayout.barmode === 'stack';
+    gd.data.forEach(function (trace) {
+      if (trace.visible === false || trace.visible === 'legendonly') return;
+      var axis = 'yaxis' + (trace.yaxis || 'y').slice(1);
+      for (var i = 0; i < trace.x.length; i++) {
+        var t = toTime(trace.x[i]), v = trace.y[i];
+        if (t < lo || t > hi || v === null || v === undefined) continue;
+        if (stacked && trace.type === 'bar') v = stacks[axis + t] = (stacks[axis + t] || 0) + v;
+        var b = bounds[axis] = bounds[axis] || [v, v];
+        b[0] = Math.min(b[0], v); b[1] = Math.max(b[1], v);
+      }
+    });
+    // A level line (the period's AOV) stays in view.
+    (gd.layout.shapes || []).forEach(function (shape) {
+      var b = bounds['yaxis' + (shape.yref || 'y').slice(1)];
+      if (b && shape.y0 === shape.y1) { b[0] = Math.min(b[0], shape.y0); b[1] = Math.max(b[1], shape.y0); }
+    });
+    var layout = {};
+    Object.keys(bounds).forEach(function (axis) {
+      var b = bounds[axis], zero = gd._fullLayout[axis].rangemode === 'tozero';
+      if (!range) { layout[axis + '.autorange'] = true; return; }
+      if (zero) { b[0] = Math.min(b[0], 0); b[1] = Math.max(b[1], 0); }
+      var pad = (b[1] - b[0]) * 0.05 || Math.abs(b[1]) * 0.1 || 1;
+      layout[axis + '.range'] = [zero && b[0] === 0 ? 0 : b[0] - pad, b[1] + pad];
+    });
+    if (Object.keys(layout).length) Plotly.relayout(gd, layout);
+  }
+  function shown(gd) {
+    var axis = gd._fullLayout && gd._fullLayout.xaxis;
+    return axis && !axis.autorange ? axis.range : null;
+  }
   window.addEventListener('load', function () {
     var main = document.getElementById('chart-daily-revenue');
     if (!main || !main.on) return;
+    if ((main._fullLayout.xaxis.rangeslider || {}).visible) Plotly.relayout(main, {'xaxis.rangeslider.yaxis2.rangemode': 'auto'});
     main.on('plotly_relayout', function (event) {
       var range;
       if (event['xaxis.range']) range = event['xaxis.range'];
@@ -836,8 +877,16 @@ SCRIPT = """
       else return;
       followers.forEach(function (id) {
         Plotly.relayout(id, range ? {'xaxis.range': range} : {'xaxis.autorange': true});
+        fitY(document.getElementById(id), range);
       });
+      fitY(main, range);
       update(range);
+    });
+    // A country picked, or a series hidden in the legend: its axes fitted to what is left.
+    [main].concat(followers.map(function (id) { return document.getElementById(id); })).forEach(function (gd) {
+      if (!gd || !gd.on) return;
+      gd.on('plotly_restyle', function () { fitY(gd, shown(gd)); });
+      gd.on('plotly_update', function () { fitY(gd, shown(gd)); });
     });
   });
 })();
