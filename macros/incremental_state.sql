@@ -10,6 +10,15 @@
 ecom_state.incremental_watermarks
 {%- endmacro %}
 
+{#- ` on cluster "<name>"` on a cluster target. The state tables are read and written on the
+    host dbt connects to only, but every node needs them: dbt-clickhouse creates a table model
+    without a contract (`reconciliation`, whose SELECT reads the watermarks) as `create table
+    ... on cluster ... empty as (<its SQL>)`, which every node analyses. -#}
+{% macro ecom_state_on_cluster() -%}
+    {%- set cluster = adapter.get_clickhouse_cluster_name() if target.get('cluster') else none -%}
+    {{- ' on cluster ' ~ cluster if cluster else '' -}}
+{%- endmacro %}
+
 {#- The watermark of the last finished run of the model whose table is `relation` (this model’s
     by default), as a scalar subquery (1970-01-01 before its first one: argMax over no rows gives
     the type's default, not NULL): rows above it are the remains of a run that did not finish. -#}
@@ -70,8 +79,8 @@ ecom_state.incremental_watermarks
                    ~ "`ecom run --full-refresh` or `dbt build --full-refresh`") }}
             {%- endif -%}
         {%- endif -%}
-        {%- do run_query("create database if not exists ecom_state") -%}
-        {%- do run_query("create table if not exists " ~ incremental_state_table() ~ " (model String, "
+        {%- do run_query("create database if not exists ecom_state" ~ ecom_state_on_cluster()) -%}
+        {%- do run_query("create table if not exists " ~ incremental_state_table() ~ ecom_state_on_cluster() ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
         {%- do create_test_passes() -%}

@@ -38,7 +38,8 @@ ecom_state.test_passes
     the mark captured before the test) and per pass ('passed', written at the end of the run
     for the tests that found no failing row). -#}
 {% macro create_test_passes() -%}
-    {%- do run_query("create table if not exists " ~ test_passes_table() ~ " (test String, relation_uuid String, "
+    {%- do run_query("create table if not exists " ~ test_passes_table() ~ ecom_state_on_cluster()
+                     ~ " (test String, relation_uuid String, "
                      ~ "code_hash String, watermark Int64, status LowCardinality(String), invocation_id String, "
                      ~ "recorded_at DateTime64(6, 'UTC') default now64(6, 'UTC')) "
                      ~ "engine = MergeTree order by (test, relation_uuid, recorded_at)") -%}
