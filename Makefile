@@ -8,7 +8,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ECOM_RAW_DIR ?= data/raw
 export ECOM_CHDB_PATH ?= data/warehouse
-export DBT_TARGET ?= dev
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 # Dagster refuses a relative DAGSTER_HOME with a traceback; one given relative is read from here
 # (not with $(abspath), which splits a path with a space in it).

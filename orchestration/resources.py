@@ -183,4 +183,9 @@ def dbt_project(root: Path | None = None) -> DbtProject:
 
 
 def dbt_resource(project: DbtProject, current: Settings | None = None) -> DbtCli:
-    return DbtCli(project_dir=project, target=(current or settings()).target, dbt_executable=dbt_executable())
+    """dbt on the current target. `--target` only when the profile would name another from
+    DBT_TARGET (as `ecom run` does): dbt keeps it in its partial-parse state, so every Dagster
+    run after a plain `dbt build` (and the next `dbt build` after it) parsed the project anew."""
+    target = (current or settings()).target
+    named = (os.environ.get("DBT_TARGET") or "").strip() or "dev"
+    return DbtCli(project_dir=project, target=None if named == target else target, dbt_executable=dbt_executable())

@@ -52,6 +52,7 @@ from orchestration.assets_report import DASHBOARD  # noqa: E402
 from orchestration.definitions import build_definitions  # noqa: E402
 from orchestration.jobs import DAILY_JOB  # noqa: E402
 from orchestration.partitions import START_DATE_ENV, days_text, run_days  # noqa: E402
+from orchestration.resources import dbt_project, dbt_resource  # noqa: E402
 from orchestration.schedules import SCHEDULE  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -547,6 +548,21 @@ def test_schedule_runs_the_previous_day_at_two_utc(location):
         )
         requests = schedule.evaluate_tick(context).run_requests
     assert [r.partition_key for r in requests] == ["2026-09-02"]
+
+
+def test_dbt_runs_on_the_target_plain_dbt_takes_without_naming_it(location, monkeypatch):
+    """dbt keeps a `--target` in its partial-parse state: Dagster's dbt steps name none where the
+    profile takes the same one from DBT_TARGET, set or not, so that a plain `dbt build` after a
+    Dagster run (and the run after it) does not parse the project anew."""
+    _, defs = location
+    assert defs.resources["dbt"].target is None  # DBT_TARGET=dev
+    project = dbt_project()
+    monkeypatch.delenv("DBT_TARGET")
+    assert dbt_resource(project).target is None
+    server = Settings.from_env({"DBT_TARGET": "server", "CLICKHOUSE_HOST": "ch.example.internal"})
+    assert dbt_resource(project, server).target == "server"  # the profile would take dev
+    monkeypatch.setenv("DBT_TARGET", "server")
+    assert dbt_resource(project, server).target is None
 
 
 @pytest.fixture
