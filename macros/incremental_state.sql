@@ -80,7 +80,8 @@ ecom_state.incremental_watermarks
             {%- endif -%}
         {%- endif -%}
         {%- do run_query("create database if not exists ecom_state" ~ ecom_state_on_cluster()) -%}
-        {%- do run_query("create table if not exists " ~ incremental_state_table() ~ ecom_state_on_cluster() ~ " (model String, "
+        {%- do run_query("create table if not exists " ~ incremental_state_table() ~ ecom_state_on_cluster()
+                         ~ " (model String, "
                          ~ "watermark DateTime64(3, 'UTC'), recorded_at DateTime64(3, 'UTC') default now64(3, 'UTC')) "
                          ~ "engine = MergeTree order by (model, recorded_at)") -%}
         {%- do create_test_passes() -%}
