@@ -175,7 +175,8 @@ def build_raw_exports(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
             metadata["days"] = f"{first}..{last}"
         if any(rows.values()):  # the simulator's manifests count rows; delivered files are not read here
             metadata["rows_by_entity"] = dg.MetadataValue.json(rows)
-            metadata["dagster/row_count"] = sum(rows.values())
+            # A range's total as `dagster/row_count` would be shown as the row count of each day.
+            metadata["dagster/row_count" if first == last else "rows_of_the_days"] = sum(rows.values())
         return dg.MaterializeResult(metadata=metadata)
 
     return raw_exports

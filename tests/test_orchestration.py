@@ -901,6 +901,8 @@ def test_failing_error_test_keeps_gold_from_materializing_in_a_range_run(tmp_pat
     assert materialized(result)[RAW_EXPORTS]["days_simulated"].value == ", ".join(DAYS)
     # Its figures are the range's: said so, and not given as each day's partition row count.
     assert materialized(result)[RAW_EXPORTS]["days"].value == f"{DAYS[0]}..{DAYS[-1]}"
+    assert "dagster/row_count" not in materialized(result)[RAW_EXPORTS]
+    assert materialized(result)[RAW_EXPORTS]["rows_of_the_days"].value > 0
     for entity in ENTITIES:
         meta = materialized(result)[dg.AssetKey(["bronze", entity])]
         assert meta["days"].value == f"{DAYS[0]}..{DAYS[-1]}" and "dagster/partition_row_count" not in meta
