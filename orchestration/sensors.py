@@ -9,8 +9,9 @@ it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped wi
 the day is looked at again next minute. The days
 with unlanded files get one run of the daily pipeline each, or one run for a range of
 consecutive days (as a backfill runs them: a range costs little more than a day). A new file
-whose name gives no day (misnamed or misplaced) gets one run of the latest day with files, whose
-load rejects it, so the run's `no_rejected_files` check names it at once. The cursor
+whose name gives no day (misnamed or misplaced) goes with the runs asked for anyway, or else gets
+one run of the latest day with files; every load reads it and rejects it, so the run's
+`no_rejected_files` check names it at once. The cursor
 also keeps the runs it asked for: one that failed is asked for again, twice at most, from
 Dagster's run records alone; one that succeeded or was cancelled is forgotten.
 
@@ -241,6 +242,8 @@ def _retries(instance: dg.DagsterInstance, asked: dict[str, dict], log) -> list[
             continue
         retry = f"{key.split('#')[0]}#{ask['attempt'] + 1}"
         asked[retry] = {"days": days, "attempt": ask["attempt"] + 1}
+        log.info(f"{'..'.join(dict.fromkeys(days))}: run {runs[0].run_id[:8]} failed; asking again "
+                 f"(attempt {ask['attempt'] + 2} of {RETRIES + 1})")
         requests.append(_run_request(days, retry))
     return requests
 
@@ -254,9 +257,9 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         default_status=default_status(),
         description="Starts the daily pipeline for the days from ECOM_START_DATE to yesterday (UTC) whose raw "
                     "files in ECOM_RAW_DIR are not yet in bronze.ingest_log (consecutive days as one run of "
-                    "their range; a file whose name gives no day, the latest day with files, whose load "
-                    "rejects it); starts a failed run again, twice at most; skips the tick while another "
-                    "process has the embedded warehouse.",
+                    "their range; a file whose name gives no day goes with them, or else with a run of the latest "
+                    "day with files, whose load rejects it); starts a failed run again, twice at most; "
+                    "skips the tick while another process has the embedded warehouse.",
     )
     def new_raw_files(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
@@ -282,20 +285,21 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         days, undated = files_by_day(settings.raw_dir, first, day_of(last_key))
         signatures = {day: signature(files) for day, files in days.items()}
         changed = sorted(day for day, sig in signatures.items() if seen.get(day) != sig)
-        # Files that name no day: the run of the latest day with files rejects them, with their
-        # reason in the ingest log and the run's `no_rejected_files` check warning at once.
+        # Files that name no day: a run of this tick, or of the latest day with files, rejects them,
+        # with their reason in the ingest log and the run's `no_rejected_files` check warning at once.
         undated_signature = signature(undated) if undated else None
         undated_changed = undated_signature is not None and state.get("undated") != undated_signature
         if undated_signature is None:
             state.pop("undated", None)
         if not changed and not undated_changed:
             return result(f"no new raw files in {settings.raw_dir.resolve()} ({len(days)} days seen)")
+        # What changed, in words: "2 day(s) with changed files", "files that name no day", or both.
+        what = " and ".join([f"{len(changed)} day(s) with changed files"] * bool(changed)
+                            + ["files that name no day"] * undated_changed)
         try:
             ledger = read_ledger(settings)
         except WarehouseUnavailable as exc:
-            waiting = f"{len(changed)} day(s) with changed files" + (" and files that name no day"
-                                                                       if undated_changed else "")
-            return result(f"{exc}; {waiting} wait for the next tick")
+            return result(f"{exc}; {what} wait for the next tick")
         due: list[str] = []
         keyed = dict(signatures)  # per day, what its run key holds
         for day in changed:
@@ -310,13 +314,15 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         if undated_changed:
             pending = unlanded(undated, ledger, rewritten="undated" in state)
             if pending:
-                latest = undated_day = max(days) if days else last_key
+                # Every load reads them: with a run due already, the first to start rejects them;
+                # else a run of the latest day with files.
+                latest = undated_day = max(due) if due else max(days) if days else last_key
                 undated_mark = ledger_mark(pending, ledger)
                 context.log.warning(
                     f"{len(pending)} file(s) whose name gives no day: "
                     + ", ".join(raw.relative for raw in pending[:5])
-                    + f"; the run of {latest} rejects them (rename one as "
-                    "<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv to land it)")
+                    + f"; {'the first run started now' if due else f'the run of {latest}'} rejects them "
+                    "(rename one as <entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv to land it)")
                 due = sorted({*due, latest})
             state["undated"] = undated_signature
         for start, count in missing_runs([date.fromisoformat(day) for day in due]):
@@ -326,7 +332,7 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
                 key += f"+{undated_signature}{undated_mark}"
             asked[key] = {"days": [run[0], run[-1]], "attempt": 0}
             requests.append(_run_request(run, key))
-        return result(f"files of {len(changed)} changed day(s) are all in {LOG_TABLE} already")
+        return result(f"{what}: every file already in {LOG_TABLE}")
 
     return new_raw_files
 

@@ -616,6 +616,14 @@ def test_new_files_sensor_requests_only_unlanded_days(pipeline):
         placed = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=again.cursor,
                                                               definitions=defs))
         assert [r.partition_key for r in placed.run_requests] == [DAYS[0]] != [DAYS[-1]]
+        # With a file whose name gives no day beside it: it goes with that run, which rejects it
+        # (every load reads it), and no run of the last day starts for it alone.
+        misnamed.write_text("order_id\nO-1\n")
+        copy.write_text("order_id\nO-2\n")
+        both = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=placed.cursor,
+                                                            definitions=defs))
+        assert [r.partition_key for r in both.run_requests] == [DAYS[0]], [r.run_key for r in both.run_requests]
+        misnamed.unlink()
         copy.unlink()
 
         generate(base / "raw", start=date(2026, 9, 3), days=1, orders_per_day=ORDERS_PER_DAY, progress=False)
