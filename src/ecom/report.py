@@ -867,7 +867,9 @@ SCRIPT = """
   window.addEventListener('load', function () {
     var main = document.getElementById('chart-daily-revenue');
     if (!main || !main.on) return;
-    if ((main._fullLayout.xaxis.rangeslider || {}).visible) Plotly.relayout(main, {'xaxis.rangeslider.yaxis2.rangemode': 'auto'});
+    if ((main._fullLayout.xaxis.rangeslider || {}).visible) {
+      Plotly.relayout(main, {'xaxis.rangeslider.yaxis2.rangemode': 'auto'});
+    }
     main.on('plotly_relayout', function (event) {
       var range;
       if (event['xaxis.range']) range = event['xaxis.range'];
