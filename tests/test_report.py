@@ -429,6 +429,12 @@ def test_dashboard_in_a_browser(report):
         assert highest(spiked["daily"], "aov_usd") <= aov_top < spiked["daily"]["aov_usd"][0] / 10
         assert (highest(spiked["new_vs_returning"], "new_customers", "returning_customers") <= customers_top
                 < spiked["new_vs_returning"]["new_customers"][0] / 10)
+        # Bars start at 0, and so do their axes, fitted again and again (new vs returning has no
+        # rangemode of its own), and the axis of revenue orders.
+        bottoms = ("return [['chart-daily-revenue', 'yaxis'], ['chart-daily-revenue', 'yaxis2'], "
+                   "['chart-new-returning', 'yaxis']].map(function (a) { "
+                   "return document.getElementById(a[0])._fullLayout[a[1]].range[0]; });")
+        assert driver.execute_script(bottoms) == [0, 0, 0]
         pick_country(driver, 1)
         [(label, revenue), _] = driver.execute_script(VISIBLE_TRACES)
         assert max(revenue[-2:]) <= tops()[0] <= max(max(revenue[-2:]) * 1.2, 1), label

@@ -833,10 +833,12 @@ SCRIPT = """
   function fitY(gd, range) {
     if (!gd || !gd.data || !gd._fullLayout) return;
     var lo = range ? toTime(range[0]) : -Infinity, hi = range ? toTime(range[1]) : Infinity;
-    var bounds = {}, stacks = {}, stacked = gd._fullLayout.barmode === 'stack';
+    var bounds = {}, stacks = {}, barred = {}, stacked = gd._fullLayout.barmode === 'stack';
     gd.data.forEach(function (trace) {
       if (trace.visible === false || trace.visible === 'legendonly') return;
       var axis = 'yaxis' + (trace.yaxis || 'y').slice(1);
+      // A bar starts at 0, whatever the axis's rangemode.
+      barred[axis] = barred[axis] || trace.type === 'bar';
       for (var i = 0; i < trace.x.length; i++) {
         var t = toTime(trace.x[i]), v = trace.y[i];
         if (t < lo || t > hi || v === null || v === undefined) continue;
@@ -851,9 +853,11 @@ SCRIPT = """
       if (b && shape.y0 === shape.y1) { b[0] = Math.min(b[0], shape.y0); b[1] = Math.max(b[1], shape.y0); }
     });
     var layout = {};
-    Object.keys(bounds).forEach(function (axis) {
-      var b = bounds[axis], zero = gd._fullLayout[axis].rangemode === 'tozero';
-      if (!range) { layout[axis + '.autorange'] = true; return; }
+    Object.keys(barred).forEach(function (axis) {
+      // The figure's own rangemode: Plotly leaves it out of _fullLayout once a range is set.
+      var b = bounds[axis], zero = barred[axis] || (gd.layout[axis] || {}).rangemode === 'tozero';
+      // No value in the range (days without orders): Plotly's own range, not the last one fitted.
+      if (!range || !b) { layout[axis + '.autorange'] = true; return; }
       if (zero) { b[0] = Math.min(b[0], 0); b[1] = Math.max(b[1], 0); }
       var pad = (b[1] - b[0]) * 0.05 || Math.abs(b[1]) * 0.1 || 1;
       layout[axis + '.range'] = [zero && b[0] === 0 ? 0 : b[0] - pad, b[1] + pad];
