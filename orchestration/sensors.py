@@ -9,9 +9,9 @@ it (or a pipeline holds the pipeline lock of `ecom run`), the tick is skipped wi
 the day is looked at again next minute. The days
 with unlanded files get one run of the daily pipeline each, or one run for a range of
 consecutive days (as a backfill runs them: a range costs little more than a day). A new file
-whose name gives no day (misnamed or misplaced) goes with the runs asked for anyway, or else gets
-one run of the latest day with files; every load reads it and rejects it, so the run's
-`no_rejected_files` check names it at once. The cursor
+whose name gives no day (misnamed or misplaced) goes with a run asked for anyway whose load
+searches its folder, or else gets one run of the latest day with files; the load rejects it, so
+the run's `no_rejected_files` check names it at once. The cursor
 also keeps the runs it asked for: one that failed is asked for again, twice at most, from
 Dagster's run records alone; one that succeeded or was cancelled is forgotten.
 
@@ -41,7 +41,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from ecom.config import SettingError, Settings, env_flag
 from ecom.contract import COLUMNS
-from ecom.load import LOG_TABLE, RawFile, discover, file_sha256
+from ecom.load import LOG_TABLE, RawFile, discover, file_sha256, searched_by_load
 from ecom.load import inspect as inspect_file
 from ecom.lock import WarehouseLocked, WarehouseUnavailable, describe_holder, lock_holder, pipeline_lock
 from ecom.warehouse import session
@@ -257,9 +257,9 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         default_status=default_status(),
         description="Starts the daily pipeline for the days from ECOM_START_DATE to yesterday (UTC) whose raw "
                     "files in ECOM_RAW_DIR are not yet in bronze.ingest_log (consecutive days as one run of "
-                    "their range; a file whose name gives no day goes with them, or else with a run of the latest "
-                    "day with files, whose load rejects it); starts a failed run again, twice at most; "
-                    "skips the tick while another process has the embedded warehouse.",
+                    "their range; a file whose name gives no day goes with one whose load searches its folder, or "
+                    "else with a run of the latest day with files, whose load rejects it); starts a failed run "
+                    "again, twice at most; skips the tick while another process has the embedded warehouse.",
     )
     def new_raw_files(context: dg.SensorEvaluationContext):
         settings = Settings.from_env()
@@ -314,15 +314,18 @@ def build_new_files_sensor(job: "UnresolvedAssetJobDefinition",
         if undated_changed:
             pending = unlanded(undated, ledger, rewritten="undated" in state)
             if pending:
-                # Every load reads them: with a run due already, the first to start rejects them;
-                # else a run of the latest day with files.
-                latest = undated_day = max(due) if due else max(days) if days else last_key
-                undated_mark = ledger_mark(pending, ledger)
+                # With a run due anyway whose load searches their folders, it rejects them; else a
+                # run of the latest day with files.
+                latest = max(days) if days else last_key
+                if due and all(searched_by_load(raw.relative, day_of(max(due)), day_of(max(due)))
+                               for raw in pending):
+                    latest = max(due)
+                undated_day, undated_mark = latest, ledger_mark(pending, ledger)
                 context.log.warning(
                     f"{len(pending)} file(s) whose name gives no day: "
                     + ", ".join(raw.relative for raw in pending[:5])
-                    + f"; {'the first run started now' if due else f'the run of {latest}'} rejects them "
-                    "(rename one as <entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv to land it)")
+                    + f"; the run of {latest} rejects them (rename one as "
+                    "<entity>/YYYY/MM/DD/<entity>_YYYYMMDD.csv to land it)")
                 due = sorted({*due, latest})
             state["undated"] = undated_signature
         for start, count in missing_runs([date.fromisoformat(day) for day in due]):

@@ -30,7 +30,16 @@ from clickhouse_connect.driver.client import Client
 from conftest import BIN, ROOT, ecom_env
 from ecom.config import Settings
 from ecom.contract import COLUMNS, relative_path
-from ecom.load import LoadResult, RawFile, bronze_ddl, discover, inspect, latest_rejections, load
+from ecom.load import (
+    LoadResult,
+    RawFile,
+    bronze_ddl,
+    discover,
+    inspect,
+    latest_rejections,
+    load,
+    searched_by_load,
+)
 from ecom.warehouse import session
 
 DAY = date(2026, 3, 1)
@@ -976,3 +985,17 @@ def test_on_a_server_the_ingest_log_of_a_long_commit_goes_in_inserts_a_server_ac
 
     assert sum(sent) > 131_072 and len(sent) > 1 and max(sent) <= 131_072, sent
     assert logged == [(2000, 2000, sum(range(2000)))]
+
+
+def test_searched_by_load_says_which_files_a_load_of_some_days_finds(tmp_path):
+    """The new-file sensor sends a file whose name gives no day with a run whose load finds it:
+    `searched_by_load` answers as `discover` does for a load of a day."""
+    names = ["x.csv", "misc/2026/11/x.csv", "orders/x.csv", "orders/x.csv.gz", "orders/2026/x.csv",
+             "orders/2025/x.csv", "orders/2026/03/x.csv", "orders/2026/11/x.csv", "orders/2026/03/01/x.csv",
+             "orders/2026/03/02/x.csv", "orders/2026/03/01/sub/x.csv", "orders/2026/11/13/sub/x.csv"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("order_id\n")
+    found = {raw.relative for raw in discover(tmp_path, DAY, DAY)}
+    assert {name for name in names if searched_by_load(name, DAY, DAY)} == found
+    assert "orders/2026/11/x.csv" not in found and "orders/2026/03/x.csv" in found

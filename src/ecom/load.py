@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import NamedTuple, TextIO
 
 from clickhouse_connect.driver.client import Client
@@ -395,6 +395,14 @@ def _same_folder(a: Path, b: Path) -> bool:
         return a.samefile(b)
     except OSError:
         return False
+
+
+def searched_by_load(relative: str, start: date, end: date) -> bool:
+    """Whether a load of start..end searches the folder of `relative` (a path below the raw
+    directory, as `discover` gives it): date folders of other days are not searched."""
+    parts = PurePosixPath(relative).parts
+    folders = parts[1:-1] if parts and parts[0] in COLUMNS else ()
+    return not any(_other_days(folders[:depth], start, end) for depth in range(1, min(3, len(folders)) + 1))
 
 
 def _other_days(folders: tuple[str, ...], start: date | None, end: date | None) -> bool:
