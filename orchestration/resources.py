@@ -31,7 +31,7 @@ from clickhouse_connect.driver.client import Client
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging.version import Version
 
-from ecom.config import SettingError, Settings, dbt_executable, dbt_folder_problem, project_dir
+from ecom.config import SettingError, Settings, dbt_executable, dbt_folder_problem, named_target, project_dir
 from ecom.lock import LOCK_WAIT_ENV, WarehouseUnavailable, pipeline_lock
 from ecom.warehouse import session
 
@@ -187,5 +187,5 @@ def dbt_resource(project: DbtProject, current: Settings | None = None) -> DbtCli
     DBT_TARGET (as `ecom run` does): dbt keeps it in its partial-parse state, so every Dagster
     run after a plain `dbt build` (and the next `dbt build` after it) parsed the project anew."""
     target = (current or settings()).target
-    named = (os.environ.get("DBT_TARGET") or "").strip() or "dev"
-    return DbtCli(project_dir=project, target=None if named == target else target, dbt_executable=dbt_executable())
+    return DbtCli(project_dir=project, target=None if named_target() == target else target,
+                  dbt_executable=dbt_executable())

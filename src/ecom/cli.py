@@ -38,6 +38,7 @@ from ecom.config import (
     dbt_executable,
     dbt_folder_problem,
     env_number,
+    named_target,
     project_dir,
     unpriced_start_problem,
     usable_path,
@@ -302,7 +303,7 @@ def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
         # The target as plain dbt gets it, from DBT_TARGET, unless that would name another: dbt
         # keeps --target in its partial-parse state, so passing it always made each switch
         # between `ecom run` and `dbt build` parse the project anew.
-        if ((env.get("DBT_TARGET") or "").strip() or "dev") != settings.target:
+        if named_target(env) != settings.target:
             command += ["--target", settings.target]
     if wait:
         env[LOCK_WAIT_ENV] = str(wait)

@@ -224,6 +224,12 @@ def _ipv6(text: str) -> bool:
         return False
 
 
+def named_target(environ: Mapping[str, str] | None = None) -> str:
+    """The target DBT_TARGET names, read as profiles.yml reads it (trimmed; unset or blank: dev)."""
+    env = os.environ if environ is None else environ
+    return (env.get("DBT_TARGET") or "").strip() or "dev"
+
+
 @dataclass(frozen=True)
 class Settings:
     raw_dir: Path = Path("data/raw")
@@ -239,7 +245,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        target = env.get("DBT_TARGET", "dev").strip() or "dev"
+        target = named_target(env)
         if target not in TARGETS:
             raise SettingError(f"DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
         port = env.get("CLICKHOUSE_PORT", "").strip()
