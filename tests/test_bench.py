@@ -43,13 +43,23 @@ def test_scales_keep_the_added_day_the_same_size():
         assert scale.days_1x % 7 == 0  # both added days fall on the same weekday
 
 
-def test_days_that_move_the_added_day_to_another_weekday_are_refused(tmp_path):
+@pytest.mark.parametrize(("args", "error"), [
+    (["--days", "5"], "Invalid value for '--days': 5 is not a multiple of 7, so the days added to the 1x and 10x "
+     "histories would fall on different weekdays"),
+    # Beyond the generator's bounds: refused before the cache is touched, not a traceback minutes in.
+    (["--days", "7000"], "Invalid value for '--days': 7,000 days of 1x history make a world of 70,001 days from "
+     "2016-06-15, past 2149-06-06, the last day the pipeline can load; give fewer"),
+    (["--lines", "10000000000"], "Invalid value for '--lines': 10,000,000,000 order lines over 70 days of 10x "
+     "history need 54,945,055 orders a day, more than the generator's 1,000,000; give fewer --lines or more --days"),
+    # An empty path is the working directory: its JSON could only fail once the run is over.
+    (["--json", ""], "Invalid value for '--json': is empty: give a path, or leave the option out"),
+])
+def test_options_the_run_could_not_honour_are_refused_before_it(tmp_path, args, error):
     env = ecom_env(tmp_path / "raw", tmp_path / "warehouse")
-    done = run_ecom("bench", "--quick", "--days", "5", "--cache-dir", str(tmp_path / "cache"), env=env, check=False,
+    done = run_ecom("bench", "--quick", *args, "--cache-dir", str(tmp_path / "cache"), env=env, check=False,
                     timeout=60)
     assert done.returncode == 2
-    assert done.stderr.strip().endswith("Error: Invalid value for '--days': 5 is not a multiple of 7, so the days "
-                                        "added to the 1x and 10x histories would fall on different weekdays")
+    assert done.stderr.strip().endswith(f"Error: {error}"), done.stderr
     assert not (tmp_path / "cache").exists()
 
 
@@ -324,6 +334,11 @@ def test_a_damaged_cached_world_is_made_again_before_measuring(quick_run, tmp_pa
                        f"files (missing, added or resized: {items[0].relative_to(copy / 'raw')}, ...): "
                        "generating it again")
     assert items[0].is_file() and bench._differing(dataset.raw_dir, dataset.sizes) == []
+    # A file the loader reads that is not a .csv (a compressed export, which it rejects) differs too.
+    extra = items[0].with_name(items[0].name + ".gz")
+    extra.write_bytes(b"x")
+    assert bench._differing(dataset.raw_dir, dataset.sizes) == [extra.relative_to(copy / "raw").as_posix()]
+    extra.unlink()
 
     # A landing set that lost a file but kept its .complete mark is made again.
     landing = landing_dir(dataset, 10)

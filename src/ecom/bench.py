@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ecom.config import Settings, dbt_executable, project_dir
-from ecom.contract import COLUMNS
+from ecom.contract import COLUMNS, LAST_DAY, MAX_ORDERS_PER_DAY, unloadable_days
 
 ORDER_ITEMS = "order_items"
 SEED = 42
@@ -249,9 +249,15 @@ def _cached_world(info_path: Path, raw_dir: Path, generator: str) -> tuple[dict[
 
 
 def _differing(folder: Path, sizes: dict[str, int]) -> list[str]:
-    """The CSV files under `folder` missing, added or of another size than `sizes` (relative path ->
-    bytes) says."""
-    found = {path.relative_to(folder).as_posix(): path.stat().st_size for path in folder.rglob("*.csv")}
+    """The files under `folder` missing, added or of another size than `sizes` (relative path ->
+    bytes) says. Every file counts, not only `*.csv`: the loader reads (and rejects) a `.csv.gz`, a
+    `.txt` or a name without an ending too; the top's `_` and `.` names (the manifests, the landing
+    set's marker) are the generator's and the bench's own, which the loader leaves alone."""
+    found = {}
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if not relative.parts[0].startswith(("_", ".")) and (path.is_symlink() or not path.is_dir()):
+            found[relative.as_posix()] = path.lstat().st_size
     return sorted(r for r in found.keys() | sizes.keys() if found.get(r) != sizes.get(r))
 
 
@@ -1006,6 +1012,7 @@ def _pipeline_detail(row: Row, result: dict[str, Any], dataset: Dataset, first: 
         "cpu_seconds": result.get("cpu_seconds"),
         "dbt_success": result["dbt_success"],
         "dbt_statuses": statuses,
+        "dbt_errors": result.get("dbt_errors", []),
         "layers": {name: {k: round(v, 2) for k, v in entry.items()} for name, entry in result["layers"].items()},
         "query_log": result.get("query_log"),
     }
@@ -1062,7 +1069,7 @@ def evaluate_targets(rows: list[Row], scale: Scale) -> list[Target]:
     runs = [r for r in rows if r.group in ("full_refresh", "one_more_day") and r.unit == "s"]
     peaks = [r.detail["peak_rss_gb"] for r in runs if r.error is None and "peak_rss_gb" in r.detail]
     if not peaks:
-        add("peak memory under 8 GB", None, "not measured: no pipeline run finished")
+        add("peak memory under 8 GB", None, "not measured: no pipeline run gave a figure")
     elif max(peaks) >= 8 or len(peaks) == len(runs):
         add("peak memory under 8 GB", max(peaks) < 8, f"{max(peaks):.2f} GB", f"{max(peaks) / 8:.1f}x over")
     else:  # under 8 GB so far, but a run that did not finish may have gone over
@@ -1134,9 +1141,9 @@ def render(figures: dict[str, Any]) -> str:
         if runs := r.detail.get("runs"):
             note.append(f"median of {len(runs)}: {min(runs):.2f}-{max(runs):.2f} s")
         if "inserts" in r.detail:
-            note.append(f"{r.detail['inserts']} INSERTs")
+            note.append(f"{r.detail['inserts']} INSERT{'' if r.detail['inserts'] == 1 else 's'}")
         table.append([r.label, size, _fmt(r.detail["files"], 0), _fmt(r.detail["lines"], 0),
-                      _fmt(r.detail["seconds"], 2), _fmt(r.value, 0), "; ".join(note)])
+                      _fmt(r.detail["seconds"], 3), _fmt(r.value, 0), "; ".join(note)])
     out += _table(["contender", "size", "files", "lines", "s", "lines/s", "note"], table)
 
     out += ["", "Full refresh raw to gold and one more day (ecom load + dbt build; seconds)"]
@@ -1232,6 +1239,15 @@ def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, 
     if scale.days_1x % 7:  # weekday demand differs by up to 40%: the ratio would compare two kinds of day
         raise click.BadParameter(f"{scale.days_1x} is not a multiple of 7, so the days added to the 1x and 10x "
                                  "histories would fall on different weekdays", param_hint="'--days'")
+    # The generator's bounds, before the lock and the cache are touched.
+    if unloadable_days(ORIGIN, scale.days_total):
+        raise click.BadParameter(f"{scale.days_1x:,} days of 1x history make a world of {scale.days_total:,} days "
+                                 f"from {ORIGIN}, past {LAST_DAY}, the last day the pipeline can load; give fewer",
+                                 param_hint="'--days'")
+    if scale.orders_per_day > MAX_ORDERS_PER_DAY:
+        raise click.BadParameter(f"{scale.lines:,} order lines over {FACTOR * scale.days_1x:,} days of 10x history "
+                                 f"need {scale.orders_per_day:,} orders a day, more than the generator's "
+                                 f"{MAX_ORDERS_PER_DAY:,}; give fewer --lines or more --days", param_hint="'--lines'")
     # Both paths are checked before the run, which takes minutes, rather than after it.
     problem = _unusable("--cache-dir (or ECOM_BENCH_DIR)", cache_dir, cache_dir)
     if json_path is not None:

@@ -166,12 +166,15 @@ class _Stderr(logging.Handler):
         click.echo(self.format(record), err=True)
 
 
-def _project_path(ctx: click.Context, param: click.Parameter, value: str) -> Path:
+def _project_path(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
     """A path typed on the command line as given; one from the environment, or the default, is
     the project's, as `ecom.config.data_path` reads it. An empty one is refused: as a Path it
     is the working directory (a whole checkout written into, or landed from)."""
+    if value is None:  # an option with no default, left out
+        return None
     if not value.strip():
-        raise click.BadParameter("is empty: give a path, or leave the option out for the default")
+        default = " for the default" if isinstance(param.get_default(ctx), str) else ""
+        raise click.BadParameter(f"is empty: give a path, or leave the option out{default}")
     if ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE:
         return Path(value)
     return data_path(value)
@@ -631,7 +634,7 @@ def report(out: Path, wait: float) -> None:
 @main.command()
 @click.option("--quick", is_flag=True, help="A small run (50,000 order lines, 7 and 70 days of "
               "history) in about two minutes: the smoke test.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), callback=_project_path,
               help="Also write the figures to this JSON file.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), cls=_EnvOption, envvar="ECOM_BENCH_DIR",
               default="data/bench", callback=_project_path,
