@@ -108,13 +108,22 @@ def test_sql_only_reads(env):
 def test_sql_refuses_what_the_session_would_let_write_a_file(sql_env, tmp_path):
     # The embedded engine runs these under `readonly = 2`: each would write any file this user can.
     target = tmp_path / "written.csv"
+    kept = tmp_path / "kept.csv"
+    kept.write_text("precious\n")
     for statement in (f"insert into function file('{target}', 'CSV') select 1",
                       f"select 1 into outfile '{target}'",
-                      f"explain select 1 into outfile '{target}'"):
+                      f"explain select 1 into outfile '{target}'",
+                      # The pipeline of an INSERT is built up to its output: the file is created, or emptied.
+                      f"explain pipeline insert into function file('{target}', 'CSV') select 1",
+                      f"explain pipeline graph = 1 insert into function file('{kept}', 'CSV', 'a String') "
+                      "select 'x' settings engine_file_truncate_on_insert = 1"):
         result = run_ecom("sql", statement, env=sql_env, check=False)
         assert result.returncode == 1, (statement, result.stdout)
         assert "only reads" in one_error_line(result.stderr), result.stderr
-        assert not target.exists(), statement
+        assert not target.exists() and kept.read_text() == "precious\n", statement
+    # The pipeline of a SELECT is a read.
+    result = run_ecom("sql", "explain pipeline select count() from system.one", env=sql_env)
+    assert "AggregatingTransform" in result.stdout, result.stdout
     # A string that looks like the clause is a string.
     result = run_ecom("sql", "select 'into outfile' as clause -- a comment; not a second statement", env=sql_env)
     assert result.stdout.splitlines()[2].strip() == "into outfile"

@@ -594,6 +594,14 @@ def _one_read(client, query: str) -> tuple[str, str]:
     children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
     if any(child.startswith("Literal") for child in children):
         raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
+    # An EXPLAIN explains a SELECT (its settings and the client's FORMAT beside it): the engine builds
+    # an INSERT's pipeline up to its output, so EXPLAIN PIPELINE INSERT INTO FUNCTION file(...)
+    # creates or empties a file.
+    if root == "Explain" and not all(
+            c.startswith(("Set", "Identifier", "SelectWithUnionQuery", "SelectIntersectExceptQuery"))
+            for c in children):
+        raise click.UsageError(f"EXPLAIN of a statement other than SELECT: the engine prepares what it "
+                               f"explains, and an INSERT's output is a table or a file{READ_ONLY}")
     # The client asks for a format of its own: one of the query's, even Native, breaks the reply.
     # The engine's formatting writes the keyword upper-case, and string literals are left out; a
     # FORMAT clause is an identifier among the root's children (a column named FORMAT is not).
