@@ -502,6 +502,17 @@ def test_a_folder_of_other_files_is_no_warehouse(env):
             f"error: ECOM_CHDB_PATH={docs.resolve()} is a folder of other files, not a warehouse: the engine would "
             "write its own folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse")
     assert [p.name for p in docs.iterdir()] == ["notes.txt"]
+    # `data` typed for `data/warehouse`: a folder of folders, one of them a warehouse.
+    data = raw.parent / "data"
+    (data / "warehouse" / "metadata").mkdir(parents=True)
+    (data / "dagster").mkdir()
+    for args in (("load",), ("sql", "select 1"), ("report",)):
+        result = run_ecom(*args, env={**env, "ECOM_CHDB_PATH": str(data)}, check=False)
+        assert result.returncode == 1, result.stderr
+        assert one_error_line(result.stderr) == (
+            f"error: ECOM_CHDB_PATH={data.resolve()} is not a warehouse but holds one, {data.resolve() / 'warehouse'}: "
+            f"the engine would make a new, empty one beside it; set ECOM_CHDB_PATH to {data.resolve() / 'warehouse'}")
+    assert sorted(p.name for p in data.iterdir()) == ["dagster", "warehouse"]
     assert not raw.exists(), "refused before anything ran"
     # An empty folder is a warehouse to be: a read leaves the engine's `tmp` there, and a load builds on it.
     empty = raw.parent / "empty"

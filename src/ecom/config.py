@@ -195,11 +195,16 @@ def chdb_path_problem(path: str) -> str | None:
     folder = Path(path)
     try:  # the engine writes folders there, and `status` while it has the folder open (`uuid` on a
         # server); any other file (not a hidden one) is someone else's
-        foreign = folder.is_dir() and not (folder / "metadata").is_dir() and any(
-            entry.is_file() and not entry.name.startswith(".") and entry.name not in ("status", "uuid")
-            for entry in folder.iterdir())
+        entries = list(folder.iterdir()) if folder.is_dir() and not (folder / "metadata").is_dir() else []
+        foreign = any(entry.is_file() and not entry.name.startswith(".") and entry.name not in ("status", "uuid")
+                      for entry in entries)
+        # A folder holding a warehouse one level down: `data` typed for `data/warehouse`.
+        inner = next((entry for entry in sorted(entries) if (entry / "metadata").is_dir()), None)
     except OSError:
-        foreign = False  # a folder that cannot be listed: the engine says why when it opens it
+        foreign, inner = False, None  # a folder that cannot be listed: the engine says why when it opens it
+    if inner is not None:
+        return (f"ECOM_CHDB_PATH={path} is not a warehouse but holds one, {inner}: the engine would make a new, "
+                f"empty one beside it; set ECOM_CHDB_PATH to {inner}")
     if foreign:
         return (f"ECOM_CHDB_PATH={path} is a folder of other files, not a warehouse: the engine would write "
                 "its own folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse")
