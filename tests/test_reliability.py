@@ -167,6 +167,7 @@ def test_a_delete_insert_model_failing_after_its_delete_then_a_kill_mid_dbt_are_
     delay = random.Random(11).uniform(0, (base.run_seconds - base.dbt_begin) * 0.9)
     logs = space.root / "dbt-crashes-logs"
     killed = space.run_and_kill(["run", "--quiet"], warehouse, delay, logs=logs, after_dbt_starts=True)
+    assert killed.returncode is None, f"the run ended before its kill: {killed}"
     space.run(["run", "--quiet"], warehouse)
 
     print(f"killed after {delay:.1f}s of dbt: {soak.fault_point(logs, killed, None, 0)}")
