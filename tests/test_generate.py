@@ -384,9 +384,21 @@ def test_files_it_did_not_write_are_never_replaced(tmp_path):
     assert result.returncode == 1, result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith("error: ") and "Traceback" not in result.stderr
-    assert "1 CSV file" in line and "orders/2026/09/01/orders_20260901.csv" in line and "--out" in line
+    # The folder came from the environment: the message names the setting.
+    assert "1 CSV file" in line and "orders/2026/09/01/orders_20260901.csv" in line and "(ECOM_RAW_DIR)" in line
     assert real.read_text(encoding="utf-8") == "order_id,customer_id\nREAL-1,C-9\n"
     assert [p for p in raw.rglob("*") if p.is_file()] == [real]
+
+    # A file where a folder of the days goes: refused before the first file of the day, not halfway.
+    real.unlink()
+    blocker = raw / "payments"
+    blocker.write_text("mine\n")
+    result = run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet",
+                      "--out", str(raw), env=ecom_env(raw, tmp_path / "warehouse"), check=False)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (f"error: {blocker} is a file where the days to write need a folder; nothing was "
+                                     "written: move it away, or choose another output directory (--out)")
+    assert [p for p in raw.rglob("*") if p.is_file()] == [blocker]
 
 
 def test_only_its_own_world_is_written_again(tmp_path):
@@ -487,6 +499,10 @@ def test_manifest_counts_match_the_files(dirty):
     assert totals["order_items"]["late_order_header"] > 0
     assert totals["order_items"]["test_lines"] > 0
     assert sum(result["totals"][e]["rows"] for e in ENTITIES) == sum(totals[e]["rows"] for e in ENTITIES)
+    # A test order's flag is spelt other ways too: the value that quarantines it must be read as any other.
+    flags = {row[COLUMNS["orders"].index("is_test")] for path in root.glob("orders/*/*/*/*.csv")
+             for row in read_csv(path)[1]}
+    assert {flag for flag in flags if flag.strip().lower() in TRUE} - {"true"}, flags
 
 
 def test_malformed_files_of_every_kind(tmp_path):

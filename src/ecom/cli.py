@@ -221,11 +221,10 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
         manifest = run_generator(out, start=start, days=days, orders_per_day=orders_per_day, seed=seed,
                                  dirty_rate=dirty_rate, progress=not quiet)
     except (WorldMismatch, ForeignFiles, WorldTooLarge) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {str(exc).replace('(--out)', f'({_out_option()})')}", err=True)
         sys.exit(1)
     except OSError as exc:  # --out is a file, cannot be written, or its disk is full
-        source = click.get_current_context().get_parameter_source("out")
-        option = "ECOM_RAW_DIR" if source == click.core.ParameterSource.ENVIRONMENT else "--out"
+        option = _out_option()
         remedy = (f"give {option} a directory" if isinstance(exc, NotADirectoryError | FileExistsError)
                   else f"check the disk and the permissions of {option}")
         click.echo(f"error: cannot write to {exc.filename or out}: {exc.strerror or exc}; {remedy}", err=True)
@@ -234,6 +233,12 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     _result(f"wrote {start}..{end} to {out} (manifests in {out / '_manifest'})")
     if isinstance(manifest, dict) and manifest.get("summary"):
         _result(manifest["summary"])
+
+
+def _out_option() -> str:
+    """How the user named the output directory of `ecom generate`."""
+    source = click.get_current_context().get_parameter_source("out")
+    return "ECOM_RAW_DIR" if source == click.core.ParameterSource.ENVIRONMENT else "--out"
 
 
 def _run_load(settings: Settings, start: date | None, end: date | None, wait: float, quiet: bool,

@@ -1643,6 +1643,11 @@ def _apply_cosmetic(rows: _Rows, rng: np.random.Generator, rate: float,
         others = np.array([[s for s in BOOLEAN_SPELLINGS[value] if s != NATIVE_BOOLEAN[entity][value]]
                            for value in (False, True)], dtype=object)
         index = np.array(chosen("boolean_format"), dtype=np.int64)
+        if entity == "orders":
+            # A test order's flag is spelt as variously as any other's: it is the value that sends the
+            # order to quarantine, so silver must read `1` or `yes` there too. Not counted among the
+            # clean rows' dirt (the order is quarantined as a test order).
+            index = np.union1d(index, np.flatnonzero(rows.is_test & (draws["boolean_format"] < rate)))
         cols[column][index] = others[rows.flag[index].astype(np.int64), variants[index, 1] % others.shape[1]]
     if TIMESTAMP_COLUMNS[entity]:
         native = NATIVE_TIMESTAMP[entity]
@@ -1978,6 +1983,14 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     """
     unknown: list[str] = []
     foreign: list[dict] = []
+    folders = {out_dir / MANIFEST_DIR} | {(out_dir / relative_path(entity, start + timedelta(days=i))).parent
+                                          for i in range(days) for entity in ENTITIES}
+    for folder in sorted(folders):
+        # A file where a folder goes would stop the run halfway through a day.
+        blocked = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
+        if blocked is not None and blocked.is_relative_to(out_dir) and blocked != out_dir:
+            raise ForeignFiles(f"{blocked} is a file where the days to write need a folder; nothing was written: "
+                               "move it away, or choose another output directory (--out)")
     for i in range(days):
         day = start + timedelta(days=i)
         manifest = _read_json(out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json")
