@@ -159,6 +159,43 @@ def test_data_quality_panel_is_the_data_quality_mart(report, gold):
     assert set(recon["entity"]) == set(unbalanced)
 
 
+def test_catalog_names_are_shown_as_written_and_cannot_end_the_data_early(report):
+    """Names come from the source systems. `<!--` in one and `<script` in another kept the data's
+    <script> element open past its end tag (the page's own script never ran); Plotly read `<b>`
+    and `&lt;` as markup; two products of one name were drawn as one bar."""
+    _, data = report
+    data = copy.deepcopy(data)
+    top, pairs = data["top_products"], data["top_pairs"]
+    assert len(top["product_name"]) >= 4 and pairs["product_a_name"], "the world has products and pairs to show"
+    top["product_name"][:4] = ["Arrow set <!-- left", "Book: the <script> element", "<b>bold</b> &lt; co",
+                               "Book: the <script> element"]
+    pairs["product_a_name"][0] = "</script><!--<script>"
+    page = render(data, datetime(2026, 12, 1, tzinfo=UTC))
+    block = page.split('<script type="application/json" id="report-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block and ">" not in block, "markup in the data block"
+    embedded = json.loads(block)
+    assert embedded["top_products"]["product_name"] == top["product_name"]
+    assert embedded["top_pairs"]["product_a_name"][0] == "</script><!--<script>"
+
+    products = FIGURES["chart-top-products"](data).data[0]
+    assert list(products.y[:4]) == [
+        "Arrow set &lt;!-- left", f"Book: the &lt;script&gt; element ({top['product_id'][1]})",
+        "&lt;b&gt;bold&lt;/b&gt; &amp;lt; co", f"Book: the &lt;script&gt; element ({top['product_id'][3]})"]
+    assert len(set(products.y)) == len(products.y)
+    assert products.customdata[2][5] == "&lt;b&gt;bold&lt;/b&gt; &amp;lt; co"
+    assert FIGURES["chart-pairs"](data).data[0].y[0].startswith("&lt;/script&gt;&lt;!--&lt;script&gt; + ")
+
+
+def test_a_catalog_with_nothing_sold_is_no_data(report):
+    """The product mart has a row of zeros for every product: with no order in gold, the category
+    chart said so as the others do instead of drawing a bar of 0 per category."""
+    _, data = report
+    data = copy.deepcopy(data)
+    data["kpis"].update(days=0, revenue_orders=0)
+    data["revenue_by_category"]["revenue_usd"] = [0.0] * len(data["revenue_by_category"]["category"])
+    assert [a.text for a in FIGURES["chart-category"](data).layout.annotations] == ["No data in gold yet"]
+
+
 def without_day(data: dict, gap: str) -> dict:
     """The page's data as gold would have it if no order had been placed on `gap`."""
     data = copy.deepcopy(data)
@@ -252,6 +289,16 @@ def test_a_first_day_without_revenue_shows_empty_charts_that_say_so(tmp_path):
     assert '"chart-daily-revenue"' in daily and '"updatemenus"' not in daily
     assert re.search(r'"rangeslider":\{(\{[^{}]*\}|[^{}])*"visible":false', daily), daily[-3000:]
     assert re.search(r'"rangeselector":\{"buttons":\[(\{[^{}]*\},?)*\][^{}]*"visible":false', daily), daily[-3000:]
+
+    # Gold of an earlier version, without a column the page reads: one line that says what to do.
+    with session(Settings(chdb_path=tmp_path / "warehouse")) as client:
+        client.command("ALTER TABLE gold.mart_daily_sales DROP COLUMN guest_revenue_orders")
+    result = run_ecom("report", "--out", str(out), env=env, check=False, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: reading gold failed (") and "guest_revenue_orders" in line, line
+    assert line.endswith("build it with `ecom run` (or `ecom run --full-refresh` when it says so) and write the "
+                         "page again"), line
 
 
 def test_ecom_report_says_what_to_do_before_gold_exists(tmp_path):

@@ -18,7 +18,7 @@ import html
 import json
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -294,10 +294,19 @@ def _kpis(client: Client) -> dict[str, Any]:
 
 def read_gold(client: Client) -> dict[str, Any]:
     """Everything the page shows, straight from the marts; what the JSON block embeds."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from ecom.load import _engine_message
+
     if missing := _missing(client):
         raise ReportError(f"gold is not built ({', '.join(missing)} missing); run `ecom run` first")
-    data: dict[str, Any] = {name: _columns(client, query) for name, query in QUERIES.items()}
-    data["kpis"] = _kpis(client)
+    try:
+        data: dict[str, Any] = {name: _columns(client, query) for name, query in QUERIES.items()}
+        data["kpis"] = _kpis(client)
+    except DatabaseError as exc:  # a mart without a column the page reads: gold of an earlier version
+        raise ReportError(f"reading gold failed ({_engine_message(exc)}); if gold was built by an earlier "
+                          "version, build it with `ecom run` (or `ecom run --full-refresh` when it says so) and "
+                          "write the page again") from None
     data["sources"] = {chart_id: marts for chart_id, (_, marts, _) in CHARTS.items()}
     return data
 
@@ -342,6 +351,19 @@ def _nothing_to_show(data: dict[str, Any], rows: list) -> str | None:
 
 def _short(text: str, width: int = 38) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _text(value: str) -> str:
+    """A value of the data as Plotly shows it: Plotly reads labels and hover text as its own HTML
+    subset (`<b>`, `<br>`, `&lt;`), so a catalog name is escaped to be shown as written."""
+    return html.escape(value, quote=False)
+
+
+def _labels(names: list[str], ids: list[str]) -> list[str]:
+    """Plotly draws bars with equal labels as one: a label that names two rows (two products of
+    one name, or names cut alike) gets each row's id."""
+    counts = Counter(names)
+    return [f"{name} ({key})" if counts[name] > 1 else name for name, key in zip(names, ids, strict=True)]
 
 
 # Days, not months: Plotly steps a month back by JavaScript's calendar, where 31 March less a month
@@ -505,7 +527,7 @@ def fig_new_returning(data: dict[str, Any]) -> go.Figure:
 def fig_country(data: dict[str, Any]) -> go.Figure:
     rows = data["revenue_by_country"]
     names = dict(zip(data["countries"]["country_code"], data["countries"]["country_name"], strict=True))
-    labels = [f"{names.get(code, code)} ({code})" for code in rows["country_code"]]
+    labels = [_text(f"{names.get(code, code)} ({code})") for code in rows["country_code"]]
     fig = go.Figure(go.Bar(
         x=rows["net_revenue_usd"], y=labels, orientation="h", marker_color=PALETTE["country"],
         customdata=rows["revenue_orders"], texttemplate="%{x:,.0f}", textposition="auto",
@@ -522,7 +544,7 @@ def fig_country(data: dict[str, Any]) -> go.Figure:
 def fig_category(data: dict[str, Any]) -> go.Figure:
     rows = data["revenue_by_category"]
     names = dict(zip(data["categories"]["category"], data["categories"]["category_name"], strict=True))
-    labels = [names.get(code) or code for code in rows["category"]]
+    labels = [_text(names.get(code) or code) for code in rows["category"]]
     fig = go.Figure(go.Bar(
         x=rows["revenue_usd"], y=labels, orientation="h", marker_color=PALETTE["category"],
         customdata=rows["units_sold"], texttemplate="%{x:,.0f}", textposition="auto",
@@ -531,18 +553,20 @@ def fig_category(data: dict[str, Any]) -> go.Figure:
     _layout(fig, height=max(360, 26 * len(labels) + 60), showlegend=False)
     fig.update_layout(yaxis={"autorange": "reversed"}, xaxis={"title": {"text": "line revenue USD"},
                                                               "tickformat": ",.0f"})
-    if message := _nothing_to_show(data, labels):
+    # The product mart has a row of zeros for every product of the catalog, sold or not.
+    if message := _nothing_to_show(data, [label for label, usd in zip(labels, rows["revenue_usd"], strict=True)
+                                          if usd]):
         _empty(fig, message)
     return fig
 
 
 def fig_top_products(data: dict[str, Any]) -> go.Figure:
     rows = data["top_products"]
-    labels = [_short(name) for name in rows["product_name"]]
-    custom = list(zip(rows["product_id"], rows["units_sold"], rows["revenue_orders"],
+    labels = _labels([_text(_short(name)) for name in rows["product_name"]], [_text(i) for i in rows["product_id"]])
+    custom = list(zip([_text(i) for i in rows["product_id"]], rows["units_sold"], rows["revenue_orders"],
                       rows["margin_usd"],
-                      [r if r is not None else 0 for r in rows["return_rate"]], rows["product_name"],
-                      strict=True))
+                      [r if r is not None else 0 for r in rows["return_rate"]],
+                      [_text(name) for name in rows["product_name"]], strict=True))
     fig = go.Figure(go.Bar(
         x=rows["revenue_usd"], y=labels, orientation="h", marker_color=PALETTE["product"],
         customdata=custom, texttemplate="%{x:,.0f}", textposition="auto",
@@ -561,9 +585,11 @@ def fig_top_products(data: dict[str, Any]) -> go.Figure:
 
 def fig_pairs(data: dict[str, Any]) -> go.Figure:
     rows = data["top_pairs"]
-    labels = [f"{_short(a, 24)} + {_short(b, 24)}" for a, b in
-              zip(rows["product_a_name"], rows["product_b_name"], strict=True)]
-    custom = list(zip(rows["product_a_name"], rows["product_b_name"], rows["orders_together"],
+    labels = _labels([f"{_text(_short(a, 24))} + {_text(_short(b, 24))}" for a, b in
+                      zip(rows["product_a_name"], rows["product_b_name"], strict=True)],
+                     [_text(f"{a} + {b}") for a, b in zip(rows["product_a_id"], rows["product_b_id"], strict=True)])
+    custom = list(zip([_text(a) for a in rows["product_a_name"]], [_text(b) for b in rows["product_b_name"]],
+                      rows["orders_together"],
                       rows["support"], rows["confidence_a_to_b"], rows["confidence_b_to_a"], strict=True))
     fig = go.Figure(go.Bar(
         x=rows["lift"], y=labels, orientation="h", marker_color=PALETTE["pair"], customdata=custom,
@@ -736,8 +762,11 @@ def _chart(chart_id: str, fig: go.Figure, wide: bool = False) -> str:
 
 
 def _embedded_json(data: dict[str, Any]) -> str:
-    """JSON safe inside a <script> element (no `</` can close it early)."""
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """JSON safe inside a <script> element: no `<`, `>` or `&` in it (they occur in strings only, as
+    JSON escapes), so neither `</script>` nor `<!--` then `<script`, which keeps the element open
+    past its end tag, can change where it ends; non-ASCII characters, U+2028 too, are escaped."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 STYLE = """
