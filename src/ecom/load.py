@@ -1112,8 +1112,9 @@ class _Loader:
             self.reject(raw, problem, sha256, size, self.now())
             return None
         # Skipped when it is the version landed last at its path. A file put back as an earlier
-        # version is a change like any other: it lands as the next version, so the warehouse
-        # follows the file that is there now.
+        # version is a change like any other: it lands as the next version, whose rows win or lose
+        # against the versions landed between by `updated_at`, as any key's do (a row of the
+        # version it replaced with a later `updated_at` keeps winning).
         if self.ledger.latest.get(raw.relative) == sha256:
             if self.ledger.rejected_now(raw.relative) is not None:
                 # Rejected bytes replaced by the version landed last: the rejection no longer counts.
