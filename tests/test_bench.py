@@ -78,10 +78,10 @@ def test_targets_say_what_is_met_and_the_gap():
     ]
     targets = {t.target.split(" [")[0]: t for t in evaluate_targets(rows, FULL)}
     assert targets["landing >= 3,000,000 order lines/s"].met is False
-    assert targets["landing >= 3,000,000 order lines/s"].gap == "3.0x too slow"
+    assert targets["landing >= 3,000,000 order lines/s"].gap == "3.00x too slow"
     assert targets["landing within 1.5x of the engine's INSERT ... SELECT FROM file()"].met is False
     assert targets["landing no slower than DuckDB read_csv"].met is True
-    assert targets["full refresh of 10 order lines under 60 s"].gap == "1.5x over"
+    assert targets["full refresh of 10 order lines under 60 s"].gap == "1.50x over"
     assert targets["peak memory under 8 GB"].met is True
     assert targets["one more day on 1x history under 10% of its full refresh"].met is False
     assert targets["one more day on 10x history under 10% of its full refresh"].met is True

@@ -1047,15 +1047,15 @@ def evaluate_targets(rows: list[Row], scale: Scale) -> list[Target]:
 
     if loader and loader.value:
         add("landing >= 3,000,000 order lines/s", loader.value >= 3e6, f"{loader.value:,.0f} lines/s",
-            f"{3e6 / loader.value:.1f}x too slow")
+            f"{3e6 / loader.value:.2f}x too slow")
         if ceiling and ceiling.value:
             slower = ceiling.value / loader.value
             add("landing within 1.5x of the engine's INSERT ... SELECT FROM file()", slower <= 1.5,
-                f"ceiling {ceiling.value:,.0f} lines/s = {slower:.1f}x the loader", f"{slower / 1.5:.1f}x beyond 1.5x")
+                f"ceiling {ceiling.value:,.0f} lines/s = {slower:.2f}x the loader", f"{slower / 1.5:.2f}x beyond 1.5x")
         if duck and duck.value:
             add("landing no slower than DuckDB read_csv", loader.value >= duck.value,
-                f"DuckDB {duck.value:,.0f} lines/s = {duck.value / loader.value:.1f}x the loader",
-                f"{duck.value / loader.value:.1f}x slower")
+                f"DuckDB {duck.value:,.0f} lines/s = {duck.value / loader.value:.2f}x the loader",
+                f"{duck.value / loader.value:.2f}x slower")
     if full_big and full_big.error and full_big.detail.get("dbt_success") is False:
         add("full refresh under 60 s", False, f"dbt build failed after {full_big.detail['seconds']:,.0f} s",
             "it fails")
@@ -1064,14 +1064,14 @@ def evaluate_targets(rows: list[Row], scale: Scale) -> list[Target]:
             full_big.detail.get("failure") or f"step {_how_it_ended(full_big.detail.get('exit_code'))}")
     elif full_big and full_big.value:
         add(f"full refresh of {full_big.detail['order_lines']:,} order lines under 60 s", full_big.value < 60,
-            f"{full_big.value:,.1f} s (landing {full_big.detail['load_seconds']:,.1f} s, "
-            f"dbt {full_big.detail['dbt_seconds']:,.1f} s)", f"{full_big.value / 60:.1f}x over")
+            f"{full_big.value:,.2f} s (landing {full_big.detail['load_seconds']:,.1f} s, "
+            f"dbt {full_big.detail['dbt_seconds']:,.1f} s)", f"{full_big.value / 60:.2f}x over")
     runs = [r for r in rows if r.group in ("full_refresh", "one_more_day") and r.unit == "s"]
     peaks = [r.detail["peak_rss_gb"] for r in runs if r.error is None and "peak_rss_gb" in r.detail]
     if not peaks:
         add("peak memory under 8 GB", None, "not measured: no pipeline run gave a figure")
     elif max(peaks) >= 8 or len(peaks) == len(runs):
-        add("peak memory under 8 GB", max(peaks) < 8, f"{max(peaks):.2f} GB", f"{max(peaks) / 8:.1f}x over")
+        add("peak memory under 8 GB", max(peaks) < 8, f"{max(peaks):.2f} GB", f"{max(peaks) / 8:.2f}x over")
     else:  # under 8 GB so far, but a run that did not finish may have gone over
         add("peak memory under 8 GB", None, f"{max(peaks):.2f} GB in the {len(peaks)} of {len(runs)} runs that "
             "finished")
@@ -1079,12 +1079,12 @@ def evaluate_targets(rows: list[Row], scale: Scale) -> list[Target]:
         if day and day.value and full and full.value:
             share = day.value / full.value
             add(f"one more day on {size} history under 10% of its full refresh", share < 0.10,
-                f"{day.value:,.1f} s = {share:.0%} of {full.value:,.1f} s", f"{share / 0.10:.1f}x over")
+                f"{day.value:,.1f} s = {share:.1%} of {full.value:,.1f} s", f"{share / 0.10:.2f}x over")
     if ratio and ratio.value:
         add(f"one more day grows less than 1.5x from 1x to {big} history", ratio.value < 1.5,
             f"{ratio.value:.2f}x" + (f" (rows read {ratio.detail['rows_read_ratio']}x)"
                                       if ratio.detail.get("rows_read_ratio") else ""),
-            f"{ratio.value / 1.5:.1f}x beyond 1.5x")
+            f"{ratio.value / 1.5:.2f}x beyond 1.5x")
     if scale.name != "full":
         for t in targets:
             t.target += f" [{scale.name} sizes, not the spec's]"
