@@ -374,31 +374,50 @@ def test_the_generator_refuses_a_day_too_large_or_a_seed_it_would_wrap(tmp_path,
 
 
 def test_files_it_did_not_write_are_never_replaced(tmp_path):
-    """Real exports where the generator would write: refused in one line, and nothing written."""
+    """Real exports where the generator would write, or anywhere in its folder: refused in one
+    line, and nothing written."""
     raw = tmp_path / "raw"
+    env = ecom_env(raw, tmp_path / "warehouse")
     real = raw / relative_path("orders", date(2026, 9, 1))
     real.parent.mkdir(parents=True)
     real.write_text("order_id,customer_id\nREAL-1,C-9\n", encoding="utf-8")
-    result = run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet",
-                      env=ecom_env(raw, tmp_path / "warehouse"), check=False)
-    assert result.returncode == 1, result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line.startswith("error: ") and "Traceback" not in result.stderr
-    # The folder came from the environment: the message names the setting.
-    assert "1 CSV file" in line and "orders/2026/09/01/orders_20260901.csv" in line and "(ECOM_RAW_DIR)" in line
+    for day in ("2026-09-01", "2026-09-02"):  # on a day to write, or beside the days to write
+        result = run_ecom("generate", "--start", day, "--days", "1", "--orders-per-day", "20", "--quiet", env=env,
+                          check=False)
+        assert result.returncode == 1, result.stderr
+        # The folder came from the environment: the message names the setting.
+        assert result.stderr.strip() == (
+            f"error: {raw} holds files the generator did not write (orders/2026/09/01/orders_20260901.csv; it "
+            "has no _manifest/ of its manifests); nothing was written: choose another output directory "
+            "(ECOM_RAW_DIR), a new or empty one or one it wrote"), result.stderr
     assert real.read_text(encoding="utf-8") == "order_id,customer_id\nREAL-1,C-9\n"
     assert [p for p in raw.rglob("*") if p.is_file()] == [real]
 
-    # A file where a folder of the days goes: refused before the first file of the day, not halfway.
+    # In a folder it wrote, a file it did not write on a day to write.
     real.unlink()
-    blocker = raw / "payments"
-    blocker.write_text("mine\n")
+    run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet", env=env)
+    before = file_digest(raw)
+    added = real.with_name("orders_20260901_part5.csv")
+    added.write_text("order_id,customer_id\nREAL-1,C-9\n", encoding="utf-8")
     result = run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet",
-                      "--out", str(raw), env=ecom_env(raw, tmp_path / "warehouse"), check=False)
+                      "--out", str(raw), env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+    assert "1 CSV file" in line and "orders/2026/09/01/orders_20260901_part5.csv" in line and "(--out)" in line
+    added.unlink()
+    assert file_digest(raw) == before
+
+    # A file where a folder of the days goes: refused before the first file of the day, not halfway.
+    blocker = raw / "payments" / "2026" / "09" / "02"
+    blocker.write_text("mine\n")
+    result = run_ecom("generate", "--start", "2026-09-01", "--days", "2", "--orders-per-day", "20", "--quiet",
+                      "--out", str(raw), env=env, check=False)
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip() == (f"error: {blocker} is a file where the days to write need a folder; nothing was "
                                      "written: move it away, or choose another output directory (--out)")
-    assert [p for p in raw.rglob("*") if p.is_file()] == [blocker]
+    blocker.unlink()
+    assert file_digest(raw) == before
 
 
 def test_only_its_own_world_is_written_again(tmp_path):

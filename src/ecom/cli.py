@@ -206,8 +206,9 @@ def generate(start: date, days: int, orders_per_day: int, seed: int, dirty_rate:
     """Write raw source exports: one CSV per entity per day, plus a manifest of the dirt injected.
 
     Later days continue the same world, so `--start` right after an earlier run's last day
-    simulates daily arrivals. Days that already hold files it did not write, or another
-    world's days, are refused: nothing is overwritten but its own files.
+    simulates daily arrivals. A folder of files it did not write (real exports), days that
+    already hold such files, or another world's days, are refused: nothing is written among
+    files that are not its own.
     """
     from ecom.generate import ForeignFiles, WorldMismatch, WorldTooLarge
     from ecom.generate import generate as run_generator

@@ -1983,14 +1983,26 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     """
     unknown: list[str] = []
     foreign: list[dict] = []
-    folders = {out_dir / MANIFEST_DIR} | {(out_dir / relative_path(entity, start + timedelta(days=i))).parent
-                                          for i in range(days) for entity in ENTITIES}
+    # A folder of exports the generator did not write (it has no manifests): invented days among
+    # them would land beside real ones, their keys (C-000001) mixed with the real customers'.
+    other = None
+    if out_dir.is_dir() and not (out_dir / MANIFEST_DIR).is_dir():  # else made by the run, or a file as --out
+        other = next((path for path in sorted(out_dir.rglob("*"))
+                      if not path.name.startswith(".") and not path.is_dir()), None)
+    if other is not None:
+        raise ForeignFiles(f"{out_dir} holds files the generator did not write ({other.relative_to(out_dir)}; "
+                           f"it has no {MANIFEST_DIR}/ of its manifests); nothing was written: choose another output "
+                           "directory (--out), a new or empty one or one it wrote")
+    # A file where a folder goes would stop the run halfway through a day.
+    folders = {Path(MANIFEST_DIR)}
+    for i in range(days):
+        for entity in ENTITIES:
+            folder = Path(relative_path(entity, start + timedelta(days=i))).parent
+            folders.update((folder, *folder.parents[:-1]))  # up to the entity's folder, not out_dir itself
     for folder in sorted(folders):
-        # A file where a folder goes would stop the run halfway through a day.
-        blocked = next((f for f in (folder, *folder.parents) if f.exists() and not f.is_dir()), None)
-        if blocked is not None and blocked.is_relative_to(out_dir) and blocked != out_dir:
-            raise ForeignFiles(f"{blocked} is a file where the days to write need a folder; nothing was written: "
-                               "move it away, or choose another output directory (--out)")
+        if (out_dir / folder).exists() and not (out_dir / folder).is_dir():
+            raise ForeignFiles(f"{out_dir / folder} is a file where the days to write need a folder; nothing was "
+                               "written: move it away, or choose another output directory (--out)")
     for i in range(days):
         day = start + timedelta(days=i)
         manifest = _read_json(out_dir / MANIFEST_DIR / f"manifest_{day:%Y%m%d}.json")
