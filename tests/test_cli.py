@@ -537,6 +537,29 @@ def test_a_folder_of_other_files_is_no_warehouse(env):
     assert result.returncode == 0, result.stderr
 
 
+def test_a_folder_this_user_cannot_search_does_not_hide_the_others(tmp_path):
+    """A volume's root: its lost+found is root's alone. Looking into it for a warehouse failed, and
+    the whole check with it, so the engine would have written among the user's files."""
+    from ecom.soak import unprivileged_prefix
+
+    prefix = unprivileged_prefix()
+    if prefix is None:
+        pytest.skip("root without setpriv: file permissions cannot be made to apply")
+    volume = tmp_path / "volume"
+    (volume / "lost+found").mkdir(parents=True)
+    (volume / "notes.txt").write_text("mine\n")
+    (volume / "lost+found").chmod(0)
+    try:
+        result = subprocess.run([*prefix, str(BIN / "python"), "-c", "import sys; from ecom.config import "
+                                 "chdb_path_problem; print(chdb_path_problem(sys.argv[1]))", str(volume)],
+                                capture_output=True, text=True, timeout=60)
+    finally:
+        (volume / "lost+found").chmod(0o700)
+    assert result.stdout.strip() == (
+        f"ECOM_CHDB_PATH={volume} is a folder of other files, not a warehouse: the engine would write its own "
+        "folders among them; set ECOM_CHDB_PATH to a new or empty folder, or to a warehouse"), result.stderr
+
+
 @pytest.mark.parametrize("variable", ["ECOM_CHDB_PATH", "ECOM_RAW_DIR", "ECOM_PROJECT_DIR", "DBT_TARGET_PATH"])
 def test_a_path_that_cannot_be_looked_at_is_one_line_naming_its_setting(env, tmp_path, variable):
     """A loop of symbolic links, or a name longer than the file system allows: pathlib raises from

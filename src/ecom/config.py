@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -193,15 +193,23 @@ def chdb_path_problem(path: str) -> str | None:
                 f"connection options (it would open {path.split('?')[0]}); set ECOM_CHDB_PATH to a path "
                 "without '?'")
     folder = Path(path)
-    try:  # the engine writes folders there, and `status` while it has the folder open (`uuid` on a
-        # server); any other file (not a hidden one) is someone else's
-        entries = list(folder.iterdir()) if folder.is_dir() and not (folder / "metadata").is_dir() else []
-        foreign = any(entry.is_file() and not entry.name.startswith(".") and entry.name not in ("status", "uuid")
-                      for entry in entries)
-        # A folder holding a warehouse one level down: `data` typed for `data/warehouse`.
-        inner = next((entry for entry in sorted(entries) if (entry / "metadata").is_dir()), None)
+    try:
+        entries = sorted(folder.iterdir()) if folder.is_dir() and not (folder / "metadata").is_dir() else []
     except OSError:
-        foreign, inner = False, None  # a folder that cannot be listed: the engine says why when it opens it
+        entries = []  # a folder that cannot be listed: the engine says why when it opens it
+
+    def holds(entry: Path, test: Callable[[Path], bool]) -> bool:
+        try:
+            return test(entry)
+        except OSError:  # a subfolder this user cannot search (a volume's lost+found)
+            return False
+
+    # The engine writes folders there, and `status` while it has the folder open (`uuid` on a
+    # server); any other file (not a hidden one) is someone else's.
+    foreign = any(holds(entry, Path.is_file) and not entry.name.startswith(".") and entry.name not in ("status", "uuid")
+                  for entry in entries)
+    # A folder holding a warehouse one level down: `data` typed for `data/warehouse`.
+    inner = next((entry for entry in entries if holds(entry, lambda e: (e / "metadata").is_dir())), None)
     if inner is not None:
         return (f"ECOM_CHDB_PATH={path} is not a warehouse but holds one, {inner}: the engine would make a new, "
                 f"empty one beside it; set ECOM_CHDB_PATH to {inner}")
