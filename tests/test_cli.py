@@ -121,9 +121,11 @@ def test_sql_refuses_what_the_session_would_let_write_a_file(sql_env, tmp_path):
         assert result.returncode == 1, (statement, result.stdout)
         assert "only reads" in one_error_line(result.stderr), result.stderr
         assert not target.exists() and kept.read_text() == "precious\n", statement
-    # The pipeline of a SELECT is a read.
+    # The pipeline of a SELECT is a read; the syntax tree of anything only parses it.
     result = run_ecom("sql", "explain pipeline select count() from system.one", env=sql_env)
     assert "AggregatingTransform" in result.stdout, result.stdout
+    result = run_ecom("sql", f"explain ast insert into function file('{target}', 'CSV') select 1", env=sql_env)
+    assert "InsertQuery" in result.stdout and not target.exists(), result.stdout
     # A string that looks like the clause is a string.
     result = run_ecom("sql", "select 'into outfile' as clause -- a comment; not a second statement", env=sql_env)
     assert result.stdout.splitlines()[2].strip() == "into outfile"

@@ -510,8 +510,9 @@ def format_table(columns: list[str], rows: list[tuple], limit: int | None = None
 def sql(query: str, limit: int, wait: float) -> None:
     """Run QUERY, one statement, on the warehouse of the current target and print a table.
 
-    Read-only: SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN; statements that write (INSERT, ALTER,
-    DROP, TRUNCATE, INTO OUTFILE, ...) are refused, since bronze is append-only and the loader's
+    Read-only: SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN of a SELECT (EXPLAIN AST and SYNTAX of
+    any statement); statements that write (INSERT, ALTER, DROP, TRUNCATE, INTO OUTFILE, ...) are
+    refused, since bronze is append-only and the loader's
     ingest log must match it. The engine stops a SELECT at --limit rows, so a look at a large
     table costs little (a server user who may change no setting gets the whole result, cut here).
     Control characters in a value are shown escaped (\\n, \\t, \\x1b).
@@ -600,14 +601,14 @@ def _one_read(client, query: str) -> tuple[str, str]:
     children = [line.strip() for line in tree[1:] if line.startswith(" ") and not line.startswith("  ")]
     if any(child.startswith("Literal") for child in children):
         raise click.UsageError(f"INTO OUTFILE writes a file{READ_ONLY}")
-    # An EXPLAIN explains a SELECT (its settings and the client's FORMAT beside it): the engine builds
-    # an INSERT's pipeline up to its output, so EXPLAIN PIPELINE INSERT INTO FUNCTION file(...)
-    # creates or empties a file.
-    if root == "Explain" and not all(
+    # An EXPLAIN explains a SELECT (its settings and the client's FORMAT beside it), but AST and
+    # SYNTAX, which only parse: the engine builds an INSERT's pipeline up to its output, so EXPLAIN
+    # PIPELINE INSERT INTO FUNCTION file(...) creates or empties a file.
+    if root == "Explain" and not re.match(r"Explain EXPLAIN (AST|SYNTAX)\b", tree[0]) and not all(
             c.startswith(("Set", "Identifier", "SelectWithUnionQuery", "SelectIntersectExceptQuery"))
             for c in children):
-        raise click.UsageError(f"EXPLAIN of a statement other than SELECT: the engine prepares what it "
-                               f"explains, and an INSERT's output is a table or a file{READ_ONLY}")
+        raise click.UsageError(f"EXPLAIN of a statement other than SELECT (but EXPLAIN AST or SYNTAX): the engine "
+                               f"builds what it explains, up to an INSERT's table or file{READ_ONLY}")
     # The client asks for a format of its own: one of the query's, even Native, breaks the reply.
     # The engine's formatting writes the keyword upper-case, and string literals are left out; a
     # FORMAT clause is an identifier among the root's children (a column named FORMAT is not).
