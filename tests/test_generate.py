@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import threading
 import time
 from collections import Counter
@@ -417,7 +418,19 @@ def test_files_it_did_not_write_are_never_replaced(tmp_path):
     assert result.stderr.strip() == (f"error: {blocker} is a file where the days to write need a folder; nothing was "
                                      "written: move it away, or choose another output directory (--out)")
     blocker.unlink()
+    blocker.symlink_to(tmp_path / "nowhere")  # a broken link cannot be made a folder either
+    result = run_ecom("generate", "--start", "2026-09-01", "--days", "2", "--orders-per-day", "20", "--quiet",
+                      "--out", str(raw), env=env, check=False)
+    assert result.returncode == 1 and f"error: {blocker} is a file where" in result.stderr, result.stderr
+    blocker.unlink()
     assert file_digest(raw) == before
+
+    # The top's `_` and `.` names are not exports: a warehouse kept in the raw folder, a repository.
+    shutil.rmtree(raw)
+    for kept in (raw / "_warehouse" / "metadata" / "bronze.sql", raw / ".git" / "HEAD"):
+        kept.parent.mkdir(parents=True)
+        kept.write_text("x\n")
+    run_ecom("generate", "--start", "2026-09-01", "--days", "1", "--orders-per-day", "20", "--quiet", env=env)
 
 
 def test_only_its_own_world_is_written_again(tmp_path):

@@ -80,7 +80,8 @@ from ecom import world
 from ecom.contract import COLUMNS, ENTITIES, MAX_ORDERS_PER_DAY, MAX_SEED, relative_path, unloadable_days
 
 MANIFEST_DIR = "_manifest"
-GENERATOR_VERSION = 1
+# Recorded in each day's manifest: what wrote its bytes (2: a test order's `is_test` spelt every way).
+GENERATOR_VERSION = 2
 
 # -- value sets and source conventions --------------------------------------------------------
 
@@ -1971,6 +1972,18 @@ class ForeignFiles(ValueError):
     """The days to write already hold CSV files that the generator did not write."""
 
 
+def _first_file(out_dir: Path) -> Path | None:
+    """A file under `out_dir` by name order, but for the top's `_` and `.` names, which the loader
+    does not search either (a warehouse kept in `_warehouse`, `.git`), and names starting with `.`."""
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        top = Path(dirpath) == out_dir
+        dirnames[:] = sorted(d for d in dirnames if not (d.startswith(".") or (top and d.startswith("_"))))
+        for name in sorted(filenames):
+            if not (name.startswith(".") or (top and name.startswith("_"))):
+                return Path(dirpath, name)
+    return None
+
+
 def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple) -> None:
     """Refuse, before anything is written, a run that would replace what is not its own.
 
@@ -1987,8 +2000,7 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
     # them would land beside real ones, their keys (C-000001) mixed with the real customers'.
     other = None
     if out_dir.is_dir() and not (out_dir / MANIFEST_DIR).is_dir():  # else made by the run, or a file as --out
-        other = next((path for path in sorted(out_dir.rglob("*"))
-                      if not path.name.startswith(".") and not path.is_dir()), None)
+        other = _first_file(out_dir)
     if other is not None:
         raise ForeignFiles(f"{out_dir} holds files the generator did not write ({other.relative_to(out_dir)}; "
                            f"it has no {MANIFEST_DIR}/ of its manifests); nothing was written: choose another output "
@@ -2000,7 +2012,8 @@ def _check_days_to_write(out_dir: Path, start: date, days: int, world_key: tuple
             folder = Path(relative_path(entity, start + timedelta(days=i))).parent
             folders.update((folder, *folder.parents[:-1]))  # up to the entity's folder, not out_dir itself
     for folder in sorted(folders):
-        if (out_dir / folder).exists() and not (out_dir / folder).is_dir():
+        # a broken symbolic link exists not, and cannot be made a folder
+        if os.path.lexists(out_dir / folder) and not (out_dir / folder).is_dir():
             raise ForeignFiles(f"{out_dir / folder} is a file where the days to write need a folder; nothing was "
                                "written: move it away, or choose another output directory (--out)")
     for i in range(days):
