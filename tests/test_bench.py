@@ -48,7 +48,10 @@ def test_scales_keep_the_added_day_the_same_size():
      "histories would fall on different weekdays"),
     # Beyond the generator's bounds: refused before the cache is touched, not a traceback minutes in.
     (["--days", "7000"], "Invalid value for '--days': 7,000 days of 1x history make a world of 70,001 days from "
-     "2016-06-15, past 2149-06-06, the last day the pipeline can load; give fewer"),
+     "2016-06-15, past 2149-06-06, the last day the pipeline can load; give at most 4,851"),
+    (["--days", "364", "--lines", "400000000"], "Invalid value for '--lines': 400,000,000 order lines make a world "
+     "of 153,886,865 "
+     "orders, more than the 100,000,000 the generator holds in memory; give fewer --lines"),
     (["--lines", "10000000000"], "Invalid value for '--lines': 10,000,000,000 order lines over 70 days of 10x "
      "history need 54,945,055 orders a day, more than the generator's 1,000,000; give fewer --lines or more --days"),
     # An empty path is the working directory: its JSON could only fail once the run is over.
@@ -339,6 +342,10 @@ def test_a_damaged_cached_world_is_made_again_before_measuring(quick_run, tmp_pa
     extra.write_bytes(b"x")
     assert bench._differing(dataset.raw_dir, dataset.sizes) == [extra.relative_to(copy / "raw").as_posix()]
     extra.unlink()
+    # What the loader passes over does not count: a Finder's .DS_Store, an export still being written.
+    for ignored in (items[0].with_name(".DS_Store"), items[0].with_name(items[0].name + ".partial")):
+        ignored.write_bytes(b"x")
+    assert bench._differing(dataset.raw_dir, dataset.sizes) == []
 
     # A landing set that lost a file but kept its .complete mark is made again.
     landing = landing_dir(dataset, 10)

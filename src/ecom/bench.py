@@ -249,15 +249,12 @@ def _cached_world(info_path: Path, raw_dir: Path, generator: str) -> tuple[dict[
 
 
 def _differing(folder: Path, sizes: dict[str, int]) -> list[str]:
-    """The files under `folder` missing, added or of another size than `sizes` (relative path ->
-    bytes) says. Every file counts, not only `*.csv`: the loader reads (and rejects) a `.csv.gz`, a
-    `.txt` or a name without an ending too; the top's `_` and `.` names (the manifests, the landing
-    set's marker) are the generator's and the bench's own, which the loader leaves alone."""
-    found = {}
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if not relative.parts[0].startswith(("_", ".")) and (path.is_symlink() or not path.is_dir()):
-            found[relative.as_posix()] = path.lstat().st_size
+    """The files under `folder` the loader reads (`discover`: a `.csv.gz` or an export saved as
+    `.txt` too, which it rejects) missing, added or of another size than `sizes` (relative path ->
+    bytes) says."""
+    from ecom.load import discover
+
+    found = {raw.relative: raw.path.lstat().st_size for raw in discover(folder)}
     return sorted(r for r in found.keys() | sizes.keys() if found.get(r) != sizes.get(r))
 
 
@@ -1240,14 +1237,21 @@ def main(scale: Scale, cache_dir: Path, json_path: Path | None, postgres: bool, 
         raise click.BadParameter(f"{scale.days_1x} is not a multiple of 7, so the days added to the 1x and 10x "
                                  "histories would fall on different weekdays", param_hint="'--days'")
     # The generator's bounds, before the lock and the cache are touched.
+    from ecom.generate import MAX_WORLD_ORDERS
+
     if unloadable_days(ORIGIN, scale.days_total):
+        most = (LAST_DAY - ORIGIN).days // FACTOR // 7 * 7
         raise click.BadParameter(f"{scale.days_1x:,} days of 1x history make a world of {scale.days_total:,} days "
-                                 f"from {ORIGIN}, past {LAST_DAY}, the last day the pipeline can load; give fewer",
-                                 param_hint="'--days'")
+                                 f"from {ORIGIN}, past {LAST_DAY}, the last day the pipeline can load; give at most "
+                                 f"{most:,}", param_hint="'--days'")
     if scale.orders_per_day > MAX_ORDERS_PER_DAY:
         raise click.BadParameter(f"{scale.lines:,} order lines over {FACTOR * scale.days_1x:,} days of 10x history "
                                  f"need {scale.orders_per_day:,} orders a day, more than the generator's "
                                  f"{MAX_ORDERS_PER_DAY:,}; give fewer --lines or more --days", param_hint="'--lines'")
+    if (orders := scale.orders_per_day * scale.days_total) > MAX_WORLD_ORDERS:
+        raise click.BadParameter(f"{scale.lines:,} order lines make a world of {orders:,} orders, more than the "
+                                 f"{MAX_WORLD_ORDERS:,} the generator holds in memory; give fewer --lines",
+                                 param_hint="'--lines'")
     # Both paths are checked before the run, which takes minutes, rather than after it.
     problem = _unusable("--cache-dir (or ECOM_BENCH_DIR)", cache_dir, cache_dir)
     if json_path is not None:
