@@ -18,6 +18,7 @@ import html
 import json
 import math
 import os
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -303,10 +304,13 @@ def read_gold(client: Client) -> dict[str, Any]:
     try:
         data: dict[str, Any] = {name: _columns(client, query) for name, query in QUERIES.items()}
         data["kpis"] = _kpis(client)
-    except DatabaseError as exc:  # a mart without a column the page reads: gold of an earlier version
-        raise ReportError(f"reading gold failed ({_engine_message(exc)}); if gold was built by an earlier "
-                          "version, build it with `ecom run` (or `ecom run --full-refresh` when it says so) and "
-                          "write the page again") from None
+    except DatabaseError as exc:
+        remedy = ""
+        if re.search(r"\((UNKNOWN_IDENTIFIER|NO_SUCH_COLUMN_IN_TABLE|THERE_IS_NO_COLUMN)\)", str(exc)):
+            # a mart without a column the page reads: gold of an earlier version
+            remedy = ("; gold was built by an earlier version: build it with `ecom run` (or `ecom run "
+                      "--full-refresh` when it says so) and write the page again")
+        raise ReportError(f"reading gold failed ({_engine_message(exc)}){remedy}") from None
     data["sources"] = {chart_id: marts for chart_id, (_, marts, _) in CHARTS.items()}
     return data
 
@@ -438,7 +442,7 @@ def fig_daily_revenue(data: dict[str, Any]) -> go.Figure:
                       data["revenue_by_country"]["net_revenue_usd"], strict=True))
     for code in sorted(per_country, key=lambda c: (-totals.get(c, 0), c)):
         days, revenue, orders = per_country[code]
-        series.append((f"{names.get(code, code)} ({code})", every, _on_every_day(every, days, revenue),
+        series.append((_text(f"{names.get(code, code)} ({code})"), every, _on_every_day(every, days, revenue),
                        _on_every_day(every, days, orders)))
     for index, (label, days, revenue, orders) in enumerate(series):
         visible = index == 0
