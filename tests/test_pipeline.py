@@ -477,10 +477,10 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         [lost_payment] = fetch(client, "SELECT payment_id FROM silver.payments ORDER BY payment_id LIMIT 1")[0]
         [(dearer_order, dearer_line)] = fetch(client, "SELECT order_id, line_number FROM gold.fct_order_items "
                                                       f"WHERE order_id != '{lost_order}' ORDER BY order_id LIMIT 1")
-        [gone_order, stale_order, moved_order, unmapped_order, orphaned_order] = [row[0] for row in fetch(
+        [gone_order, stale_order, moved_order, unmapped_order, orphaned_order, rated_order] = [row[0] for row in fetch(
             client, "SELECT order_id FROM gold.fct_orders WHERE customer_key != '-1' AND order_id IN (SELECT order_id "
                     f"FROM gold.fct_order_items WHERE product_id != '-1') AND order_id NOT IN ('{lost_order}', "
-                    f"'{dearer_order}') ORDER BY order_id LIMIT 5")]
+                    f"'{dearer_order}') ORDER BY order_id LIMIT 6")]
         client.command(f"DELETE FROM silver.payments WHERE payment_id = '{lost_payment}'")
         client.command("ALTER TABLE gold.fct_order_items UPDATE customer_key = 'no-such-customer' "
                        f"WHERE order_id = '{lost_order}' AND line_number = {lost_line} SETTINGS mutations_sync = 2")
@@ -498,6 +498,9 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                        f"WHERE order_id = '{unmapped_order}' SETTINGS mutations_sync = 2")
         client.command("ALTER TABLE gold.fct_orders UPDATE customer_key = '-1' "
                        f"WHERE order_id = '{orphaned_order}' SETTINGS mutations_sync = 2")
+        # An order's lines at another FX rate than their order (the product marts read theirs).
+        client.command("ALTER TABLE gold.fct_order_items UPDATE usd_per_unit = usd_per_unit * 2 "
+                       f"WHERE order_id = '{rated_order}' SETTINGS mutations_sync = 2")
         # A bronze row landed twice under the same batch and row number fails the source's
         # uniqueness test with one failing combination. The test is scoped: it passed before,
         # and reads the batches of the rows written since (the copy is a new block). A lineage
@@ -526,7 +529,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     result = dbt("test", "-s", lines_test, payments_test, orders_test, keys_test, late_test,
                  "source:bronze.order_items", rates_test, blank_test, env=full)
     assert result.returncode != 0, result.stdout[-2000:]
-    assert f"FAIL 4 {lines_test}" in result.stdout, result.stdout[-2000:]
+    assert f"FAIL 5 {lines_test}" in result.stdout, result.stdout[-2000:]
     assert f"FAIL 2 {orders_test}" in result.stdout, result.stdout[-2000:]
     for test in (payments_test, keys_test, "source_unique_combination_of_columns_bronze_order_items",
                  "source_lineage_columns_not_nullable_bronze_order_items"):
@@ -539,6 +542,7 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
             (dearer_order, "lines differ between silver.order_items and fct_order_items"),  # not silver's amount
             (dearer_order, "order totals differ from its lines"),
             (moved_order, "lines differ between silver.order_items and fct_order_items"),
+            (rated_order, "lines carry another FX rate than their order"),
         ])
         assert sorted(fetch(client, (compiled / f"{orders_test}.sql").read_text())) == sorted([
             (gone_order, "not in silver.orders"), (stale_order, "differs from silver.orders (a stale version?)")])

@@ -1,7 +1,8 @@
 {#- Lines and orders agree: fct_order_items holds exactly the silver lines whose header is in
-    fct_orders (which holds exactly the silver headers: gold_fct_orders_match_silver), and each
+    fct_orders (which holds exactly the silver headers: gold_fct_orders_match_silver), each
     order’s line count, quantity and gross amount in fct_orders are the sums of its lines in
-    fct_order_items.
+    fct_order_items, and each line carries its order’s FX rate (the product marts read the
+    lines’ USD amounts; gold_usd_amounts_at_the_seeds_rates holds the orders’ rates to the seed).
 
     First the three tables as a whole (`tables_agree`), by checksums that need no grouping:
     the count and the sum of a hash of each line (order_id, line_number and the columns taken
@@ -50,7 +51,8 @@ fct_lines as (
         sum(cityHash64(order_id, {{ fct_line | join(', ') }})) as line_checksum,
         sum(bitOr(cityHash64(order_id), 1)) as weighted_lines,
         sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(quantity))) as weighted_quantity,
-        sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(line_amount * 100))) as weighted_amount
+        sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(line_amount * 100))) as weighted_amount,
+        sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(usd_per_unit * 100000000))) as weighted_rate
     from {{ ref('fct_order_items') }}
 ),
 
@@ -58,7 +60,9 @@ headers as (
     select
         sum(bitOr(cityHash64(order_id), 1) * toUInt64(line_count)) as weighted_lines,
         sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(item_quantity))) as weighted_quantity,
-        sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(gross_line_amount * 100))) as weighted_amount
+        sum(bitOr(cityHash64(order_id), 1) * reinterpretAsUInt64(toInt64(gross_line_amount * 100))) as weighted_amount,
+        sum(bitOr(cityHash64(order_id), 1) * toUInt64(line_count)
+            * reinterpretAsUInt64(toInt64(usd_per_unit * 100000000))) as weighted_rate
     from {{ ref('fct_orders') }}
 ),
 
@@ -68,7 +72,8 @@ tables_agree as (
         and silver_lines_with_header.line_checksum = fct_lines.line_checksum
         and headers.weighted_lines = fct_lines.weighted_lines
         and headers.weighted_quantity = fct_lines.weighted_quantity
-        and headers.weighted_amount = fct_lines.weighted_amount as agree
+        and headers.weighted_amount = fct_lines.weighted_amount
+        and headers.weighted_rate = fct_lines.weighted_rate as agree
     from silver_lines_with_header
     cross join fct_lines
     cross join headers
@@ -82,7 +87,8 @@ order_rows as (
         'silver_line' as side,
         cityHash64({{ silver_line | join(', ') }}) as line_hash,
         toInt64(0) as signed_quantity,
-        toDecimal128(0, 2) as signed_amount
+        toDecimal128(0, 2) as signed_amount,
+        toDecimal128(0, 8) as signed_rate
     from {{ ref('order_items') }}
     where not (select tables_agree.agree from tables_agree)
 
@@ -93,11 +99,12 @@ order_rows as (
         'fct_line' as side,
         cityHash64({{ fct_line | join(', ') }}) as line_hash,
         toInt64(quantity) as signed_quantity,
-        toDecimal128(line_amount, 2) as signed_amount
+        toDecimal128(line_amount, 2) as signed_amount,
+        toDecimal128(usd_per_unit, 8) as signed_rate
     from {{ ref('fct_order_items') }}
     where not (select tables_agree.agree from tables_agree)
 
-    {#- The order’s totals, negated: with its lines they add up to 0. #}
+    {#- The order’s totals, negated, and its rate once per line: with its lines they add up to 0. #}
     union all
 
     select
@@ -105,7 +112,8 @@ order_rows as (
         'fct_order' as side,
         toUInt64(line_count) as line_hash,
         -item_quantity as signed_quantity,
-        -toDecimal128(gross_line_amount, 2) as signed_amount
+        -toDecimal128(gross_line_amount, 2) as signed_amount,
+        -toDecimal128(usd_per_unit, 8) * line_count as signed_rate
     from {{ ref('fct_orders') }}
     where not (select tables_agree.agree from tables_agree)
 ),
@@ -120,7 +128,8 @@ orders as (
         sumIf(line_hash, side = 'fct_line') as fct_line_numbers,
         sumIf(line_hash, side = 'fct_order') as header_line_count,
         sum(signed_quantity) as quantity_difference,
-        sum(signed_amount) as amount_difference
+        sum(signed_amount) as amount_difference,
+        sum(signed_rate) as rate_difference
     from order_rows
     group by hashed_key
 ),
@@ -139,6 +148,10 @@ failing as (
             has_header
             and (header_line_count != fct_lines or quantity_difference != 0 or amount_difference != 0),
             'order totals differ from its lines'
+        ),
+        (
+            has_header and header_line_count = fct_lines and rate_difference != 0,
+            'lines carry another FX rate than their order'
         )
     ] as finding
     where finding.1
