@@ -518,6 +518,13 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
                        f"WHERE currency = '{currency}' AND month = '{month}' SETTINGS mutations_sync = 2")
         client.command("ALTER TABLE reference.countries UPDATE country_name = ' ' WHERE country_code = 'DE' "
                        "SETTINGS mutations_sync = 2")
+        # A day lost from the reconciliation, which the test of its rows alone cannot see, and a
+        # day in the data-quality mart that the reconciliation does not hold.
+        [(entity, day)] = fetch(client, "SELECT entity, file_date FROM silver.reconciliation "
+                                        "ORDER BY entity, file_date LIMIT 1")
+        client.command(f"DELETE FROM silver.reconciliation WHERE entity = '{entity}' AND file_date = '{day}'")
+        client.command("INSERT INTO gold.mart_data_quality SELECT * REPLACE (toDate('2000-01-01') AS file_date) "
+                       "FROM gold.mart_data_quality WHERE metric = 'quarantined_rows' AND value > 0 LIMIT 1")
     # Each fails its gold test: the tests of lines against their orders and of payments against
     # silver, which compare checksums of the whole tables first and then group by a hash of the
     # id, name the orders and the payment; the test of the orders the orders; the relationships
@@ -526,8 +533,10 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
     orders_test, late_test = "gold_fct_orders_match_silver", "gold_late_members_resolved"
     keys_test = "relationships_present_fct_order_items_customer_key__customer_key__ref_dim_customers_"
     rates_test, blank_test = "gold_usd_amounts_at_the_seeds_rates", "not_blank_countries_country_name"
+    landed_test = "silver_reconciliation_counts_every_landed_row"
+    quality_test = "gold_data_quality_matches_reconciliation"
     result = dbt("test", "-s", lines_test, payments_test, orders_test, keys_test, late_test,
-                 "source:bronze.order_items", rates_test, blank_test, env=full)
+                 "source:bronze.order_items", rates_test, blank_test, landed_test, quality_test, env=full)
     assert result.returncode != 0, result.stdout[-2000:]
     assert f"FAIL 5 {lines_test}" in result.stdout, result.stdout[-2000:]
     assert f"FAIL 2 {orders_test}" in result.stdout, result.stdout[-2000:]
@@ -536,6 +545,8 @@ def test_day_by_day_incremental_runs_equal_one_full_refresh_and_a_planted_fault_
         assert f"FAIL 1 {test}" in result.stdout, result.stdout[-2000:]
     assert re.search(rf"FAIL \d+ {rates_test}", result.stdout), result.stdout[-2000:]
     assert f"FAIL 1 {blank_test}" in result.stdout, result.stdout[-2000:]
+    assert f"FAIL 1 {landed_test}" in result.stdout, result.stdout[-2000:]
+    assert re.search(rf"FAIL [12] {quality_test}", result.stdout), result.stdout[-2000:]
     with connect(full) as client:
         assert sorted(fetch(client, (compiled / f"{lines_test}.sql").read_text())) == sorted([
             (lost_order, "lines differ between silver.order_items and fct_order_items"),
