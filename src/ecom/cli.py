@@ -295,9 +295,15 @@ def load_command(raw_dir: Path, start: date | None, end: date | None, wait: floa
     """
     _check_range(start, end)
     settings = _settings(raw_dir)
+    waited = time.monotonic()
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
-        code = _run_load(settings, start, end, wait, quiet)
+        code = _run_load(settings, start, end, _left(wait, waited), quiet)
     sys.exit(code)
+
+
+def _left(wait: float, since: float) -> float:
+    """What is left of --wait after the wait for the pipeline lock, for the engine's: one budget."""
+    return max(0.0, wait - (time.monotonic() - since))
 
 
 def dbt(*args: str, settings: Settings | None = None, wait: float = 0.0) -> int:
@@ -424,8 +430,9 @@ def run(day: date | None, start: date | None, end: date | None, full_refresh: bo
     from ecom.warehouse import session
 
     reference_current: list[bool] = []
+    waited = time.monotonic()
     with pipeline_lock(settings.chdb_path, wait) if settings.embedded else nullcontext():
-        code = _run_load(settings, start, end, wait, quiet, then=lambda client: reference_current.append(
+        code = _run_load(settings, start, end, _left(wait, waited), quiet, then=lambda client: reference_current.append(
             not full_refresh and reference.is_current(client, project_dir())))
         if code == 1:
             sys.exit(1)
