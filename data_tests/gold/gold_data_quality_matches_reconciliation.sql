@@ -37,5 +37,5 @@ from reconciliation
 full join mart using (entity, file_date)
 where reconciliation.quarantined_rows != mart.quarantined_rows
     or reconciliation.duplicate_rows != mart.duplicate_rows
-{#- The engine's default, pinned: a side without the day holds 0s, not NULLs that compare to nothing. #}
+{#- The engine’s default, pinned: a side without the day holds 0s, not NULLs that compare to nothing. #}
 settings join_use_nulls = 0

@@ -35,5 +35,5 @@ select
 from logged
 full join counted using (entity, file_date)
 where logged_rows != bronze_rows
-{#- The engine's default, pinned: a side without the day holds 0s, not NULLs that compare to nothing. #}
+{#- The engine’s default, pinned: a side without the day holds 0s, not NULLs that compare to nothing. #}
 settings join_use_nulls = 0
