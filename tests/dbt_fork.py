@@ -55,9 +55,13 @@ class _Server:
         atexit.register(self.process.stdin.close)  # the server ends at the end of its input
 
     def reply(self, deadline: float | None) -> int:
+        # poll, not select: select takes no descriptor from 1024 on, and a test process that opened
+        # many warehouses in-process (the engine keeps their files open) starts its server there.
+        poller = select.poll()
+        poller.register(self.process.stdout, select.POLLIN)
         while b"\n" not in self.pending:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not select.select([self.process.stdout], [], [], left)[0]:
+            if not poller.poll(None if left is None else left * 1000):
                 raise TimeoutError
             chunk = os.read(self.process.stdout.fileno(), 4096)
             if not chunk:
